@@ -1,0 +1,21 @@
+//! The shared foundation of strata's crates.
+//!
+//! * [`fs`]: the narrow file layer every on-disk read and write of the engine goes through,
+//!   with [`fs::OsFileSystem`] for real disks and [`sim::SimFileSystem`], an in-memory
+//!   implementation that simulates power loss and injects I/O errors for tests.
+//! * [`Error`]: the one error vocabulary (corruption with file and offset, I/O, misuse).
+//! * [`key`]: internal keys (user key + sequence number + kind) and their one ordering.
+//! * [`coding`]: bounds-checked varint and fixed-width integer coding for decoders.
+//!
+//! `strata-wal` and `strata-sstable` depend on this crate and on nothing of each other, so
+//! the dependency arrows stay one-way: `core` <- `wal`, `sstable` <- `compaction` <- `engine`.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod coding;
+mod error;
+pub mod fs;
+pub mod key;
+pub mod sim;
+
+pub use error::{Error, IoResultExt, Result};
