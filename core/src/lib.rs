@@ -15,6 +15,7 @@
 pub mod coding;
 mod error;
 pub mod fs;
+pub mod iter;
 pub mod key;
 pub mod sim;
 
