@@ -1,1 +1,26 @@
-//! (filled by its issue)
+//! The shape of strata's LSM tree and how it changes.
+//!
+//! * [`FileMeta`]: what the tree knows about one table file.
+//! * [`Version`]: the immutable set of live tables per level ([`NUM_LEVELS`] levels).
+//! * [`VersionEdit`]: one change to it (tables added and deleted, counters moved).
+//! * [`Manifest`]: the log of edits on disk, and `CURRENT`, which names the live manifest;
+//!   recovery replays it into a [`RecoveredState`].
+//! * [`file_name`](table_file_name) helpers and [`parse_file_name`] for the files of a
+//!   database directory.
+//!
+//! The on-disk formats are documented byte by byte in `docs/format/manifest.md`.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod file_meta;
+mod file_name;
+mod version;
+mod version_edit;
+
+pub use file_meta::FileMeta;
+pub use file_name::{
+    log_file_name, manifest_file_name, parse_file_name, table_file_name, temp_file_name,
+    FileKind, CURRENT_FILE_NAME, CURRENT_TEMP_FILE_NAME, LOCK_FILE_NAME,
+};
+pub use version::{Version, NUM_LEVELS};
+pub use version_edit::VersionEdit;

@@ -1,1 +1,4 @@
-//! (filled by its issue)
+//! strata (work in progress)
+mod db_iter;
+mod memtable;
+mod merge;

@@ -1,0 +1,88 @@
+//! [`FileMeta`]: what the tree knows about one table file without opening it.
+
+use strata_core::key::{InternalKey, SeqNo};
+
+/// The metadata of one table file, as recorded in the manifest.
+///
+/// `smallest` and `largest` are the first and last encoded internal keys of the table (in
+/// [`strata_core::key::compare_internal`] order), so the table's user-key range is
+/// `smallest.user_key() ..= largest.user_key()`.
+///
+/// ```
+/// use strata_compaction::FileMeta;
+/// use strata_core::key::{InternalKey, ValueKind};
+/// let f = FileMeta {
+///     number: 7,
+///     file_size: 4096,
+///     smallest: InternalKey::new(b"apple", 12, ValueKind::Put),
+///     largest: InternalKey::new(b"melon", 3, ValueKind::Delete),
+///     smallest_seq: 3,
+///     largest_seq: 12,
+///     num_entries: 100,
+///     num_deletions: 1,
+/// };
+/// assert!(f.contains_user_key(b"banana"));
+/// assert!(!f.contains_user_key(b"zucchini"));
+/// assert!(f.overlaps_user_range(b"m", b"z"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The file number: the table lives in [`crate::table_file_name`]`(number)`.
+    pub number: u64,
+    /// Size of the table file in bytes.
+    pub file_size: u64,
+    /// The table's first internal key.
+    pub smallest: InternalKey,
+    /// The table's last internal key.
+    pub largest: InternalKey,
+    /// The smallest sequence number of any entry in the table.
+    pub smallest_seq: SeqNo,
+    /// The largest sequence number of any entry in the table (orders L0 files by age).
+    pub largest_seq: SeqNo,
+    /// Number of entries (puts and deletes).
+    pub num_entries: u64,
+    /// Number of tombstones among the entries.
+    pub num_deletions: u64,
+}
+
+impl FileMeta {
+    /// The user key of [`FileMeta::smallest`].
+    pub fn smallest_user_key(&self) -> &[u8] {
+        self.smallest.user_key()
+    }
+
+    /// The user key of [`FileMeta::largest`].
+    pub fn largest_user_key(&self) -> &[u8] {
+        self.largest.user_key()
+    }
+
+    /// Whether `user_key` lies in the table's user-key range.
+    pub fn contains_user_key(&self, user_key: &[u8]) -> bool {
+        self.smallest_user_key() <= user_key && user_key <= self.largest_user_key()
+    }
+
+    /// Whether the table's user-key range intersects `smallest ..= largest`.
+    pub fn overlaps_user_range(&self, smallest: &[u8], largest: &[u8]) -> bool {
+        self.smallest_user_key() <= largest && smallest <= self.largest_user_key()
+    }
+
+    /// Checks what a decoder cannot: well-formed keys in order and sequence numbers in order.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.smallest.parse().is_none() || self.largest.parse().is_none() {
+            return Err(format!("table {} has a malformed smallest or largest key", self.number));
+        }
+        if self.smallest > self.largest {
+            return Err(format!(
+                "table {}: smallest key {:?} sorts after largest key {:?}",
+                self.number, self.smallest, self.largest
+            ));
+        }
+        if self.smallest_seq > self.largest_seq {
+            return Err(format!(
+                "table {}: smallest_seq {} > largest_seq {}",
+                self.number, self.smallest_seq, self.largest_seq
+            ));
+        }
+        Ok(())
+    }
+}
