@@ -129,8 +129,17 @@ mod tests {
     #[test]
     fn non_canonical_names_are_rejected() {
         for bad in [
-            "0000012.sst", "12.sst", "+00012.sst", "000012.sst.bak", "000012.SST", ".sst",
-            "MANIFEST-", "MANIFEST-12", "MANIFEST-+00012", "CURRENT.bak", "lock",
+            "0000012.sst",
+            "12.sst",
+            "+00012.sst",
+            "000012.sst.bak",
+            "000012.SST",
+            ".sst",
+            "MANIFEST-",
+            "MANIFEST-12",
+            "MANIFEST-+00012",
+            "CURRENT.bak",
+            "lock",
             "99999999999999999999.log",
         ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");

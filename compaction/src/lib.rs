@@ -5,8 +5,8 @@
 //! * [`VersionEdit`]: one change to it (tables added and deleted, counters moved).
 //! * [`Manifest`]: the log of edits on disk, and `CURRENT`, which names the live manifest;
 //!   recovery replays it into a [`RecoveredState`].
-//! * [`file_name`](table_file_name) helpers and [`parse_file_name`] for the files of a
-//!   database directory.
+//! * File names ([`table_file_name`], [`log_file_name`], [`manifest_file_name`], ...) and
+//!   [`parse_file_name`], for the engine's cleanup of obsolete files.
 //!
 //! The on-disk formats are documented byte by byte in `docs/format/manifest.md`.
 #![warn(missing_docs)]
@@ -14,13 +14,15 @@
 
 mod file_meta;
 mod file_name;
+mod manifest;
 mod version;
 mod version_edit;
 
 pub use file_meta::FileMeta;
 pub use file_name::{
-    log_file_name, manifest_file_name, parse_file_name, table_file_name, temp_file_name,
-    FileKind, CURRENT_FILE_NAME, CURRENT_TEMP_FILE_NAME, LOCK_FILE_NAME,
+    log_file_name, manifest_file_name, parse_file_name, table_file_name, temp_file_name, FileKind,
+    CURRENT_FILE_NAME, CURRENT_TEMP_FILE_NAME, LOCK_FILE_NAME,
 };
+pub use manifest::{Manifest, RecoveredState, MANIFEST_FORMAT_VERSION, MANIFEST_MAGIC};
 pub use version::{Version, NUM_LEVELS};
 pub use version_edit::VersionEdit;

@@ -93,9 +93,8 @@ impl Version {
                 continue;
             }
             if level == 0 {
-                files.sort_by(|a, b| {
-                    (b.largest_seq, b.number).cmp(&(a.largest_seq, a.number))
-                });
+                // Newest first: a read must see the latest version of a key before older ones.
+                files.sort_by_key(|f| std::cmp::Reverse((f.largest_seq, f.number)));
             } else {
                 files.sort_by(|a, b| a.smallest.cmp(&b.smallest));
                 check_disjoint(level, files).map_err(Error::InvalidArgument)?;
@@ -197,7 +196,8 @@ impl Version {
         &'a self,
         user_key: &'a [u8],
     ) -> impl Iterator<Item = (usize, &'a Arc<FileMeta>)> + 'a {
-        let l0 = self.files(0).iter().filter(move |f| f.contains_user_key(user_key)).map(|f| (0, f));
+        let l0 =
+            self.files(0).iter().filter(move |f| f.contains_user_key(user_key)).map(|f| (0, f));
         let deeper = (1..NUM_LEVELS).filter_map(move |level| {
             let files = self.files(level);
             let i = files.partition_point(|f| f.largest_user_key() < user_key);
@@ -239,4 +239,253 @@ fn check_disjoint(level: usize, files: &[Arc<FileMeta>]) -> std::result::Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+    use strata_core::key::{InternalKey, ValueKind};
+
+    fn table(number: u64, lo: u8, hi: u8, seq: u64) -> FileMeta {
+        FileMeta {
+            number,
+            file_size: 10 + number,
+            smallest: InternalKey::new(&[lo], seq, ValueKind::Put),
+            largest: InternalKey::new(&[hi], seq, ValueKind::Put),
+            smallest_seq: seq,
+            largest_seq: seq,
+            num_entries: 1,
+            num_deletions: 0,
+        }
+    }
+
+    /// An abstract step; the model turns it into a valid (or deliberately invalid) edit.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Flush { lo: u8, span: u8 },
+        Compact { level: usize, pick: usize },
+        Move { level: usize, pick: usize },
+        DeleteMissing { level: usize, number: u64 },
+        AddDuplicate { pick: usize, level: usize },
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (0u8..60, 0u8..20).prop_map(|(lo, span)| Step::Flush { lo, span }),
+            3 => (0..NUM_LEVELS - 1, any::<usize>()).prop_map(|(level, pick)| Step::Compact { level, pick }),
+            1 => (0..NUM_LEVELS - 1, any::<usize>()).prop_map(|(level, pick)| Step::Move { level, pick }),
+            1 => (0..NUM_LEVELS, 0u64..200).prop_map(|(level, number)| Step::DeleteMissing { level, number }),
+            1 => (any::<usize>(), 0..NUM_LEVELS).prop_map(|(pick, level)| Step::AddDuplicate { pick, level }),
+        ]
+    }
+
+    /// The model: level -> set of file numbers, and every table's (lo, hi, seq).
+    #[derive(Default)]
+    struct Model {
+        levels: BTreeMap<usize, BTreeSet<u64>>,
+        meta: BTreeMap<u64, (u8, u8, u64)>,
+        next_number: u64,
+        next_seq: u64,
+    }
+
+    impl Model {
+        fn level(&self, level: usize) -> Vec<u64> {
+            self.levels.get(&level).map(|s| s.iter().copied().collect()).unwrap_or_default()
+        }
+        fn overlapping(&self, level: usize, lo: u8, hi: u8) -> Vec<u64> {
+            self.level(level)
+                .into_iter()
+                .filter(|n| {
+                    let (a, b, _) = self.meta[n];
+                    a <= hi && lo <= b
+                })
+                .collect()
+        }
+        fn meta_of(&self, n: u64) -> FileMeta {
+            let (lo, hi, seq) = self.meta[&n];
+            table(n, lo, hi, seq)
+        }
+        /// Expected read order for a key, computed by brute force.
+        fn read_order(&self, key: u8) -> Vec<(usize, u64)> {
+            let mut l0: Vec<u64> = self.overlapping(0, key, key);
+            l0.sort_by_key(|n| std::cmp::Reverse((self.meta[n].2, *n)));
+            let mut out: Vec<(usize, u64)> = l0.into_iter().map(|n| (0, n)).collect();
+            for level in 1..NUM_LEVELS {
+                let hits = self.overlapping(level, key, key);
+                assert!(hits.len() <= 1);
+                out.extend(hits.into_iter().map(|n| (level, n)));
+            }
+            out
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn apply_matches_model(steps in proptest::collection::vec(arb_step(), 1..60)) {
+            let mut model = Model { next_number: 1, next_seq: 1, ..Model::default() };
+            let mut version = Version::default();
+            for step in steps {
+                let mut edit = VersionEdit::default();
+                let mut valid = true;
+                let mut adds = Vec::new(); // (level, number, lo, hi, seq)
+                let mut dels = Vec::new(); // (level, number)
+                match step {
+                    Step::Flush { lo, span } => {
+                        let hi = lo.saturating_add(span);
+                        adds.push((0, model.next_number, lo, hi, model.next_seq));
+                        model.next_number += 1;
+                        model.next_seq += 1;
+                    }
+                    Step::Compact { level, pick } => {
+                        let files = model.level(level);
+                        if files.is_empty() { continue; }
+                        let first = files[pick % files.len()];
+                        let (lo, hi, _) = model.meta[&first];
+                        let mut inputs = vec![(level, first)];
+                        let (mut lo2, mut hi2) = (lo, hi);
+                        for n in model.overlapping(level + 1, lo, hi) {
+                            let (a, b, _) = model.meta[&n];
+                            lo2 = lo2.min(a);
+                            hi2 = hi2.max(b);
+                            inputs.push((level + 1, n));
+                        }
+                        // The output covers the union, so it overlaps nothing else below.
+                        for n in model.overlapping(level + 1, lo2, hi2) {
+                            if !inputs.contains(&(level + 1, n)) {
+                                let (a, b, _) = model.meta[&n];
+                                lo2 = lo2.min(a);
+                                hi2 = hi2.max(b);
+                                inputs.push((level + 1, n));
+                            }
+                        }
+                        let seq = inputs.iter().map(|(_, n)| model.meta[n].2).max().unwrap_or(0);
+                        dels = inputs;
+                        adds.push((level + 1, model.next_number, lo2, hi2, seq));
+                        model.next_number += 1;
+                    }
+                    Step::Move { level, pick } => {
+                        let files = model.level(level);
+                        if files.is_empty() { continue; }
+                        let n = files[pick % files.len()];
+                        let (lo, hi, seq) = model.meta[&n];
+                        valid = model.overlapping(level + 1, lo, hi).is_empty();
+                        dels.push((level, n));
+                        adds.push((level + 1, n, lo, hi, seq));
+                    }
+                    Step::DeleteMissing { level, number } => {
+                        valid = model.level(level).contains(&number);
+                        dels.push((level, number));
+                    }
+                    Step::AddDuplicate { pick, level } => {
+                        let all: Vec<u64> = model.meta.keys().copied().collect();
+                        if all.is_empty() { continue; }
+                        let n = all[pick % all.len()];
+                        let (lo, hi, seq) = model.meta[&n];
+                        valid = false;
+                        adds.push((level, n, lo, hi, seq));
+                    }
+                }
+                for &(level, n) in &dels {
+                    edit.deleted_files.push((level, n));
+                }
+                for &(level, n, lo, hi, seq) in &adds {
+                    edit.new_files.push((level, table(n, lo, hi, seq)));
+                }
+                let result = version.apply(&edit);
+                prop_assert_eq!(result.is_ok(), valid, "edit {:?}", edit);
+                if let Ok(next) = result {
+                    for (level, n) in dels {
+                        model.levels.entry(level).or_default().remove(&n);
+                        model.meta.remove(&n);
+                    }
+                    for (level, n, lo, hi, seq) in adds {
+                        model.levels.entry(level).or_default().insert(n);
+                        model.meta.insert(n, (lo, hi, seq));
+                    }
+                    version = next;
+                }
+                prop_assert_eq!(version.check_invariants(), Ok(()));
+                for level in 0..NUM_LEVELS {
+                    let mut got: Vec<u64> = version.files(level).iter().map(|f| f.number).collect();
+                    got.sort_unstable();
+                    prop_assert_eq!(got, model.level(level));
+                    for f in version.files(level) {
+                        prop_assert_eq!(&**f, &model.meta_of(f.number));
+                    }
+                    let bytes: u64 = model.level(level).iter().map(|n| 10 + n).sum();
+                    prop_assert_eq!(version.level_bytes(level), bytes);
+                }
+                let mut live: Vec<u64> = version.live_file_numbers().collect();
+                live.sort_unstable();
+                prop_assert_eq!(live, model.meta.keys().copied().collect::<Vec<_>>());
+                for key in (0u8..90).step_by(7) {
+                    let got: Vec<(usize, u64)> =
+                        version.files_for_get(&[key]).map(|(l, f)| (l, f.number)).collect();
+                    prop_assert_eq!(got, model.read_order(key));
+                }
+                for (lo, hi) in [(0u8, 255u8), (10, 20), (35, 35), (70, 90)] {
+                    for level in 0..NUM_LEVELS {
+                        let got: BTreeSet<u64> =
+                            version.overlapping_files(level, &[lo], &[hi]).iter().map(|f| f.number).collect();
+                        let want: BTreeSet<u64> = model.overlapping(level, lo, hi).into_iter().collect();
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                let rebuilt = Version::default().apply(&version.snapshot_edit()).ok();
+                prop_assert_eq!(rebuilt.as_ref(), Some(&version));
+            }
+        }
+    }
+
+    #[test]
+    fn l0_read_order_is_newest_first_with_ties_broken_by_number() {
+        let mut edit = VersionEdit::default();
+        edit.new_files.push((0, table(3, 0, 9, 5)));
+        edit.new_files.push((0, table(8, 0, 9, 5)));
+        edit.new_files.push((0, table(2, 0, 9, 7)));
+        edit.new_files.push((0, table(4, 5, 9, 9)));
+        edit.new_files.push((2, table(1, 0, 3, 1)));
+        let v = Version::default().apply(&edit).unwrap();
+        let order: Vec<(usize, u64)> = v.files_for_get(&[2]).map(|(l, f)| (l, f.number)).collect();
+        assert_eq!(order, [(0, 2), (0, 8), (0, 3), (2, 1)]);
+        let all: Vec<u64> = v.files(0).iter().map(|f| f.number).collect();
+        assert_eq!(all, [4, 2, 8, 3]);
+    }
+
+    #[test]
+    fn rejected_edits_leave_the_version_unchanged() {
+        let mut edit = VersionEdit::default();
+        edit.new_files.push((1, table(1, 0, 9, 1)));
+        let v = Version::default().apply(&edit).unwrap();
+
+        let mut overlap = VersionEdit::default();
+        overlap.new_files.push((1, table(2, 9, 12, 2)));
+        assert!(v.apply(&overlap).unwrap_err().to_string().contains("overlap"));
+
+        let mut reversed = VersionEdit::default();
+        reversed.new_files.push((2, table(3, 9, 1, 2)));
+        assert!(v.apply(&reversed).is_err());
+
+        let mut twice = VersionEdit::default();
+        twice.deleted_files.extend([(1, 1), (1, 1)]);
+        assert!(v.apply(&twice).is_err());
+
+        let mut bad_level = VersionEdit::default();
+        bad_level.new_files.push((NUM_LEVELS, table(4, 0, 1, 1)));
+        assert!(v.apply(&bad_level).is_err());
+        assert_eq!(v.num_files(1), 1);
+        assert!(v.files(NUM_LEVELS).is_empty());
+    }
+
+    #[test]
+    fn same_user_key_across_l1_tables_is_an_overlap() {
+        let mut edit = VersionEdit::default();
+        edit.new_files.push((1, table(1, 0, 5, 9)));
+        edit.new_files.push((1, table(2, 5, 7, 3)));
+        assert!(Version::default().apply(&edit).is_err());
+    }
 }

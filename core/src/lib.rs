@@ -17,6 +17,7 @@ mod error;
 pub mod fs;
 pub mod iter;
 pub mod key;
+pub mod merge;
 pub mod sim;
 
 pub use error::{Error, IoResultExt, Result};

@@ -1,4 +1,55 @@
-//! strata (work in progress)
+//! # strata
+//!
+//! An embedded, write-optimized LSM-tree key-value store.
+//!
+//! Writes append to a group-committed write-ahead log and a skiplist memtable; full
+//! memtables are flushed to immutable sorted tables (bloom filters, zstd-compressed,
+//! checksummed blocks, read through mmap). See `docs/design.md` for the architecture and
+//! `docs/format/` for every byte on disk.
+//!
+//! ```
+//! use strata::{Db, Options, Durability, WriteBatch};
+//! let dir = tempfile::tempdir()?;
+//! let db = Db::open(dir.path(), Options::default().durability(Durability::Sync))?;
+//! db.put(b"hello", b"world")?;
+//! assert_eq!(db.get(b"hello")?.as_deref(), Some(&b"world"[..]));
+//! for item in db.prefix(b"hel") {
+//!     let (key, value) = item?;
+//!     println!("{key:?} = {value:?}");
+//! }
+//! db.close()?;
+//! # Ok::<(), strata::Error>(())
+//! ```
+//!
+//! ## Durability
+//! Every write names (or inherits from [`Options::durability`]) one of four [`Durability`]
+//! levels: [`Durability::Sync`] survives power loss when the call returns;
+//! [`Durability::Buffered`] (the default) survives a crash of the process;
+//! [`Durability::Periodic`] adds a background `fdatasync` every interval; and
+//! [`Durability::None`] skips the log. A failed `fdatasync` or a failed background flush
+//! makes the database read-only ([`Error::Poisoned`]); reopening recovers what truly
+//! reached stable storage.
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod background;
+mod db;
 mod db_iter;
+mod histogram;
 mod memtable;
-mod merge;
+mod metrics;
+mod options;
+mod recovery;
+mod snapshot;
+mod table_cache;
+mod write;
+
+pub use bytes::Bytes;
+pub use db::Db;
+pub use histogram::HistogramSummary;
+pub use metrics::{LevelMetrics, Metrics, StallCause};
+pub use options::{Options, MAX_KEY_SIZE, MAX_VALUE_SIZE};
+pub use snapshot::{Iter, Snapshot};
+pub use strata_core::{Error, Result};
+pub use strata_sstable::Compression;
+pub use strata_wal::{Durability, RecoveryMode, WriteBatch};

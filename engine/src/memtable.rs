@@ -30,8 +30,12 @@ pub(crate) struct MemTable {
     approximate_bytes: AtomicUsize,
     /// Number of the WAL file whose records this memtable holds (0 when logging is off).
     wal_number: u64,
-    /// Highest sequence number inserted, for flush edits.
+    /// Highest sequence number inserted.
     max_seq: AtomicU64,
+    /// The last sequence number assigned to this memtable once it was made immutable
+    /// (`u64::MAX` while it is active): a flush waits until it is visible, which means every
+    /// write assigned to this memtable has finished inserting.
+    sealed_seq: AtomicU64,
 }
 
 impl MemTable {
@@ -41,6 +45,7 @@ impl MemTable {
             approximate_bytes: AtomicUsize::new(0),
             wal_number,
             max_seq: AtomicU64::new(0),
+            sealed_seq: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -72,10 +77,17 @@ impl MemTable {
         self.map.is_empty()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
+    /// Marks the memtable immutable; `last_seq` is the last sequence number any write into
+    /// it was given.
+    pub(crate) fn seal(&self, last_seq: SeqNo) {
+        self.sealed_seq.store(last_seq, Ordering::Release);
     }
 
+    pub(crate) fn sealed_seq(&self) -> SeqNo {
+        self.sealed_seq.load(Ordering::Acquire)
+    }
+
+    #[cfg(test)]
     pub(crate) fn max_seq(&self) -> SeqNo {
         self.max_seq.load(Ordering::Relaxed)
     }

@@ -130,7 +130,10 @@ impl Footer {
         let short = || "footer truncated".to_string();
         let mut handles = [BlockHandle::default(); 3];
         for h in &mut handles {
-            *h = BlockHandle { offset: d.u64().ok_or_else(short)?, size: d.u64().ok_or_else(short)? };
+            *h = BlockHandle {
+                offset: d.u64().ok_or_else(short)?,
+                size: d.u64().ok_or_else(short)?,
+            };
         }
         let version = d.u32().ok_or_else(short)?;
         let crc = d.u32().ok_or_else(short)?;

@@ -84,7 +84,12 @@ impl WriteBatch {
     /// long before that).
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.rep.reserve(1 + varint_len(key.len() as u64) + key.len() + varint_len(value.len() as u64) + value.len());
+        self.rep.reserve(
+            1 + varint_len(key.len() as u64)
+                + key.len()
+                + varint_len(value.len() as u64)
+                + value.len(),
+        );
         self.rep.push(ValueKind::Put as u8);
         put_varint(&mut self.rep, key.len() as u64);
         self.rep.extend_from_slice(key);
@@ -106,7 +111,10 @@ impl WriteBatch {
     }
 
     fn add_count(&mut self, n: u32) {
-        self.count = self.count.checked_add(n).unwrap_or_else(|| panic!("WriteBatch holds more than u32::MAX entries"));
+        self.count = self
+            .count
+            .checked_add(n)
+            .unwrap_or_else(|| panic!("WriteBatch holds more than u32::MAX entries"));
         self.rep[8..BATCH_HEADER_LEN].copy_from_slice(&self.count.to_le_bytes());
     }
 
@@ -194,14 +202,18 @@ impl WriteBatch {
 fn validate(bytes: &[u8]) -> Result<u32, String> {
     let mut d = Decoder::new(bytes);
     let (Some(_seq), Some(count)) = (d.u64(), d.u32()) else {
-        return Err(format!("write batch of {} bytes is shorter than its {BATCH_HEADER_LEN}-byte header", bytes.len()));
+        return Err(format!(
+            "write batch of {} bytes is shorter than its {BATCH_HEADER_LEN}-byte header",
+            bytes.len()
+        ));
     };
     for i in 0..count {
         let at = d.offset();
         let Some(tag) = d.u8() else {
             return Err(format!("write batch ends after {i} of {count} entries (offset {at})"));
         };
-        let kind = ValueKind::from_u8(tag).ok_or_else(|| format!("unknown entry kind {tag} at batch offset {at}"))?;
+        let kind = ValueKind::from_u8(tag)
+            .ok_or_else(|| format!("unknown entry kind {tag} at batch offset {at}"))?;
         if d.length_prefixed().is_none() {
             return Err(format!("entry {i}: key length exceeds the batch (offset {at})"));
         }
@@ -210,7 +222,11 @@ fn validate(bytes: &[u8]) -> Result<u32, String> {
         }
     }
     if !d.is_empty() {
-        return Err(format!("{} bytes follow the last of {count} entries (offset {})", d.remaining(), d.offset()));
+        return Err(format!(
+            "{} bytes follow the last of {count} entries (offset {})",
+            d.remaining(),
+            d.offset()
+        ));
     }
     Ok(count)
 }
@@ -263,7 +279,11 @@ mod tests {
 
     fn ops() -> impl Strategy<Value = Vec<Op>> {
         proptest::collection::vec(
-            (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..20), proptest::collection::vec(any::<u8>(), 0..200)),
+            (
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..20),
+                proptest::collection::vec(any::<u8>(), 0..200),
+            ),
             0..20,
         )
     }
@@ -282,7 +302,13 @@ mod tests {
 
     fn expected(ops: &[Op]) -> Vec<(ValueKind, Vec<u8>, Vec<u8>)> {
         ops.iter()
-            .map(|(p, k, v)| if *p { (ValueKind::Put, k.clone(), v.clone()) } else { (ValueKind::Delete, k.clone(), vec![]) })
+            .map(|(p, k, v)| {
+                if *p {
+                    (ValueKind::Put, k.clone(), v.clone())
+                } else {
+                    (ValueKind::Delete, k.clone(), vec![])
+                }
+            })
             .collect()
     }
 

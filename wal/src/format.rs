@@ -178,6 +178,20 @@ mod tests {
         assert_eq!(out[6], RecordType::Full as u8);
     }
 
+    /// The example drawn in docs/format/wal.md.
+    #[test]
+    fn documented_example() {
+        let mut out = file_header().to_vec();
+        let off = frame_record(&mut out, FILE_HEADER_LEN, &[1; 100]);
+        assert_eq!((out.len(), off), (123, 123));
+        assert_eq!(&out[16 + 4..16 + 7], &[0x64, 0x00, 1]);
+        let off = frame_record(&mut out, off, &[2; 40_000]);
+        assert_eq!(out.len(), 40_137);
+        assert_eq!(off, 40_137 - BLOCK_SIZE);
+        assert_eq!(&out[123 + 4..123 + 7], &[0x7e, 0x7f, 2]); // FIRST, len 32638
+        assert_eq!(&out[BLOCK_SIZE + 4..BLOCK_SIZE + 7], &[0xc2, 0x1c, 4]);
+    }
+
     #[test]
     fn small_trailer_is_zero_padded() {
         let mut out = Vec::new();

@@ -1,15 +1,15 @@
 //! [`MergingIterator`]: one sorted cursor over many sorted sources (memtables, level-0
-//! tables, levels), in internal-key order, in both directions.
+//! tables, levels, compaction inputs), in internal-key order, in both directions.
 //!
-//! Every version lives in exactly one source (a flush swaps the immutable memtable for its
-//! table atomically), so no two children ever hold the same internal key; that is what lets
-//! a direction switch reposition the other children with a plain seek.
+//! Children must never hold the same internal key (in the engine every version lives in
+//! exactly one source: a flush swaps the immutable memtable for its table atomically); that
+//! is what lets a direction switch reposition the other children with a plain seek.
 
 use std::cmp::Ordering;
 
-use strata_core::iter::InternalIterator;
-use strata_core::key::compare_internal;
-use strata_core::Result;
+use crate::iter::InternalIterator;
+use crate::key::compare_internal;
+use crate::Result;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direction {
@@ -19,17 +19,31 @@ enum Direction {
 
 /// A k-way merge of [`InternalIterator`]s.
 ///
+/// ```
+/// use strata_core::iter::{InternalIterator, VecIterator};
+/// use strata_core::key::{InternalKey, ValueKind};
+/// use strata_core::merge::MergingIterator;
+/// let a = VecIterator::new(vec![(InternalKey::new(b"a", 1, ValueKind::Put).into_encoded(), b"1".to_vec())]);
+/// let b = VecIterator::new(vec![(InternalKey::new(b"b", 2, ValueKind::Put).into_encoded(), b"2".to_vec())]);
+/// let mut m = MergingIterator::new(vec![Box::new(b), Box::new(a)]);
+/// m.seek_to_first();
+/// assert_eq!(m.value(), b"1");
+/// m.next();
+/// assert_eq!(m.value(), b"2");
+/// ```
+///
 /// Finding the next child is a linear scan: a read view has a handful of sources (one
 /// memtable, a couple of immutable ones, the level-0 tables, one cursor per deeper level),
 /// where a scan of contiguous keys beats a heap's pointer chasing.
-pub(crate) struct MergingIterator {
+pub struct MergingIterator {
     children: Vec<Box<dyn InternalIterator>>,
     current: Option<usize>,
     direction: Direction,
 }
 
 impl MergingIterator {
-    pub(crate) fn new(children: Vec<Box<dyn InternalIterator>>) -> Self {
+    /// Merges `children` (their positions do not matter: every seek repositions all).
+    pub fn new(children: Vec<Box<dyn InternalIterator>>) -> Self {
         MergingIterator { children, current: None, direction: Direction::Forward }
     }
 
@@ -144,8 +158,8 @@ impl InternalIterator for MergingIterator {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use strata_core::iter::VecIterator;
-    use strata_core::key::{InternalKey, ValueKind};
+    use crate::iter::VecIterator;
+    use crate::key::{InternalKey, ValueKind};
 
     fn entries(keys: &[(u8, u64)]) -> Vec<(Vec<u8>, Vec<u8>)> {
         keys.iter()

@@ -1,0 +1,323 @@
+//! The storage engines the harness can drive, behind one object-safe trait.
+//!
+//! Each peer lives in its own file and is compiled only with its cargo feature, so the default
+//! build stays light. The strata adapter (`strata.rs`) is written against strata's public API but is
+//! hooked in by the lead once the engine crate exists (see [`open_engine`]).
+
+#[cfg(feature = "fjall")]
+mod fjall;
+#[cfg(feature = "redb")]
+mod redb;
+#[cfg(feature = "rocksdb")]
+mod rocksdb;
+#[cfg(feature = "sled")]
+mod sled;
+// Hook-in for strata (kept out of the module tree until the `strata` crate has its API):
+//   1. bench/Cargo.toml: `strata.workspace = true` under [dependencies];
+//   2. here: `mod strata;`;
+//   3. in `open_engine` below: `EngineKind::Strata => strata::StrataEngine::open(dir, config)`.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Errors from engines and the harness: every peer has its own error type, so they are boxed.
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+/// Result with a boxed engine error.
+pub type BenchResult<T> = Result<T, BenchError>;
+
+/// How durable a write must be when the call returns (the `--durability` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The write is in the log and the log is fsynced (fdatasync) before the call returns.
+    Sync,
+    /// The write is in the log and handed to the OS (no fsync): survives a process crash only.
+    Buffered,
+    /// The engine's weakest mode: the log may be buffered in user space or skipped entirely.
+    None,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(Durability::Sync),
+            "buffered" => Ok(Durability::Buffered),
+            "none" => Ok(Durability::None),
+            other => Err(format!("unknown durability {other:?}: expected sync, buffered or none")),
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Sync => "sync",
+            Durability::Buffered => "buffered",
+            Durability::None => "none",
+        })
+    }
+}
+
+/// Which engine to run (the `--engine` list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    /// strata: a plain `Db`, or a `ShardedDb` with `--shards N`.
+    Strata,
+    /// RocksDB through the `rocksdb` crate (feature `rocksdb`).
+    RocksDb,
+    /// fjall (feature `fjall`).
+    Fjall,
+    /// sled (feature `sled`).
+    Sled,
+    /// redb (feature `redb`).
+    Redb,
+    /// A `BTreeMap` behind a mutex: the test double for the harness's own tests.
+    #[cfg(test)]
+    Memory,
+}
+
+impl EngineKind {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Strata => "strata",
+            EngineKind::RocksDb => "rocksdb",
+            EngineKind::Fjall => "fjall",
+            EngineKind::Sled => "sled",
+            EngineKind::Redb => "redb",
+            #[cfg(test)]
+            EngineKind::Memory => "memory",
+        }
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strata" => Ok(EngineKind::Strata),
+            "rocksdb" => Ok(EngineKind::RocksDb),
+            "fjall" => Ok(EngineKind::Fjall),
+            "sled" => Ok(EngineKind::Sled),
+            "redb" => Ok(EngineKind::Redb),
+            other => Err(format!(
+                "unknown engine {other:?}: expected strata, rocksdb, fjall, sled or redb"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How an engine is opened: the same for every engine in a run.
+// Read by the engine adapters, none of which is compiled into the default build.
+#[cfg_attr(
+    not(any(feature = "rocksdb", feature = "fjall", feature = "sled", feature = "redb")),
+    allow(dead_code)
+)]
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Default durability of writes (a workload may ask for more per write, e.g. fillsync).
+    pub durability: Durability,
+    /// strata only: `Some(n)` opens a `ShardedDb` of `n` shards; peers ignore it.
+    // Read by the strata adapter, which is hooked in once the engine crate exists.
+    #[allow(dead_code)]
+    pub shards: Option<usize>,
+}
+
+/// One operation of a write batch.
+// The workloads batch puts only; `Delete` completes the engine interface (and adapters read the
+// fields only when a peer is compiled in).
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug)]
+pub enum BatchOp<'a> {
+    /// Insert or overwrite `key` with `value`.
+    Put(&'a [u8], &'a [u8]),
+    /// Delete `key` (a no-op if absent).
+    Delete(&'a [u8]),
+}
+
+/// Direction of a range scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanDirection {
+    /// Ascending keys, starting at the first key `>= start` (or the first key).
+    Forward,
+    /// Descending keys, starting at the last key `<= start` (or the last key).
+    Reverse,
+}
+
+/// The operations every benchmarked engine provides. All methods take `&self`: client threads share
+/// one handle, as they would share a database in an application.
+pub trait Engine: Send + Sync {
+    /// A one-line description of the settings this engine was opened with (printed and documented).
+    fn settings(&self) -> String;
+    /// Insert or overwrite one key.
+    fn put(&self, key: &[u8], value: &[u8], durability: Durability) -> BenchResult<()>;
+    /// Point lookup; returns the value's length when found. The adapter reads the value through the
+    /// engine's zero-copy handle where it has one, so no engine pays for a copy the others skip.
+    fn get(&self, key: &[u8]) -> BenchResult<Option<usize>>;
+    /// Delete one key.
+    fn delete(&self, key: &[u8], durability: Durability) -> BenchResult<()>;
+    /// Apply `ops` atomically.
+    fn write_batch(&self, ops: &[BatchOp<'_>], durability: Durability) -> BenchResult<()>;
+    /// Scan from `start` (or the first/last key when `None`) in `direction`, calling `visit` with
+    /// each key and value until it returns `false` or the keys run out. Returns the items visited.
+    fn scan(
+        &self,
+        start: Option<&[u8]>,
+        direction: ScanDirection,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> BenchResult<u64>;
+    /// Make all writes durable and let background work (memtable flushes, compactions) settle, so
+    /// the bytes written and the size on disk that follow are the steady state.
+    fn settle(&self) -> BenchResult<()>;
+    /// Close the engine, releasing its files.
+    fn close(self: Box<Self>) -> BenchResult<()>;
+    /// Bytes the engine wrote to disk by its own count, if it keeps one (strata); otherwise the
+    /// harness uses the process's `/proc/self/io`.
+    fn bytes_written(&self) -> Option<u64> {
+        None
+    }
+    /// Cumulative time writers were stalled by the engine's back-pressure, if it reports it.
+    fn stall_time(&self) -> Option<Duration> {
+        None
+    }
+    /// The engine's metrics table, if it has one (strata's `db.metrics()`).
+    fn metrics(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Open `kind` in `dir` (created if missing).
+pub fn open_engine(
+    kind: EngineKind,
+    dir: &Path,
+    config: &EngineConfig,
+) -> BenchResult<Box<dyn Engine>> {
+    // `dir` and `config` are unused when no peer feature is enabled.
+    let _ = (dir, config);
+    match kind {
+        EngineKind::Strata => Err(
+            "the strata adapter is not hooked in yet (bench/src/engines/strata.rs waits for the \
+             strata crate's API); run the peers with --engine"
+                .into(),
+        ),
+        #[cfg(feature = "rocksdb")]
+        EngineKind::RocksDb => Ok(Box::new(rocksdb::RocksDbEngine::open(dir, config)?)),
+        #[cfg(feature = "fjall")]
+        EngineKind::Fjall => Ok(Box::new(fjall::FjallEngine::open(dir, config)?)),
+        #[cfg(feature = "sled")]
+        EngineKind::Sled => Ok(Box::new(sled::SledEngine::open(dir, config)?)),
+        #[cfg(feature = "redb")]
+        EngineKind::Redb => Ok(Box::new(redb::RedbEngine::open(dir, config)?)),
+        #[cfg(test)]
+        EngineKind::Memory => Ok(Box::new(memory::MemoryEngine::default())),
+        #[allow(unreachable_patterns)]
+        other => {
+            Err(format!("engine {other} is not compiled in: rebuild with `--features {other}`")
+                .into())
+        }
+    }
+}
+
+/// The `BTreeMap` test double: never selectable from the command line.
+#[cfg(test)]
+pub mod memory {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::ops::Bound;
+    use std::sync::Mutex;
+
+    /// An in-memory engine for the harness's tests.
+    #[derive(Default)]
+    pub struct MemoryEngine {
+        map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    }
+
+    impl Engine for MemoryEngine {
+        fn settings(&self) -> String {
+            "BTreeMap test double".into()
+        }
+        fn put(&self, key: &[u8], value: &[u8], _: Durability) -> BenchResult<()> {
+            self.map.lock().unwrap().insert(key.to_vec(), value.to_vec());
+            Ok(())
+        }
+        fn get(&self, key: &[u8]) -> BenchResult<Option<usize>> {
+            Ok(self.map.lock().unwrap().get(key).map(Vec::len))
+        }
+        fn delete(&self, key: &[u8], _: Durability) -> BenchResult<()> {
+            self.map.lock().unwrap().remove(key);
+            Ok(())
+        }
+        fn write_batch(&self, ops: &[BatchOp<'_>], _: Durability) -> BenchResult<()> {
+            let mut map = self.map.lock().unwrap();
+            for op in ops {
+                match *op {
+                    BatchOp::Put(k, v) => {
+                        map.insert(k.to_vec(), v.to_vec());
+                    }
+                    BatchOp::Delete(k) => {
+                        map.remove(k);
+                    }
+                }
+            }
+            Ok(())
+        }
+        fn scan(
+            &self,
+            start: Option<&[u8]>,
+            direction: ScanDirection,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> BenchResult<u64> {
+            let map = self.map.lock().unwrap();
+            let mut n = 0;
+            let mut each = |(k, v): (&Vec<u8>, &Vec<u8>)| {
+                n += 1;
+                visit(k, v)
+            };
+            match (direction, start) {
+                (ScanDirection::Forward, Some(s)) => {
+                    for kv in map.range::<[u8], _>((Bound::Included(s), Bound::Unbounded)) {
+                        if !each(kv) {
+                            break;
+                        }
+                    }
+                }
+                (ScanDirection::Forward, None) => {
+                    for kv in map.iter() {
+                        if !each(kv) {
+                            break;
+                        }
+                    }
+                }
+                (ScanDirection::Reverse, Some(s)) => {
+                    for kv in map.range::<[u8], _>((Bound::Unbounded, Bound::Included(s))).rev() {
+                        if !each(kv) {
+                            break;
+                        }
+                    }
+                }
+                (ScanDirection::Reverse, None) => {
+                    for kv in map.iter().rev() {
+                        if !each(kv) {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(n)
+        }
+        fn settle(&self) -> BenchResult<()> {
+            Ok(())
+        }
+        fn close(self: Box<Self>) -> BenchResult<()> {
+            Ok(())
+        }
+    }
+}

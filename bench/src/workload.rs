@@ -1,0 +1,730 @@
+//! The workloads, with RocksDB db_bench's meanings.
+//!
+//! State carries across the benchmarks of one run, as in db_bench: the `fill*` workloads start from
+//! a fresh (empty) database, every other workload runs against whatever the previous ones left.
+//!
+//! `--num` is the size of the key space and the total operation count of a run; `--threads T`
+//! splits the operations across T client threads that share the key space (db_bench instead gives
+//! every thread `num` operations).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::engines::{BatchOp, BenchResult, Durability, Engine, ScanDirection};
+use crate::keys::{KeyCodec, ValueGen};
+use crate::stats::ThreadStats;
+
+/// Items read after each seek in `seekrandom` (db_bench's `--seek_nexts`, set to 10 here).
+pub const SEEK_NEXTS: usize = 10;
+/// db_bench's fillsync writes `num / 1000` keys, each fsynced.
+const FILLSYNC_DIVISOR: u64 = 1000;
+/// Workers publish progress every this many operations (keeps the shared counter off the hot path).
+const PROGRESS_EVERY: u64 = 256;
+/// How often the coordinating thread reports progress.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+/// One workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Benchmark {
+    /// Write `num` keys in key order into a fresh database.
+    FillSeq,
+    /// Write `num` uniformly random keys (with replacement) into a fresh database.
+    FillRandom,
+    /// fillseq in write batches of `--batch-size`.
+    FillBatch,
+    /// Write `num / 1000` random keys into a fresh database, each write fsynced.
+    FillSync,
+    /// Write `num` random keys into the existing database.
+    Overwrite,
+    /// Delete `num` random keys.
+    DeleteRandom,
+    /// Look up `num` random keys of the key space (some miss after fillrandom).
+    ReadRandom,
+    /// Look up `num` keys that cannot exist.
+    ReadMissing,
+    /// Scan forward through the database.
+    ReadSeq,
+    /// Scan backward through the database.
+    ReadReverse,
+    /// `num` seeks to random keys, each followed by 10 `next`s.
+    SeekRandom,
+    /// readrandom on T threads while one more thread writes random keys at full speed.
+    ReadWhileWriting,
+}
+
+impl Benchmark {
+    /// Every workload, in documentation order.
+    pub const ALL: [Benchmark; 12] = [
+        Benchmark::FillSeq,
+        Benchmark::FillRandom,
+        Benchmark::FillBatch,
+        Benchmark::FillSync,
+        Benchmark::Overwrite,
+        Benchmark::DeleteRandom,
+        Benchmark::ReadRandom,
+        Benchmark::ReadMissing,
+        Benchmark::ReadSeq,
+        Benchmark::ReadReverse,
+        Benchmark::SeekRandom,
+        Benchmark::ReadWhileWriting,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Benchmark::FillSeq => "fillseq",
+            Benchmark::FillRandom => "fillrandom",
+            Benchmark::FillBatch => "fillbatch",
+            Benchmark::FillSync => "fillsync",
+            Benchmark::Overwrite => "overwrite",
+            Benchmark::DeleteRandom => "deleterandom",
+            Benchmark::ReadRandom => "readrandom",
+            Benchmark::ReadMissing => "readmissing",
+            Benchmark::ReadSeq => "readseq",
+            Benchmark::ReadReverse => "readreverse",
+            Benchmark::SeekRandom => "seekrandom",
+            Benchmark::ReadWhileWriting => "readwhilewriting",
+        }
+    }
+
+    /// Whether the workload starts from an empty database (db_bench's `fresh_db`).
+    pub fn fresh_db(self) -> bool {
+        matches!(
+            self,
+            Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::FillBatch | Benchmark::FillSync
+        )
+    }
+
+    /// Whether the workload writes (and so has a write amplification).
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Benchmark::FillSeq
+                | Benchmark::FillRandom
+                | Benchmark::FillBatch
+                | Benchmark::FillSync
+                | Benchmark::Overwrite
+                | Benchmark::DeleteRandom
+                | Benchmark::ReadWhileWriting
+        )
+    }
+
+    /// Whether the workload needs data to be meaningful.
+    pub fn needs_data(self) -> bool {
+        matches!(
+            self,
+            Benchmark::ReadRandom
+                | Benchmark::ReadSeq
+                | Benchmark::ReadReverse
+                | Benchmark::SeekRandom
+                | Benchmark::ReadWhileWriting
+                | Benchmark::DeleteRandom
+                | Benchmark::Overwrite
+        )
+    }
+
+    /// Whether the workload reports found/total lookups.
+    pub fn counts_found(self) -> bool {
+        matches!(
+            self,
+            Benchmark::ReadRandom
+                | Benchmark::ReadMissing
+                | Benchmark::SeekRandom
+                | Benchmark::ReadWhileWriting
+        )
+    }
+
+    /// Operations one run performs for a key space of `num`.
+    pub fn planned_ops(self, num: u64) -> u64 {
+        match self {
+            Benchmark::FillSync => (num / FILLSYNC_DIVISOR).max(1),
+            _ => num,
+        }
+    }
+}
+
+impl FromStr for Benchmark {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Benchmark::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Benchmark::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown benchmark {s:?}: expected one of {}", names.join(", "))
+        })
+    }
+}
+
+impl fmt::Display for Benchmark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parameters shared by every workload of a run.
+#[derive(Clone, Debug)]
+pub struct WorkloadConfig {
+    /// Key space size and operations per run.
+    pub num: u64,
+    /// Client threads (readers, for readwhilewriting).
+    pub threads: usize,
+    /// Key encoding.
+    pub codec: KeyCodec,
+    /// Value length in bytes.
+    pub value_size: usize,
+    /// Writes per batch in fillbatch.
+    pub batch_size: usize,
+    /// Durability of writes (fillsync always syncs).
+    pub durability: Durability,
+    /// Compressed size / raw size that generated values aim for.
+    pub compression_ratio: f64,
+}
+
+/// The set of keys currently in the database, so space amplification can divide by live data.
+pub struct LiveSet {
+    bits: Vec<AtomicU64>,
+    count: AtomicU64,
+}
+
+impl LiveSet {
+    /// An empty set over key indexes `0..num`.
+    pub fn new(num: u64) -> Self {
+        let words = num.div_ceil(64) as usize;
+        LiveSet { bits: (0..words).map(|_| AtomicU64::new(0)).collect(), count: AtomicU64::new(0) }
+    }
+
+    /// Mark `index` live.
+    pub fn insert(&self, index: u64) {
+        let bit = 1u64 << (index % 64);
+        let old = self.bits[(index / 64) as usize].fetch_or(bit, Ordering::Relaxed);
+        if old & bit == 0 {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Mark `index` deleted.
+    pub fn remove(&self, index: u64) {
+        let bit = 1u64 << (index % 64);
+        let old = self.bits[(index / 64) as usize].fetch_and(!bit, Ordering::Relaxed);
+        if old & bit != 0 {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Live keys.
+    pub fn len(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forget every key (the database was recreated).
+    pub fn clear(&self) {
+        for word in &self.bits {
+            word.store(0, Ordering::Relaxed);
+        }
+        self.count.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The merged outcome of one workload run.
+pub struct Measurement {
+    /// Merged per-thread stats (histogram, timeline, ops, bytes, found).
+    pub stats: ThreadStats,
+    /// Wall time from the start until the last measured thread finished.
+    pub elapsed: Duration,
+    /// Lookups attempted, for found/total (reads only).
+    pub lookups: Option<u64>,
+    /// User bytes written (key + value per put, key per delete), including an unmeasured writer's.
+    pub user_bytes_written: u64,
+}
+
+/// The share `[start, start + count)` of `total` that thread `i` of `threads` takes.
+pub fn thread_share(total: u64, threads: usize, i: usize) -> (u64, u64) {
+    let threads = threads as u64;
+    let i = i as u64;
+    let base = total / threads;
+    let extra = total % threads;
+    let start = i * base + i.min(extra);
+    (start, base + u64::from(i < extra))
+}
+
+/// Everything one client thread needs.
+struct Worker<'a> {
+    engine: &'a dyn Engine,
+    cfg: &'a WorkloadConfig,
+    live: &'a LiveSet,
+    progress: &'a AtomicU64,
+    stats: ThreadStats,
+    rng: SmallRng,
+    values: ValueGen,
+    key: Vec<u8>,
+    unpublished: u64,
+    user_bytes_written: u64,
+}
+
+impl<'a> Worker<'a> {
+    fn new(
+        engine: &'a dyn Engine,
+        cfg: &'a WorkloadConfig,
+        live: &'a LiveSet,
+        progress: &'a AtomicU64,
+        start: Instant,
+        seed: u64,
+        i: u64,
+    ) -> Self {
+        Worker {
+            engine,
+            cfg,
+            live,
+            progress,
+            stats: ThreadStats::new(start),
+            rng: SmallRng::seed_from_u64(
+                seed ^ i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
+            values: ValueGen::new(cfg.value_size, cfg.compression_ratio, seed.wrapping_add(i)),
+            key: Vec::with_capacity(cfg.codec.key_size() + 1),
+            unpublished: 0,
+            user_bytes_written: 0,
+        }
+    }
+
+    fn tick(&mut self, ops: u64) {
+        self.unpublished += ops;
+        if self.unpublished >= PROGRESS_EVERY {
+            self.progress.fetch_add(self.unpublished, Ordering::Relaxed);
+            self.unpublished = 0;
+        }
+    }
+
+    fn finish(self) -> (ThreadStats, u64) {
+        self.progress.fetch_add(self.unpublished, Ordering::Relaxed);
+        (self.stats, self.user_bytes_written)
+    }
+
+    fn random_index(&mut self) -> u64 {
+        self.rng.random_range(0..self.cfg.num)
+    }
+
+    fn put_index(&mut self, index: u64, durability: Durability) -> BenchResult<()> {
+        self.cfg.codec.encode(index, &mut self.key);
+        let value = self.values.next_value();
+        let bytes = (self.key.len() + value.len()) as u64;
+        let began = Instant::now();
+        self.engine.put(&self.key, value, durability)?;
+        self.stats.record(began, Instant::now(), 1, bytes);
+        self.live.insert(index);
+        self.user_bytes_written += bytes;
+        self.tick(1);
+        Ok(())
+    }
+
+    fn fill_seq(&mut self, start: u64, count: u64) -> BenchResult<()> {
+        for index in start..start + count {
+            self.put_index(index, self.cfg.durability)?;
+        }
+        Ok(())
+    }
+
+    fn fill_random(&mut self, count: u64, durability: Durability) -> BenchResult<()> {
+        for _ in 0..count {
+            let index = self.random_index();
+            self.put_index(index, durability)?;
+        }
+        Ok(())
+    }
+
+    fn fill_batch(&mut self, start: u64, count: u64) -> BenchResult<()> {
+        let batch_size = self.cfg.batch_size.max(1) as u64;
+        let key_size = self.cfg.codec.key_size();
+        let mut keys = Vec::new();
+        let mut vals = Vec::new();
+        let mut next = start;
+        while next < start + count {
+            let n = batch_size.min(start + count - next);
+            keys.clear();
+            vals.clear();
+            for index in next..next + n {
+                self.cfg.codec.encode(index, &mut self.key);
+                keys.extend_from_slice(&self.key);
+                vals.extend_from_slice(self.values.next_value());
+            }
+            let ops: Vec<BatchOp<'_>> = keys
+                .chunks(key_size)
+                .zip(vals.chunks(self.cfg.value_size.max(1)))
+                .map(|(k, v)| BatchOp::Put(k, v))
+                .collect();
+            let bytes = (keys.len() + vals.len()) as u64;
+            let began = Instant::now();
+            self.engine.write_batch(&ops, self.cfg.durability)?;
+            self.stats.record(began, Instant::now(), n, bytes);
+            for index in next..next + n {
+                self.live.insert(index);
+            }
+            self.user_bytes_written += bytes;
+            self.tick(n);
+            next += n;
+        }
+        Ok(())
+    }
+
+    fn delete_random(&mut self, count: u64) -> BenchResult<()> {
+        for _ in 0..count {
+            let index = self.random_index();
+            self.cfg.codec.encode(index, &mut self.key);
+            let bytes = self.key.len() as u64;
+            let began = Instant::now();
+            self.engine.delete(&self.key, self.cfg.durability)?;
+            self.stats.record(began, Instant::now(), 1, bytes);
+            self.live.remove(index);
+            self.user_bytes_written += bytes;
+            self.tick(1);
+        }
+        Ok(())
+    }
+
+    fn read_random(&mut self, count: u64, missing: bool) -> BenchResult<()> {
+        for _ in 0..count {
+            let index = self.random_index();
+            if missing {
+                self.cfg.codec.encode_missing(index, &mut self.key);
+            } else {
+                self.cfg.codec.encode(index, &mut self.key);
+            }
+            let began = Instant::now();
+            let found = self.engine.get(&self.key)?;
+            let bytes = found.map_or(0, |len| (self.key.len() + len) as u64);
+            self.stats.record(began, Instant::now(), 1, bytes);
+            self.stats.found += u64::from(found.is_some());
+            self.tick(1);
+        }
+        Ok(())
+    }
+
+    fn read_scan(&mut self, start: u64, count: u64, direction: ScanDirection) -> BenchResult<()> {
+        let first = match direction {
+            ScanDirection::Forward => start,
+            ScanDirection::Reverse => (start + count).saturating_sub(1),
+        };
+        self.cfg.codec.encode(first, &mut self.key);
+        let mut last = Instant::now();
+        let mut read = 0u64;
+        let mut unpublished = 0u64;
+        let (stats, progress) = (&mut self.stats, self.progress);
+        self.engine.scan(Some(&self.key), direction, &mut |k, v| {
+            let now = Instant::now();
+            stats.record(last, now, 1, (k.len() + v.len()) as u64);
+            last = now;
+            read += 1;
+            unpublished += 1;
+            if unpublished >= PROGRESS_EVERY {
+                progress.fetch_add(unpublished, Ordering::Relaxed);
+                unpublished = 0;
+            }
+            read < count
+        })?;
+        self.unpublished += unpublished;
+        Ok(())
+    }
+
+    fn seek_random(&mut self, count: u64) -> BenchResult<()> {
+        for _ in 0..count {
+            let index = self.random_index();
+            self.cfg.codec.encode(index, &mut self.key);
+            let mut bytes = 0u64;
+            let mut items = 0usize;
+            let began = Instant::now();
+            self.engine.scan(Some(&self.key), ScanDirection::Forward, &mut |k, v| {
+                bytes += (k.len() + v.len()) as u64;
+                items += 1;
+                items <= SEEK_NEXTS
+            })?;
+            self.stats.record(began, Instant::now(), 1, bytes);
+            self.stats.found += u64::from(items > 0);
+            self.tick(1);
+        }
+        Ok(())
+    }
+}
+
+/// Increments a counter when dropped, so the coordinator sees a thread finish even if it failed.
+struct FinishedGuard<'a>(&'a AtomicUsize);
+
+impl Drop for FinishedGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Run `bench` once on `engine`. `seed` makes the random keys of a run reproducible (the runner
+/// gives every engine the same seed for the same round, so they see the same keys).
+/// `on_progress(done_ops)` is called about every 100 ms from the calling thread.
+pub fn run(
+    bench: Benchmark,
+    engine: &dyn Engine,
+    live: &LiveSet,
+    cfg: &WorkloadConfig,
+    seed: u64,
+    on_progress: &mut dyn FnMut(u64),
+) -> BenchResult<Measurement> {
+    let threads = cfg.threads.max(1);
+    let total = bench.planned_ops(cfg.num);
+    let progress = AtomicU64::new(0);
+    let finished = AtomicUsize::new(0);
+    let stop_writer = AtomicBool::new(false);
+    // The writer of readwhilewriting is not measured (db_bench reports the readers only).
+    let unmeasured = AtomicU64::new(0);
+    let start = Instant::now();
+
+    let make_worker = |i: u64, progress| Worker::new(engine, cfg, live, progress, start, seed, i);
+
+    type ThreadOutcome = BenchResult<(ThreadStats, u64, Instant)>;
+    let (results, writer_bytes): (Vec<ThreadOutcome>, BenchResult<u64>) =
+        std::thread::scope(|scope| {
+            let writer = (bench == Benchmark::ReadWhileWriting).then(|| {
+                let mut w = make_worker(u64::MAX, &unmeasured);
+                let stop = &stop_writer;
+                scope.spawn(move || -> BenchResult<u64> {
+                    while !stop.load(Ordering::Relaxed) {
+                        let index = w.random_index();
+                        w.put_index(index, cfg.durability)?;
+                    }
+                    Ok(w.user_bytes_written)
+                })
+            });
+            let handles: Vec<_> = (0..threads)
+                .map(|i| {
+                    let mut w = make_worker(i as u64, &progress);
+                    let finished = &finished;
+                    scope.spawn(move || -> ThreadOutcome {
+                        let _done = FinishedGuard(finished);
+                        let (first, count) = thread_share(total, threads, i);
+                        match bench {
+                            Benchmark::FillSeq => w.fill_seq(first, count)?,
+                            Benchmark::FillBatch => w.fill_batch(first, count)?,
+                            Benchmark::FillRandom | Benchmark::Overwrite => {
+                                w.fill_random(count, cfg.durability)?
+                            }
+                            Benchmark::FillSync => w.fill_random(count, Durability::Sync)?,
+                            Benchmark::DeleteRandom => w.delete_random(count)?,
+                            Benchmark::ReadRandom | Benchmark::ReadWhileWriting => {
+                                w.read_random(count, false)?
+                            }
+                            Benchmark::ReadMissing => w.read_random(count, true)?,
+                            Benchmark::ReadSeq => {
+                                w.read_scan(first, count, ScanDirection::Forward)?
+                            }
+                            Benchmark::ReadReverse => {
+                                w.read_scan(first, count, ScanDirection::Reverse)?
+                            }
+                            Benchmark::SeekRandom => w.seek_random(count)?,
+                        }
+                        let end = Instant::now();
+                        let (stats, written) = w.finish();
+                        Ok((stats, written, end))
+                    })
+                })
+                .collect();
+            // Poll in small steps so a short run is not padded by a whole progress tick.
+            let mut last_report = Instant::now();
+            while finished.load(Ordering::Acquire) < threads {
+                std::thread::sleep(Duration::from_millis(2));
+                if last_report.elapsed() >= PROGRESS_TICK {
+                    on_progress(progress.load(Ordering::Relaxed));
+                    last_report = Instant::now();
+                }
+            }
+            on_progress(progress.load(Ordering::Relaxed));
+            stop_writer.store(true, Ordering::Relaxed);
+            let results = handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("a client thread panicked".into())))
+                .collect();
+            let writer_bytes = match writer {
+                Some(h) => h.join().unwrap_or_else(|_| Err("the writer thread panicked".into())),
+                None => Ok(0),
+            };
+            (results, writer_bytes)
+        });
+
+    let mut merged = ThreadStats::new(start);
+    let mut user_bytes_written = writer_bytes?;
+    let mut last_end = start;
+    for result in results {
+        let (stats, written, end) = result?;
+        merged.merge(&stats);
+        user_bytes_written += written;
+        last_end = last_end.max(end);
+    }
+    let lookups = bench.counts_found().then_some(merged.ops);
+    Ok(Measurement { stats: merged, elapsed: last_end - start, lookups, user_bytes_written })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engines::memory::MemoryEngine;
+
+    fn config(num: u64, threads: usize) -> WorkloadConfig {
+        WorkloadConfig {
+            num,
+            threads,
+            codec: KeyCodec::new(16).unwrap(),
+            value_size: 100,
+            batch_size: 7,
+            durability: Durability::Buffered,
+            compression_ratio: 0.5,
+        }
+    }
+
+    fn run_one(
+        b: Benchmark,
+        e: &MemoryEngine,
+        live: &LiveSet,
+        cfg: &WorkloadConfig,
+    ) -> Measurement {
+        // A different seed per workload, as the runner gives (readrandom must not replay the keys
+        // fillrandom wrote).
+        let seed = Benchmark::ALL.iter().position(|x| *x == b).unwrap() as u64;
+        run(b, e, live, cfg, seed, &mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn thread_shares_cover_the_range_exactly() {
+        for (total, threads) in [(10, 3), (3, 5), (1000, 1), (0, 2)] {
+            let mut next = 0;
+            for i in 0..threads {
+                let (start, count) = thread_share(total, threads, i);
+                assert_eq!(start, next);
+                next += count;
+            }
+            assert_eq!(next, total);
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for b in Benchmark::ALL {
+            assert_eq!(b.name().parse::<Benchmark>().unwrap(), b);
+        }
+        assert!("fillsequential".parse::<Benchmark>().is_err());
+    }
+
+    #[test]
+    fn live_set_counts_distinct_keys() {
+        let live = LiveSet::new(130);
+        for i in [0, 5, 5, 64, 129] {
+            live.insert(i);
+        }
+        assert_eq!(live.len(), 4);
+        live.remove(5);
+        live.remove(5);
+        live.remove(7);
+        assert_eq!(live.len(), 3);
+        live.clear();
+        assert!(live.is_empty());
+    }
+
+    #[test]
+    fn every_workload_runs_with_the_expected_outcome() {
+        let num = 2_000;
+        for threads in [1, 3] {
+            let cfg = config(num, threads);
+            let engine = MemoryEngine::default();
+            let live = LiveSet::new(num);
+
+            let m = run_one(Benchmark::FillSeq, &engine, &live, &cfg);
+            assert_eq!(m.stats.ops, num);
+            assert_eq!(live.len(), num);
+            assert_eq!(m.user_bytes_written, num * 116);
+            assert_eq!(m.stats.histogram.len(), num);
+
+            let m = run_one(Benchmark::ReadRandom, &engine, &live, &cfg);
+            assert_eq!(
+                (m.stats.found, m.lookups),
+                (num, Some(num)),
+                "all keys exist after fillseq"
+            );
+            assert_eq!(m.stats.bytes, num * 116);
+
+            let m = run_one(Benchmark::ReadMissing, &engine, &live, &cfg);
+            assert_eq!((m.stats.found, m.lookups), (0, Some(num)));
+
+            let m = run_one(Benchmark::ReadSeq, &engine, &live, &cfg);
+            assert_eq!(m.stats.ops, num, "each key is read once");
+            let m = run_one(Benchmark::ReadReverse, &engine, &live, &cfg);
+            assert_eq!(m.stats.ops, num);
+
+            let m = run_one(Benchmark::SeekRandom, &engine, &live, &cfg);
+            assert_eq!(m.stats.found, num);
+            // Each seek reads up to 11 items; only seeks near the end read fewer.
+            assert!(m.stats.bytes > num * 116 * 10, "bytes {}", m.stats.bytes);
+
+            let m = run_one(Benchmark::Overwrite, &engine, &live, &cfg);
+            assert_eq!(m.stats.ops, num);
+            assert_eq!(live.len(), num);
+
+            let m = run_one(Benchmark::DeleteRandom, &engine, &live, &cfg);
+            assert_eq!(m.stats.ops, num);
+            let remaining = engine.scan(None, ScanDirection::Forward, &mut |_, _| true).unwrap();
+            assert_eq!(live.len(), remaining, "the live set tracks the engine's contents");
+            assert!(remaining < num / 2, "uniform deletes with replacement remove ~63%");
+
+            let m = run_one(Benchmark::ReadWhileWriting, &engine, &live, &cfg);
+            assert_eq!(m.stats.ops, num);
+            assert!(m.user_bytes_written > 0, "the writer ran");
+
+            live.clear();
+            let fresh = MemoryEngine::default();
+            let m = run_one(Benchmark::FillRandom, &fresh, &live, &cfg);
+            assert_eq!(m.stats.ops, num);
+            let distinct = live.len();
+            assert!(distinct > num / 2 && distinct < num, "random with replacement: {distinct}");
+            let m = run_one(Benchmark::ReadRandom, &fresh, &live, &cfg);
+            // Random lookups (with replacement) find keys in proportion to the live fraction.
+            let expected = distinct as f64;
+            assert!(
+                (m.stats.found as f64 - expected).abs() < expected * 0.1,
+                "found {} of {num}, {distinct} live",
+                m.stats.found
+            );
+
+            let fresh = MemoryEngine::default();
+            live.clear();
+            let m = run_one(Benchmark::FillBatch, &fresh, &live, &cfg);
+            assert_eq!((m.stats.ops, live.len()), (num, num));
+            let batches: u64 =
+                (0..threads).map(|i| thread_share(num, threads, i).1.div_ceil(7)).sum();
+            assert_eq!(m.stats.histogram.len(), batches, "one latency sample per batch");
+
+            let m =
+                run_one(Benchmark::FillSync, &MemoryEngine::default(), &LiveSet::new(num), &cfg);
+            assert_eq!(m.stats.ops, 2, "fillsync writes num / 1000 keys");
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_every_engine_the_same_keys() {
+        let cfg = config(500, 2);
+        let (a, b) = (MemoryEngine::default(), MemoryEngine::default());
+        let (la, lb) = (LiveSet::new(500), LiveSet::new(500));
+        run_one(Benchmark::FillRandom, &a, &la, &cfg);
+        run_one(Benchmark::FillRandom, &b, &lb, &cfg);
+        let keys = |e: &MemoryEngine| {
+            let mut keys = Vec::new();
+            e.scan(None, ScanDirection::Forward, &mut |k, _| {
+                keys.push(k.to_vec());
+                true
+            })
+            .unwrap();
+            keys
+        };
+        assert_eq!(keys(&a), keys(&b));
+    }
+}

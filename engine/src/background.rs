@@ -1,0 +1,233 @@
+//! Background work: the flush thread, which turns immutable memtables into level-0 tables,
+//! and the installation of new versions with the cleanup of files no version reads.
+//!
+//! One thread is reserved for flushes, so a flush never waits behind a long compaction.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use strata_compaction::{parse_file_name, FileKind, FileMeta, Version, VersionEdit};
+use strata_core::iter::InternalIterator;
+use strata_core::key::InternalKey;
+use strata_core::{IoResultExt, Result};
+use strata_core::fs::FileSystem;
+use strata_sstable::{TableBuilder, TableOptions};
+use std::path::Path;
+
+use crate::db::{DbInner, SuperVersion};
+use crate::memtable::MemTable;
+use crate::options::Options;
+
+pub(crate) fn start(db: &Arc<DbInner>) {
+    let flusher = Arc::clone(db);
+    let handle = std::thread::Builder::new()
+        .name("strata-flush".into())
+        .spawn(move || flush_loop(&flusher))
+        .expect("spawning the flush thread");
+    db.threads.lock().push(handle);
+}
+
+pub(crate) fn stop(db: &DbInner) {
+    db.bg.lock().shutdown = true;
+    db.bg_cv.notify_all();
+    db.publish_cv.notify_all();
+    let threads: Vec<_> = db.threads.lock().drain(..).collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+fn flush_loop(db: &Arc<DbInner>) {
+    loop {
+        let imm = {
+            let mut bg = db.bg.lock();
+            loop {
+                if bg.shutdown {
+                    return;
+                }
+                if !db.poisoned.load(Ordering::Acquire) {
+                    if let Some(imm) = db.current_view().imms.last().cloned() {
+                        bg.flush_running = true;
+                        break imm;
+                    }
+                }
+                db.bg_cv.wait(&mut bg);
+            }
+        };
+        let result = db.flush_memtable(&imm);
+        let mut bg = db.bg.lock();
+        bg.flush_running = false;
+        if let Err(e) = result {
+            drop(bg);
+            db.poison(&e);
+        } else {
+            bg.flushes_done += 1;
+            drop(bg);
+            db.bg_cv.notify_all();
+        }
+    }
+}
+
+/// Score of a level: how far past its target it is (L0: table count / trigger).
+pub(crate) fn level_score(opts: &Options, version: &Version, level: usize) -> f64 {
+    if level == 0 {
+        return version.num_files(0) as f64 / opts.l0_compaction_trigger as f64;
+    }
+    let mut target = opts.level_base_bytes as f64;
+    for _ in 1..level {
+        target *= opts.level_multiplier as f64;
+    }
+    version.level_bytes(level) as f64 / target
+}
+
+/// Writes every entry of `iter` to the table at `path`; `None` (and no file) if there were
+/// none. The table is fdatasynced; its directory entry is not: the caller syncs the
+/// directory once for all its outputs, before the manifest names them.
+pub(crate) fn build_table(
+    fs: &Arc<dyn FileSystem>,
+    path: &Path,
+    options: &TableOptions,
+    number: u64,
+    iter: &mut dyn InternalIterator,
+) -> Result<Option<FileMeta>> {
+    let mut builder = TableBuilder::new(&**fs, path, options)?;
+    iter.seek_to_first();
+    while iter.valid() {
+        builder.add(iter.key(), iter.value())?;
+        iter.next();
+    }
+    iter.status()?;
+    if builder.num_entries() == 0 {
+        builder.abandon()?;
+        return Ok(None);
+    }
+    let props = builder.finish()?;
+    Ok(Some(FileMeta {
+        number,
+        file_size: props.file_size,
+        smallest: InternalKey::from_encoded(props.smallest_key),
+        largest: InternalKey::from_encoded(props.largest_key),
+        smallest_seq: props.smallest_seq,
+        largest_seq: props.largest_seq,
+        num_entries: props.num_entries,
+        num_deletions: props.num_deletions,
+    }))
+}
+
+impl DbInner {
+    /// Writes every entry of `iter` to table `number` (see [`build_table`]).
+    pub(crate) fn write_table(
+        &self,
+        number: u64,
+        iter: &mut dyn InternalIterator,
+    ) -> Result<Option<FileMeta>> {
+        let path = self.tables.table_path(number);
+        build_table(&self.fs, &path, &self.opts.table_options(), number, iter)
+    }
+
+    /// Flushes the oldest immutable memtable `imm` to a level-0 table and installs it.
+    fn flush_memtable(&self, imm: &Arc<MemTable>) -> Result<()> {
+        // Every write assigned to this memtable must have finished inserting.
+        self.wait_visible(imm.sealed_seq());
+        let started = Instant::now();
+        let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
+        self.pending_outputs.lock().push(number);
+        let result = (|| {
+            let meta = self.write_table(number, &mut imm.iter())?;
+            self.fs.sync_dir(&self.dir).ctx("fsync directory", &self.dir)?;
+            let mut edit = VersionEdit::default();
+            if let Some(meta) = &meta {
+                self.metrics.flush_bytes.fetch_add(meta.file_size, Ordering::Relaxed);
+                self.metrics.level_written_bytes[0].fetch_add(meta.file_size, Ordering::Relaxed);
+                edit.new_files.push((0, meta.clone()));
+            }
+            edit.last_sequence = Some(imm.sealed_seq());
+            self.install(edit, Some(imm))
+        })();
+        self.pending_outputs.lock().retain(|n| *n != number);
+        result?;
+        self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.flush_duration.record(started.elapsed());
+        self.purge_obsolete_files();
+        Ok(())
+    }
+
+    /// Logs `edit` in the manifest and installs the version it makes; with `flushed`, also
+    /// retires that (oldest) immutable memtable, whose log then becomes obsolete.
+    pub(crate) fn install(&self, mut edit: VersionEdit, flushed: Option<&Arc<MemTable>>) -> Result<()> {
+        let mut vs = self.versions.lock();
+        let view = self.current_view();
+        if let Some(imm) = flushed {
+            // Logs older than the next-oldest memtable's are fully in tables now.
+            let remaining = view.imms.iter().filter(|m| !Arc::ptr_eq(m, imm));
+            let oldest_log = remaining.map(|m| m.wal_number()).min().unwrap_or(view.mem.wal_number());
+            edit.log_number = Some(oldest_log.min(view.mem.wal_number()));
+        }
+        edit.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
+        let version = Arc::new(view.version.apply(&edit)?);
+        vs.manifest.log_edit(&edit)?;
+        if let Some(log) = edit.log_number {
+            vs.log_number = log;
+        }
+        vs.handed_out.push(Arc::downgrade(&version));
+        {
+            let mut current = self.view.write();
+            let imms = current
+                .imms
+                .iter()
+                .filter(|m| flushed.is_none_or(|f| !Arc::ptr_eq(m, f)))
+                .cloned()
+                .collect::<Vec<_>>();
+            let retired = imms.len() < current.imms.len();
+            *current = Arc::new(SuperVersion { mem: Arc::clone(&current.mem), imms, version });
+            if retired {
+                let _bg = self.bg.lock();
+                self.imm_count.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.bg_cv.notify_all();
+        if vs.manifest.size_bytes() > self.opts.max_manifest_size {
+            let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
+            let mut snapshot = self.current_view().version.snapshot_edit();
+            snapshot.log_number = Some(vs.log_number);
+            snapshot.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
+            snapshot.last_sequence = edit.last_sequence.or(Some(self.visible_seq.load(Ordering::Acquire)));
+            vs.manifest.rotate(number, &snapshot)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes tables no version reads, logs older than the manifest's log number, old
+    /// manifests and temporary files. Failures are harmless (the file is garbage and the
+    /// next purge or open retries), so they are ignored.
+    pub(crate) fn purge_obsolete_files(&self) {
+        let (live, log_number, manifest_number) = {
+            let mut vs = self.versions.lock();
+            vs.handed_out.retain(|w| w.strong_count() > 0);
+            let mut live: HashSet<u64> = HashSet::new();
+            for v in vs.handed_out.iter().filter_map(|w| w.upgrade()) {
+                live.extend(v.live_file_numbers());
+            }
+            live.extend(self.pending_outputs.lock().iter().copied());
+            (live, vs.log_number, vs.manifest.number())
+        };
+        let Ok(names) = self.fs.list(&self.dir) else { return };
+        for name in names {
+            let obsolete = match parse_file_name(&name) {
+                Some(FileKind::Table(n)) => !live.contains(&n),
+                Some(FileKind::Log(n)) => n < log_number,
+                Some(FileKind::Manifest(n)) => n != manifest_number,
+                Some(FileKind::Temp(_)) => true,
+                _ => false,
+            };
+            if obsolete {
+                if let Some(FileKind::Table(n)) = parse_file_name(&name) {
+                    self.tables.evict(n);
+                }
+                let _ = self.fs.remove(&self.dir.join(&name));
+            }
+        }
+    }
+}

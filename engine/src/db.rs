@@ -1,0 +1,475 @@
+//! [`Db`]: the embedded database — its shared state, its public API and its read path.
+//!
+//! # Concurrency design
+//! * `write` (a mutex) serializes what must happen in commit order: assigning sequence
+//!   numbers, enqueueing the batch in the WAL, and switching memtables. It is held for
+//!   microseconds: the WAL I/O happens after it is released, in the WAL's group commit.
+//! * Two ordering invariants: **log order = sequence order** (both are decided under
+//!   `write`), and **visibility order = sequence order**: after its WAL group is written, each
+//!   writer inserts its own batch into the memtable concurrently with the others, and then
+//!   *publishes* it; `visible_seq` advances only over a contiguous prefix of published
+//!   batches ([`crate::write`]). Readers read at `visible_seq`, so they never see part of a
+//!   batch, nor a batch whose predecessor is still being inserted.
+//! * `view` holds the current [`SuperVersion`] (active memtable, immutable memtables,
+//!   version of the tables). Readers clone the `Arc` and read without locks; flushes and
+//!   compactions install a new one. A reader's `Arc` pins the memtables and tables it uses.
+//! * `versions` (a mutex) serializes changes to the table set: the MANIFEST append and the
+//!   install of the new version. Lock order: `write` → `versions` → `view`.
+
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+use strata_compaction::{Manifest, Version, NUM_LEVELS};
+use strata_core::fs::{FileLock, FileSystem};
+use strata_core::iter::InternalIterator;
+use strata_core::key::{SeqNo, ValueKind};
+use strata_core::{Error, Result};
+use strata_wal::{Durability, PeriodicSync, Wal, WalStats, WriteBatch};
+
+use crate::memtable::MemTable;
+use strata_core::merge::MergingIterator;
+use crate::metrics::{LevelMetrics, Metrics, MetricsRecorder, STALL_CAUSES};
+use crate::options::Options;
+use crate::snapshot::{Iter, Snapshot};
+use crate::table_cache::{LevelIterator, TableCache};
+
+/// What a read sees: the memtables and the tables at one moment.
+pub(crate) struct SuperVersion {
+    pub(crate) mem: Arc<MemTable>,
+    /// Immutable memtables waiting for flush, newest first.
+    pub(crate) imms: Vec<Arc<MemTable>>,
+    pub(crate) version: Arc<Version>,
+}
+
+/// State guarded by the commit-order lock.
+pub(crate) struct WriteState {
+    pub(crate) next_seq: SeqNo,
+    pub(crate) wal: Arc<Wal>,
+    pub(crate) wal_number: u64,
+    pub(crate) periodic: Option<(std::time::Duration, PeriodicSync)>,
+    /// WAL statistics of logs already retired, so totals survive rotation.
+    pub(crate) retired_wal_stats: WalStats,
+    /// Whether the active memtable holds writes made with `Durability::None`, which only a
+    /// flush makes durable.
+    pub(crate) unlogged: bool,
+}
+
+/// State guarded by the version lock.
+pub(crate) struct VersionState {
+    pub(crate) manifest: Manifest,
+    pub(crate) log_number: u64,
+    /// Every version handed out, so that a table is deleted only when none reads it.
+    pub(crate) handed_out: Vec<Weak<Version>>,
+}
+
+/// Background-work bookkeeping, guarded by `bg` and signalled by `bg_cv`.
+#[derive(Default)]
+pub(crate) struct BgState {
+    pub(crate) shutdown: bool,
+    /// Manual flush requests not yet served: waiters watch `flushes_done`.
+    pub(crate) flushes_done: u64,
+    pub(crate) flush_running: bool,
+}
+
+pub(crate) struct DbInner {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) lock_file: Mutex<Option<FileLock>>,
+    pub(crate) write: Mutex<WriteState>,
+    pub(crate) view: RwLock<Arc<SuperVersion>>,
+    pub(crate) visible_seq: AtomicU64,
+    pub(crate) publish: Mutex<crate::write::PublishQueue>,
+    pub(crate) publish_cv: Condvar,
+    pub(crate) versions: Mutex<VersionState>,
+    pub(crate) next_file_number: AtomicU64,
+    /// Table numbers being written (not yet in a version): never purged as garbage.
+    pub(crate) pending_outputs: Mutex<Vec<u64>>,
+    pub(crate) imm_count: AtomicUsize,
+    pub(crate) bg: Mutex<BgState>,
+    pub(crate) bg_cv: Condvar,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) error: Mutex<Option<Error>>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) snapshots: Mutex<std::collections::BTreeMap<SeqNo, usize>>,
+    pub(crate) tables: Arc<TableCache>,
+    pub(crate) metrics: MetricsRecorder,
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Closes the database when the last user handle drops (background threads hold the
+/// inner state, not this).
+struct HandleToken(Arc<DbInner>);
+
+impl Drop for HandleToken {
+    fn drop(&mut self) {
+        let _ = self.0.close();
+    }
+}
+
+/// An embedded, write-optimized LSM-tree key-value store.
+///
+/// `Db` is a cheap handle: clone it to share the database across threads (it is `Send +
+/// Sync`). The database closes when [`Db::close`] is called or the last handle drops.
+///
+/// ```
+/// use strata::{Db, Options, WriteBatch, Durability};
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open(dir.path(), Options::default())?;
+/// db.put(b"apple", b"red")?;
+/// db.put(b"banana", b"yellow")?;
+/// let mut batch = WriteBatch::new();
+/// batch.put(b"cherry", b"dark red");
+/// batch.delete(b"apple");
+/// db.write_with(batch, Durability::Sync)?;
+/// assert_eq!(db.get(b"apple")?, None);
+/// assert_eq!(db.get(b"cherry")?.as_deref(), Some(&b"dark red"[..]));
+/// let keys: Vec<_> = db.iter().map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+/// assert_eq!(keys, [&b"banana"[..], b"cherry"]);
+/// db.close()?;
+/// # Ok::<(), strata::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) inner: Arc<DbInner>,
+    _handle: Arc<HandleToken>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens the database in `path`, creating the directory and an empty database if
+    /// missing, and recovering from the logs whatever the last run left unflushed.
+    ///
+    /// Fails with [`Error::Locked`] if another handle, in this process or another, has it
+    /// open; with [`Error::Corruption`] if its files are damaged (see
+    /// [`Options::recovery_mode`]).
+    ///
+    /// ```
+    /// use strata::{Db, Options, Error};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// assert!(matches!(Db::open(dir.path(), Options::default()), Err(Error::Locked(_))));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let inner = crate::recovery::open(path.as_ref(), options)?;
+        crate::background::start(&inner);
+        Ok(Db { _handle: Arc::new(HandleToken(Arc::clone(&inner))), inner })
+    }
+
+    /// Sets `key` to `value` with the default durability.
+    ///
+    /// Keys may be up to 64 KiB and values up to 256 MiB; larger is
+    /// [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("k", "v")?;
+    /// assert_eq!(db.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(b)
+    }
+
+    /// Deletes `key` (writes a tombstone) with the default durability.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("k", "v")?;
+    /// db.delete("k")?;
+    /// assert!(db.get("k")?.is_none());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(b)
+    }
+
+    /// Applies `batch` atomically with the default durability: readers see all of it or
+    /// none of it, and after a crash it is recovered whole or not at all.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.inner.write(batch, self.inner.opts.durability)
+    }
+
+    /// Applies `batch` atomically with the given durability (see [`Durability`]).
+    ///
+    /// ```
+    /// use strata::{Db, Durability, Options, WriteBatch};
+    /// # let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// let mut b = WriteBatch::new();
+    /// b.put("balance/alice", "90");
+    /// b.put("balance/bob", "110");
+    /// db.write_with(b, Durability::Sync)?; // on stable storage when this returns
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        self.inner.write(batch, durability)
+    }
+
+    /// The current value of `key`, if any.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.inner.check_open()?;
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        let view = self.inner.current_view();
+        self.inner.get_at(&view, key.as_ref(), seq)
+    }
+
+    /// The entries whose keys fall in `range`, in key order; the iterator is double-ended
+    /// and reads one consistent state of the database (it takes an implicit snapshot).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// for k in ["a", "b", "c", "d"] { db.put(k, k)?; }
+    /// let keys: Vec<_> = db.range("b".."d").map(|r| r.unwrap().0).collect();
+    /// assert_eq!(keys, ["b", "c"]);
+    /// let last = db.range("a"..="d").next_back().unwrap()?;
+    /// assert_eq!(&last.0[..], b"d");
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        Iter::for_db(Arc::clone(&self.inner), seq, crate::snapshot::owned_range(&range))
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("user/1", "ann")?;
+    /// db.put("user/2", "bo")?;
+    /// db.put("vendor/1", "acme")?;
+    /// assert_eq!(db.prefix("user/").count(), 2);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        let range = crate::db_iter::KeyRange::prefix(prefix.as_ref());
+        Iter::for_db(Arc::clone(&self.inner), seq, range)
+    }
+
+    /// Every entry, in key order (`range(..)` cannot infer its key type).
+    pub fn iter(&self) -> Iter {
+        self.range::<&[u8], _>(..)
+    }
+
+    /// A consistent, read-only view of the database as it is now; it stays unchanged by
+    /// later writes, flushes and compactions for as long as it lives.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("k", "old")?;
+    /// let snap = db.snapshot();
+    /// db.put("k", "new")?;
+    /// assert_eq!(snap.get("k")?.as_deref(), Some(&b"old"[..]));
+    /// assert_eq!(db.get("k")?.as_deref(), Some(&b"new"[..]));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(Arc::clone(&self.inner))
+    }
+
+    /// Flushes the active memtable to a level-0 table and waits for it (and every memtable
+    /// waiting before it) to be durable in the table set.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush_and_wait()
+    }
+
+    /// A snapshot of the database's counters and latency histograms.
+    pub fn metrics(&self) -> Metrics {
+        self.inner.metrics()
+    }
+
+    /// Closes the database: waits for in-flight writes, syncs the log, flushes memtables
+    /// that hold unlogged writes, stops background work and releases the directory lock.
+    /// Later calls on any handle fail with [`Error::Closed`]. Dropping the last handle
+    /// closes too, ignoring errors; call `close` to see them.
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+
+    /// The directory the database lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl DbInner {
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Fails if the database can no longer accept writes.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if self.poisoned.load(Ordering::Acquire) {
+            if let Some(e) = self.error.lock().clone() {
+                return Err(e.poisoned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the database in the read-only error state (first error wins).
+    pub(crate) fn poison(&self, error: &Error) {
+        let mut slot = self.error.lock();
+        if slot.is_none() {
+            *slot = Some(match error {
+                Error::Poisoned(inner) => (**inner).clone(),
+                e => e.clone(),
+            });
+        }
+        self.poisoned.store(true, Ordering::Release);
+        drop(slot);
+        self.bg_cv.notify_all();
+        self.publish_cv.notify_all();
+    }
+
+    pub(crate) fn current_view(&self) -> Arc<SuperVersion> {
+        Arc::clone(&self.view.read())
+    }
+
+    pub(crate) fn get_at(&self, view: &SuperVersion, key: &[u8], seq: SeqNo) -> Result<Option<Bytes>> {
+        let found = |kind: ValueKind, v: Bytes| match kind {
+            ValueKind::Put => Some(v),
+            ValueKind::Delete => None,
+        };
+        if let Some((kind, v)) = view.mem.get(key, seq) {
+            return Ok(found(kind, v));
+        }
+        for imm in &view.imms {
+            if let Some((kind, v)) = imm.get(key, seq) {
+                return Ok(found(kind, v));
+            }
+        }
+        for (_, meta) in view.version.files_for_get(key) {
+            let table = self.tables.get(meta.number)?;
+            if let Some((kind, v)) = table.get(key, seq)? {
+                return Ok(found(kind, v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A merged cursor over every source of `view`.
+    pub(crate) fn merged_iter(&self, view: &SuperVersion) -> Result<MergingIterator> {
+        let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
+        children.push(Box::new(view.mem.iter()));
+        for imm in &view.imms {
+            children.push(Box::new(imm.iter()));
+        }
+        for meta in view.version.files(0) {
+            children.push(Box::new(self.tables.get(meta.number)?.iter()));
+        }
+        for level in 1..NUM_LEVELS {
+            let files = view.version.files(level);
+            if !files.is_empty() {
+                children.push(Box::new(LevelIterator::new(Arc::clone(&self.tables), files.to_vec())));
+            }
+        }
+        Ok(MergingIterator::new(children))
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        let m = &self.metrics;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let wal = {
+            let w = self.write.lock();
+            let cur = w.wal.stats();
+            let old = &w.retired_wal_stats;
+            (old.bytes_written + cur.bytes_written, old.write_calls + cur.write_calls, old.syncs + cur.syncs)
+        };
+        let view = self.current_view();
+        let levels = (0..NUM_LEVELS)
+            .map(|l| LevelMetrics {
+                files: view.version.num_files(l),
+                bytes: view.version.level_bytes(l),
+                score: crate::background::level_score(&self.opts, &view.version, l),
+                read_bytes: load(&m.level_read_bytes[l]),
+                written_bytes: load(&m.level_written_bytes[l]),
+                compactions: load(&m.level_compactions[l]),
+                compaction_time: std::time::Duration::from_nanos(load(&m.level_compaction_nanos[l])),
+            })
+            .collect();
+        Metrics {
+            puts: load(&m.puts),
+            deletes: load(&m.deletes),
+            batches: load(&m.batches),
+            user_bytes: load(&m.user_bytes),
+            wal_bytes: wal.0,
+            wal_writes: wal.1,
+            wal_syncs: wal.2,
+            wal_tail_dropped_bytes: load(&m.wal_tail_dropped_bytes),
+            flushes: load(&m.flushes),
+            flush_bytes: load(&m.flush_bytes),
+            compactions: load(&m.compactions),
+            stalls: STALL_CAUSES
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    (*c, load(&m.stall_counts[i]), std::time::Duration::from_nanos(load(&m.stall_nanos[i])))
+                })
+                .collect(),
+            memtable_bytes: view.mem.approximate_bytes() as u64,
+            immutable_memtables: view.imms.len(),
+            immutable_bytes: view.imms.iter().map(|i| i.approximate_bytes() as u64).sum(),
+            levels,
+            block_cache_hits: self.tables.block_cache().hits(),
+            block_cache_misses: self.tables.block_cache().misses(),
+            bloom_saved_lookups: self.tables.stats().bloom_negatives(),
+            write_latency: m.write_latency.summary(),
+            wal_sync_latency: m.wal_sync_latency.summary(),
+            flush_duration: m.flush_duration.summary(),
+            last_sequence: self.visible_seq.load(Ordering::Acquire),
+        }
+    }
+
+    pub(crate) fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut result = Ok(());
+        // Writes made without the log are durable only in a table: flush them first.
+        let unlogged = self.write.lock().unlogged;
+        if unlogged && !self.poisoned.load(Ordering::Acquire) {
+            result = self.flush_and_wait();
+        }
+        // Writers that got past `check_open` finish first: the write lock orders us after
+        // their enqueue, and closing the log writes and syncs their groups.
+        if let Err(e) = self.write.lock().wal.close() {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+        crate::background::stop(self);
+        self.lock_file.lock().take();
+        if let Some(e) = self.error.lock().clone() {
+            if result.is_ok() {
+                result = Err(e.poisoned());
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,246 @@
+//! [`Metrics`]: the write-path health of a database — what it absorbed, what it wrote, where
+//! it waited — as a snapshot of counters and latency histograms.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use strata_compaction::NUM_LEVELS;
+
+use crate::histogram::{Histogram, HistogramSummary};
+
+/// Why a writer waited. Every stall is counted under its cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StallCause {
+    /// The immutable memtables waiting for flush reached `max_immutable_memtables`.
+    MemtableLimit,
+    /// Level 0 reached `l0_slowdown_trigger`: each write was delayed a little.
+    L0Slowdown,
+    /// Level 0 reached `l0_stop_trigger`: writes stopped until compaction caught up.
+    L0Stop,
+}
+
+pub(crate) const STALL_CAUSES: [StallCause; 3] =
+    [StallCause::MemtableLimit, StallCause::L0Slowdown, StallCause::L0Stop];
+
+/// Live counters, updated with relaxed atomics (no lock on the write path).
+#[derive(Default)]
+pub(crate) struct MetricsRecorder {
+    pub(crate) puts: AtomicU64,
+    pub(crate) deletes: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) user_bytes: AtomicU64,
+    pub(crate) flushes: AtomicU64,
+    pub(crate) flush_bytes: AtomicU64,
+    pub(crate) stall_counts: [AtomicU64; 3],
+    pub(crate) stall_nanos: [AtomicU64; 3],
+    pub(crate) wal_tail_dropped_bytes: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) level_read_bytes: [AtomicU64; NUM_LEVELS],
+    pub(crate) level_written_bytes: [AtomicU64; NUM_LEVELS],
+    pub(crate) level_compactions: [AtomicU64; NUM_LEVELS],
+    pub(crate) level_compaction_nanos: [AtomicU64; NUM_LEVELS],
+    pub(crate) write_latency: Histogram,
+    pub(crate) wal_sync_latency: std::sync::Arc<Histogram>,
+    pub(crate) flush_duration: Histogram,
+}
+
+impl MetricsRecorder {
+    pub(crate) fn stall(&self, cause: StallCause, waited: Duration) {
+        let i = STALL_CAUSES.iter().position(|c| *c == cause).unwrap_or(0);
+        self.stall_counts[i].fetch_add(1, Ordering::Relaxed);
+        self.stall_nanos[i].fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Per-level shape and compaction work of the tree.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LevelMetrics {
+    /// Tables in the level.
+    pub files: usize,
+    /// Bytes of those tables.
+    pub bytes: u64,
+    /// How urgently the level needs compaction: size / target (L0: files / trigger);
+    /// compaction runs at 1 and above.
+    pub score: f64,
+    /// Bytes compactions read from this level (as their input level or as the overlap of
+    /// the level above).
+    pub read_bytes: u64,
+    /// Bytes written into this level (flushes for L0, compaction output otherwise).
+    pub written_bytes: u64,
+    /// Compactions whose output went to this level.
+    pub compactions: u64,
+    /// Time those compactions took.
+    pub compaction_time: Duration,
+}
+
+/// A snapshot of a database's counters, from [`crate::Db::metrics`]. `Display` prints it as
+/// a table, like RocksDB's statistics dump.
+///
+/// ```
+/// use strata::{Db, Options};
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open(dir.path(), Options::default())?;
+/// db.put(b"k", b"v")?;
+/// let m = db.metrics();
+/// assert_eq!(m.puts, 1);
+/// assert_eq!(m.user_bytes, 2);
+/// println!("{m}");
+/// # Ok::<(), strata::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Keys put (in batches or alone).
+    pub puts: u64,
+    /// Keys deleted.
+    pub deletes: u64,
+    /// Write calls (each `put`, `delete` or `write` is one batch).
+    pub batches: u64,
+    /// Bytes of keys and values written by the user.
+    pub user_bytes: u64,
+    /// Bytes appended to write-ahead logs (records and framing).
+    pub wal_bytes: u64,
+    /// Write calls to the log (one per commit group).
+    pub wal_writes: u64,
+    /// `fdatasync` calls on the log.
+    pub wal_syncs: u64,
+    /// Bytes of torn log tails dropped at recovery (writes that were never acknowledged).
+    pub wal_tail_dropped_bytes: u64,
+    /// Memtables flushed to level-0 tables.
+    pub flushes: u64,
+    /// Bytes of tables written by flushes.
+    pub flush_bytes: u64,
+    /// Compactions finished.
+    pub compactions: u64,
+    /// Stalls per cause: (cause, count, total time).
+    pub stalls: Vec<(StallCause, u64, Duration)>,
+    /// Bytes in the active memtable.
+    pub memtable_bytes: u64,
+    /// Immutable memtables waiting for flush, and their bytes.
+    pub immutable_memtables: usize,
+    /// Bytes in immutable memtables.
+    pub immutable_bytes: u64,
+    /// Shape and work of each level, L0 first.
+    pub levels: Vec<LevelMetrics>,
+    /// Block cache hits.
+    pub block_cache_hits: u64,
+    /// Block cache misses.
+    pub block_cache_misses: u64,
+    /// Table lookups the bloom filters answered "absent" without reading a block.
+    pub bloom_saved_lookups: u64,
+    /// Latency of write calls (queueing, log, memtable, publication; stalls included).
+    pub write_latency: HistogramSummary,
+    /// Latency of log `fdatasync` calls.
+    pub wal_sync_latency: HistogramSummary,
+    /// Duration of flushes.
+    pub flush_duration: HistogramSummary,
+    /// The highest sequence number visible to reads.
+    pub last_sequence: u64,
+}
+
+impl Metrics {
+    /// Total stall count over all causes.
+    pub fn stall_count(&self) -> u64 {
+        self.stalls.iter().map(|s| s.1).sum()
+    }
+
+    /// Total time writers spent stalled, over all causes.
+    pub fn stall_time(&self) -> Duration {
+        self.stalls.iter().map(|s| s.2).sum()
+    }
+
+    /// Bytes written to disk by the engine (log, flushes, compactions) per byte the user
+    /// wrote; 0 before any write.
+    pub fn write_amplification(&self) -> f64 {
+        if self.user_bytes == 0 {
+            return 0.0;
+        }
+        let compaction: u64 = self.levels.iter().skip(1).map(|l| l.written_bytes).sum();
+        (self.wal_bytes + self.flush_bytes + compaction) as f64 / self.user_bytes as f64
+    }
+
+    /// Bytes of all live tables.
+    pub fn table_bytes(&self) -> u64 {
+        self.levels.iter().map(|l| l.bytes).sum()
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+impl fmt::Display for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "writes: {} puts, {} deletes, {} batches, {:.1} MiB user data, last seq {}",
+            self.puts,
+            self.deletes,
+            self.batches,
+            mib(self.user_bytes),
+            self.last_sequence
+        )?;
+        writeln!(
+            f,
+            "wal: {:.1} MiB in {} writes, {} syncs (sync {}), torn tail dropped at recovery: {} B",
+            mib(self.wal_bytes),
+            self.wal_writes,
+            self.wal_syncs,
+            self.wal_sync_latency,
+            self.wal_tail_dropped_bytes
+        )?;
+        writeln!(
+            f,
+            "memtables: active {:.1} MiB, {} immutable ({:.1} MiB)",
+            mib(self.memtable_bytes),
+            self.immutable_memtables,
+            mib(self.immutable_bytes)
+        )?;
+        writeln!(
+            f,
+            "flush: {} flushes, {:.1} MiB ({}); compactions: {}",
+            self.flushes,
+            mib(self.flush_bytes),
+            self.flush_duration,
+            self.compactions
+        )?;
+        write!(f, "stalls:")?;
+        for (cause, n, t) in &self.stalls {
+            write!(f, " {cause:?} {n} ({t:.1?})")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "write latency: {}", self.write_latency)?;
+        writeln!(
+            f,
+            "block cache: {} hits, {} misses; bloom filter saved {} lookups",
+            self.block_cache_hits, self.block_cache_misses, self.bloom_saved_lookups
+        )?;
+        writeln!(
+            f,
+            "{:<5} {:>6} {:>10} {:>6} {:>10} {:>10} {:>6} {:>6} {:>9}",
+            "level", "files", "size MiB", "score", "read MiB", "write MiB", "w-amp", "comps", "comp time"
+        )?;
+        for (i, l) in self.levels.iter().enumerate() {
+            let wamp = if i == 0 || l.read_bytes == 0 {
+                0.0
+            } else {
+                l.written_bytes as f64 / l.read_bytes.max(1) as f64
+            };
+            writeln!(
+                f,
+                "L{:<4} {:>6} {:>10.1} {:>6.2} {:>10.1} {:>10.1} {:>6.2} {:>6} {:>9.1?}",
+                i,
+                l.files,
+                mib(l.bytes),
+                l.score,
+                mib(l.read_bytes),
+                mib(l.written_bytes),
+                wamp,
+                l.compactions,
+                l.compaction_time
+            )?;
+        }
+        write!(f, "overall write amplification: {:.2}", self.write_amplification())
+    }
+}

@@ -1,0 +1,246 @@
+//! [`Options`]: how a [`crate::Db`] is configured, with documented defaults.
+
+use std::sync::Arc;
+
+use strata_core::fs::{FileSystem, OsFileSystem};
+use strata_sstable::Compression;
+use strata_wal::{Durability, RecoveryMode};
+
+/// The largest key strata accepts: 64 KiB.
+pub const MAX_KEY_SIZE: usize = 64 << 10;
+/// The largest value strata accepts: 256 MiB.
+pub const MAX_VALUE_SIZE: usize = 256 << 20;
+
+/// Configuration of a [`crate::Db`]. Every setter states its default and, where there is
+/// one, the RocksDB option it corresponds to.
+///
+/// ```
+/// use strata::{Options, Durability};
+/// let opts = Options::default()
+///     .durability(Durability::Sync)
+///     .memtable_size(16 << 20)
+///     .block_cache_size(64 << 20);
+/// assert_eq!(opts.memtable_bytes(), 16 << 20);
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) durability: Durability,
+    pub(crate) memtable_size: usize,
+    pub(crate) max_immutable_memtables: usize,
+    pub(crate) block_size: usize,
+    pub(crate) compression: Compression,
+    pub(crate) bloom_bits_per_key: u32,
+    pub(crate) block_cache_size: usize,
+    pub(crate) background_threads: usize,
+    pub(crate) recovery_mode: RecoveryMode,
+    pub(crate) l0_compaction_trigger: usize,
+    pub(crate) l0_slowdown_trigger: usize,
+    pub(crate) l0_stop_trigger: usize,
+    pub(crate) level_base_bytes: u64,
+    pub(crate) level_multiplier: u64,
+    pub(crate) target_file_size: u64,
+    pub(crate) compaction_rate_limit: Option<u64>,
+    pub(crate) max_manifest_size: u64,
+    pub(crate) write_queue_depth: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fs: Arc::new(OsFileSystem),
+            durability: Durability::Buffered,
+            memtable_size: 64 << 20,
+            max_immutable_memtables: 2,
+            block_size: 4096,
+            compression: Compression::Zstd { level: 1 },
+            bloom_bits_per_key: 10,
+            block_cache_size: 64 << 20,
+            background_threads: 2,
+            recovery_mode: RecoveryMode::Strict,
+            l0_compaction_trigger: 4,
+            l0_slowdown_trigger: 20,
+            l0_stop_trigger: 36,
+            level_base_bytes: 256 << 20,
+            level_multiplier: 10,
+            target_file_size: 64 << 20,
+            compaction_rate_limit: None,
+            max_manifest_size: 64 << 20,
+            write_queue_depth: 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("fs", &self.fs)
+            .field("durability", &self.durability)
+            .field("memtable_size", &self.memtable_size)
+            .field("max_immutable_memtables", &self.max_immutable_memtables)
+            .field("block_size", &self.block_size)
+            .field("compression", &self.compression)
+            .field("bloom_bits_per_key", &self.bloom_bits_per_key)
+            .field("block_cache_size", &self.block_cache_size)
+            .field("background_threads", &self.background_threads)
+            .field("recovery_mode", &self.recovery_mode)
+            .field("l0_compaction_trigger", &self.l0_compaction_trigger)
+            .field("l0_slowdown_trigger", &self.l0_slowdown_trigger)
+            .field("l0_stop_trigger", &self.l0_stop_trigger)
+            .field("level_base_bytes", &self.level_base_bytes)
+            .field("level_multiplier", &self.level_multiplier)
+            .field("target_file_size", &self.target_file_size)
+            .field("compaction_rate_limit", &self.compaction_rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$name = value;
+            self
+        }
+    };
+}
+
+impl Options {
+    setter!(
+        /// The durability of writes that do not name their own (see [`Durability`]).
+        /// Default: [`Durability::Buffered`] (survives kill -9, not power loss).
+        durability: Durability
+    );
+    setter!(
+        /// Size at which the active memtable becomes immutable and is flushed to a level-0
+        /// table. Default 64 MiB (RocksDB `write_buffer_size`).
+        memtable_size: usize
+    );
+    setter!(
+        /// How many full memtables may wait for flush before writers stall. Default 2
+        /// (RocksDB `max_write_buffer_number` - 1).
+        max_immutable_memtables: usize
+    );
+    setter!(
+        /// Target uncompressed size of table data blocks. Default 4 KiB (RocksDB
+        /// `block_size`).
+        block_size: usize
+    );
+    setter!(
+        /// Block compression of tables. Default zstd level 1: fast to write, still
+        /// shrinks typical data by half (RocksDB `compression`).
+        compression: Compression
+    );
+    setter!(
+        /// Bloom filter bits per key in tables; 10 gives about 1% false positives, 0
+        /// disables the filter. Default 10.
+        bloom_bits_per_key: u32
+    );
+    setter!(
+        /// Capacity in bytes of the block cache shared by all tables (decompressed blocks).
+        /// Default 64 MiB.
+        block_cache_size: usize
+    );
+    setter!(
+        /// Threads for flushes and compactions. One is reserved for flushes so a flush never
+        /// waits behind a long compaction. Default 2 (RocksDB `max_background_jobs`).
+        background_threads: usize
+    );
+    setter!(
+        /// What recovery does with a damaged log record that valid records follow: refuse
+        /// to open ([`RecoveryMode::Strict`], the default) or keep everything before it
+        /// ([`RecoveryMode::PointInTime`]). A torn record at the very end of the newest log
+        /// is always dropped and counted: it was never acknowledged.
+        recovery_mode: RecoveryMode
+    );
+    setter!(
+        /// Level-0 table count that triggers a compaction into level 1. Default 4.
+        l0_compaction_trigger: usize
+    );
+    setter!(
+        /// Level-0 table count at which each write is delayed. Default 20.
+        l0_slowdown_trigger: usize
+    );
+    setter!(
+        /// Level-0 table count at which writes stop until compaction catches up. Default 36.
+        l0_stop_trigger: usize
+    );
+    setter!(
+        /// Target size of level 1. Default 256 MiB (RocksDB `max_bytes_for_level_base`).
+        level_base_bytes: u64
+    );
+    setter!(
+        /// Each level's target is this many times the one above. Default 10.
+        level_multiplier: u64
+    );
+    setter!(
+        /// Size at which compaction output is split into a new table. Default 64 MiB.
+        target_file_size: u64
+    );
+    setter!(
+        /// Upper bound on compaction write bandwidth in bytes per second. Default none.
+        compaction_rate_limit: Option<u64>
+    );
+    setter!(
+        /// Depth of the bounded queue in front of `write_async`. Default 1024 batches.
+        write_queue_depth: usize
+    );
+
+    /// The file system the database lives on. Default: the real one
+    /// ([`OsFileSystem`]); tests pass a [`strata_core::sim::SimFileSystem`].
+    #[must_use]
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// The configured memtable size in bytes.
+    pub fn memtable_bytes(&self) -> usize {
+        self.memtable_size
+    }
+
+    /// The configured default durability.
+    pub fn default_durability(&self) -> Durability {
+        self.durability
+    }
+
+    pub(crate) fn table_options(&self) -> strata_sstable::TableOptions {
+        let mut t = strata_sstable::TableOptions::default();
+        t.block_size = self.block_size;
+        t.compression = self.compression;
+        t.bloom_bits_per_key = self.bloom_bits_per_key;
+        t
+    }
+
+    pub(crate) fn validate(&self) -> strata_core::Result<()> {
+        let bad = |m: &str| Err(strata_core::Error::InvalidArgument(m.to_string()));
+        if self.memtable_size < 4096 {
+            return bad("memtable_size must be at least 4 KiB");
+        }
+        if self.max_immutable_memtables == 0 {
+            return bad("max_immutable_memtables must be at least 1");
+        }
+        if self.block_size < 64 {
+            return bad("block_size must be at least 64 bytes");
+        }
+        if self.background_threads == 0 {
+            return bad("background_threads must be at least 1");
+        }
+        if self.l0_compaction_trigger == 0
+            || self.l0_slowdown_trigger < self.l0_compaction_trigger
+            || self.l0_stop_trigger < self.l0_slowdown_trigger
+        {
+            return bad("need 0 < l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger");
+        }
+        if self.level_multiplier < 2 {
+            return bad("level_multiplier must be at least 2");
+        }
+        if let Durability::Periodic(d) = self.durability {
+            if d.is_zero() {
+                return bad("Durability::Periodic needs a non-zero interval");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! The write path: validation, backpressure, sequence assignment, group commit through the
+//! WAL, concurrent memtable insertion and in-order publication.
+//!
+//! ```text
+//!  writer ──validate──> [write lock: make room · seq = next_seq · wal.enqueue · queue publish]
+//!         ──ticket.wait (WAL group commit: one write + ≤1 fdatasync for the group)──>
+//!         ──insert into memtable (concurrently with other writers)──>
+//!         ──publish: visible_seq advances over the contiguous prefix of finished batches──> return
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::MutexGuard;
+use strata_compaction::log_file_name;
+use strata_core::key::{SeqNo, ValueKind, MAX_SEQ};
+use strata_core::{Error, Result};
+use strata_wal::{Durability, Wal, WalOptions, WalStats, WriteBatch};
+
+use crate::db::{DbInner, SuperVersion, WriteState};
+use crate::memtable::MemTable;
+use crate::metrics::StallCause;
+use crate::options::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
+
+/// Batches that have sequence numbers but are not yet visible, in sequence order.
+#[derive(Default)]
+pub(crate) struct PublishQueue {
+    pending: VecDeque<Pending>,
+}
+
+struct Pending {
+    last_seq: SeqNo,
+    done: bool,
+}
+
+/// Checks sizes and counts what the batch holds: (puts, deletes, user bytes).
+fn validate(batch: &WriteBatch) -> Result<(u64, u64, u64)> {
+    let (mut puts, mut deletes, mut bytes) = (0, 0, 0);
+    for e in batch.iter() {
+        if e.key.len() > MAX_KEY_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "key of {} bytes exceeds the {MAX_KEY_SIZE}-byte limit",
+                e.key.len()
+            )));
+        }
+        if e.value.len() > MAX_VALUE_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "value of {} bytes exceeds the {MAX_VALUE_SIZE}-byte limit",
+                e.value.len()
+            )));
+        }
+        match e.kind {
+            ValueKind::Put => puts += 1,
+            ValueKind::Delete => deletes += 1,
+        }
+        bytes += (e.key.len() + e.value.len()) as u64;
+    }
+    Ok((puts, deletes, bytes))
+}
+
+pub(crate) fn wal_options(inner_metrics: &Arc<crate::histogram::Histogram>) -> WalOptions {
+    let hist = Arc::clone(inner_metrics);
+    WalOptions { on_sync: Some(Arc::new(move |d: Duration| hist.record(d))), ..WalOptions::default() }
+}
+
+fn add_stats(total: &mut WalStats, s: &WalStats) {
+    total.records += s.records;
+    total.payload_bytes += s.payload_bytes;
+    total.bytes_written += s.bytes_written;
+    total.write_calls += s.write_calls;
+    total.syncs += s.syncs;
+    total.sync_time += s.sync_time;
+}
+
+impl DbInner {
+    pub(crate) fn write(&self, mut batch: WriteBatch, durability: Durability) -> Result<()> {
+        let start = Instant::now();
+        self.check_writable()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (puts, deletes, user_bytes) = validate(&batch)?;
+        if let Durability::Periodic(d) = durability {
+            if d.is_zero() {
+                return Err(Error::InvalidArgument("Durability::Periodic needs a non-zero interval".into()));
+            }
+        }
+        self.delay_for_level0()?;
+        let count = batch.len() as u64;
+
+        let (ticket, mem, last_seq) = {
+            let mut w = self.lock_for_write()?;
+            let first = w.next_seq;
+            let last = first + count - 1;
+            if last > MAX_SEQ {
+                return Err(Error::InvalidArgument("sequence numbers exhausted".into()));
+            }
+            batch.set_sequence(first);
+            let ticket = if durability.uses_wal() {
+                if let Durability::Periodic(every) = durability {
+                    ensure_periodic_sync(&mut w, every);
+                }
+                match w.wal.enqueue(batch.as_bytes(), durability.syncs_each_write()) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        self.poison(&e);
+                        return Err(e);
+                    }
+                }
+            } else {
+                w.unlogged = true;
+                None
+            };
+            w.next_seq = last + 1;
+            self.publish.lock().pending.push_back(Pending { last_seq: last, done: false });
+            (ticket, Arc::clone(&self.view.read().mem), last)
+        };
+
+        let logged = match ticket {
+            Some(t) => t.wait(),
+            None => Ok(()),
+        };
+        if let Err(e) = &logged {
+            // The log may hold the batch or not: it is neither acknowledged nor applied, and
+            // the database goes read-only so nothing later can be acknowledged on top of it.
+            self.poison(e);
+        } else {
+            insert_batch(&mem, batch);
+        }
+        self.publish(last_seq);
+        logged?;
+
+        let m = &self.metrics;
+        m.puts.fetch_add(puts, Ordering::Relaxed);
+        m.deletes.fetch_add(deletes, Ordering::Relaxed);
+        m.batches.fetch_add(1, Ordering::Relaxed);
+        m.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
+        m.write_latency.record(start.elapsed());
+        Ok(())
+    }
+
+    /// Marks the batch ending at `last_seq` finished and waits until it is visible.
+    fn publish(&self, last_seq: SeqNo) {
+        let mut q = self.publish.lock();
+        if let Some(p) = q.pending.iter_mut().find(|p| p.last_seq == last_seq) {
+            p.done = true;
+        }
+        let mut advanced = false;
+        while q.pending.front().is_some_and(|p| p.done) {
+            if let Some(p) = q.pending.pop_front() {
+                self.visible_seq.store(p.last_seq, Ordering::Release);
+                advanced = true;
+            }
+        }
+        if advanced {
+            self.publish_cv.notify_all();
+        }
+        while self.visible_seq.load(Ordering::Acquire) < last_seq {
+            self.publish_cv.wait(&mut q);
+        }
+    }
+
+    /// Waits until every write given a sequence number up to `seq` is visible.
+    pub(crate) fn wait_visible(&self, seq: SeqNo) {
+        let mut q = self.publish.lock();
+        while self.visible_seq.load(Ordering::Acquire) < seq {
+            self.publish_cv.wait(&mut q);
+        }
+    }
+
+    /// Takes the write lock once the active memtable has room, switching to a new one when
+    /// it is full and stalling while too many wait for flush.
+    fn lock_for_write(&self) -> Result<MutexGuard<'_, WriteState>> {
+        loop {
+            let mut w = self.write.lock();
+            self.check_writable()?;
+            let mem_bytes = self.view.read().mem.approximate_bytes();
+            if mem_bytes < self.opts.memtable_size {
+                return Ok(w);
+            }
+            if self.imm_count.load(Ordering::Acquire) < self.opts.max_immutable_memtables {
+                self.switch_memtable(&mut w)?;
+                return Ok(w);
+            }
+            drop(w);
+            let stalled = Instant::now();
+            {
+                let mut bg = self.bg.lock();
+                while self.imm_count.load(Ordering::Acquire) >= self.opts.max_immutable_memtables
+                    && !self.poisoned.load(Ordering::Acquire)
+                    && !bg.shutdown
+                {
+                    self.bg_cv.wait_for(&mut bg, Duration::from_millis(50));
+                }
+            }
+            self.metrics.stall(StallCause::MemtableLimit, stalled.elapsed());
+        }
+    }
+
+    /// Makes the active memtable immutable and starts a new one with a new log. The old log
+    /// is synced first, so that only the newest log can ever end in a torn record.
+    pub(crate) fn switch_memtable(&self, w: &mut WriteState) -> Result<()> {
+        let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
+        let path = self.dir.join(log_file_name(number));
+        let wal = w
+            .wal
+            .sync()
+            .and_then(|()| Wal::create(Arc::clone(&self.fs), path, wal_options(&self.metrics.wal_sync_latency)))
+            .inspect_err(|e| self.poison(e))?;
+        let old = std::mem::replace(&mut w.wal, wal);
+        let _ = old.close(); // already synced; closing only refuses further appends
+        add_stats(&mut w.retired_wal_stats, &old.stats());
+        w.wal_number = number;
+        if let Some((every, _)) = w.periodic.take() {
+            ensure_periodic_sync(w, every);
+        }
+        w.unlogged = false;
+
+        let mem = Arc::new(MemTable::new(number));
+        {
+            let mut view = self.view.write();
+            view.mem.seal(w.next_seq - 1);
+            let mut imms = Vec::with_capacity(view.imms.len() + 1);
+            imms.push(Arc::clone(&view.mem));
+            imms.extend(view.imms.iter().cloned());
+            *view = Arc::new(SuperVersion { mem, imms, version: Arc::clone(&view.version) });
+        }
+        let _bg = self.bg.lock();
+        self.imm_count.fetch_add(1, Ordering::AcqRel);
+        self.bg_cv.notify_all();
+        Ok(())
+    }
+
+    /// Makes the active memtable (if not empty) immutable and waits until it and every
+    /// older immutable memtable are flushed.
+    pub(crate) fn flush_and_wait(&self) -> Result<()> {
+        self.check_writable()?;
+        let target = {
+            let mut w = self.write.lock();
+            if !self.view.read().mem.is_empty() {
+                self.switch_memtable(&mut w)?;
+            }
+            self.view.read().imms.first().map(|m| m.wal_number())
+        };
+        let Some(target) = target else { return Ok(()) };
+        let mut bg = self.bg.lock();
+        loop {
+            if self.poisoned.load(Ordering::Acquire) {
+                drop(bg);
+                return self.check_writable();
+            }
+            if self.view.read().imms.iter().all(|m| m.wal_number() > target) {
+                return Ok(());
+            }
+            self.bg_cv.wait_for(&mut bg, Duration::from_millis(50));
+        }
+    }
+
+    /// Write stalls driven by the number of level-0 tables.
+    fn delay_for_level0(&self) -> Result<()> {
+        let l0 = || self.view.read().version.num_files(0);
+        if l0() >= self.opts.l0_stop_trigger {
+            let stalled = Instant::now();
+            let mut bg = self.bg.lock();
+            while l0() >= self.opts.l0_stop_trigger && !bg.shutdown {
+                self.check_writable()?;
+                self.bg_cv.wait_for(&mut bg, Duration::from_millis(50));
+            }
+            drop(bg);
+            self.metrics.stall(StallCause::L0Stop, stalled.elapsed());
+        } else if l0() >= self.opts.l0_slowdown_trigger {
+            let delay = Duration::from_millis(1);
+            std::thread::sleep(delay);
+            self.metrics.stall(StallCause::L0Slowdown, delay);
+        }
+        Ok(())
+    }
+}
+
+fn ensure_periodic_sync(w: &mut WriteState, every: Duration) {
+    if w.periodic.as_ref().is_some_and(|(current, _)| *current <= every) {
+        return;
+    }
+    w.periodic = Some((every, w.wal.spawn_periodic_sync(every)));
+}
+
+/// Inserts every entry of `batch` into `mem`. Values become slices of the batch's own
+/// buffer, so a batch costs one allocation for all its values.
+fn insert_batch(mem: &MemTable, batch: WriteBatch) {
+    let seq = batch.sequence();
+    let base = batch.as_bytes().as_ptr() as usize;
+    // Offsets into the batch buffer, which `Bytes::from` keeps in place.
+    let spans: Vec<(ValueKind, usize, usize, usize, usize)> = batch
+        .iter()
+        .map(|e| {
+            let key_at = (e.key.as_ptr() as usize).wrapping_sub(base);
+            let value_at = (e.value.as_ptr() as usize).wrapping_sub(base);
+            (e.kind, key_at, e.key.len(), value_at, e.value.len())
+        })
+        .collect();
+    let buf = Bytes::from(batch.into_bytes());
+    for (i, (kind, key_at, key_len, value_at, value_len)) in spans.into_iter().enumerate() {
+        let key = buf.get(key_at..key_at + key_len).unwrap_or_default();
+        let value = if value_len == 0 { Bytes::new() } else { buf.slice(value_at..value_at + value_len) };
+        mem.insert(key, seq + i as u64, kind, value);
+    }
+}

@@ -1,0 +1,272 @@
+//! [`TableIterator`]: a two-level cursor (index block, then data block) over one table.
+
+use std::sync::Arc;
+
+use strata_core::iter::InternalIterator;
+use strata_core::{Error, Result};
+
+use crate::block::BlockIter;
+use crate::format::BlockHandle;
+use crate::table::Table;
+
+/// A bidirectional cursor over every entry of a [`Table`], implementing
+/// [`InternalIterator`]. It owns an `Arc<Table>` (no borrowed lifetime), so the engine can
+/// keep it in structs and merges. Corruption met while moving makes it invalid and is
+/// returned by [`InternalIterator::status`].
+///
+/// ```
+/// # use std::path::Path;
+/// # use std::sync::Arc;
+/// # use strata_core::fs::FileSystem;
+/// # use strata_core::key::{InternalKey, ValueKind};
+/// # use strata_core::sim::SimFileSystem;
+/// # use strata_sstable::{Table, TableBuilder, TableOptions, TableStats};
+/// use strata_core::iter::InternalIterator;
+/// # let fs = SimFileSystem::new();
+/// # fs.create_dir_all(Path::new("/db"))?;
+/// # let path = Path::new("/db/3.sst");
+/// let mut b = TableBuilder::new(&fs, path, &TableOptions::default())?;
+/// for k in ["a", "b", "c"] {
+///     b.add(InternalKey::new(k.as_bytes(), 1, ValueKind::Put).encoded(), k.as_bytes())?;
+/// }
+/// b.finish()?;
+/// let table = Table::open(&fs, path, 3, None, Arc::new(TableStats::default()))?;
+/// let mut it = table.iter();
+/// it.seek(InternalKey::new(b"b", u64::MAX >> 8, ValueKind::Put).encoded());
+/// assert_eq!(it.value(), b"b");
+/// it.prev();
+/// assert_eq!(it.value(), b"a");
+/// it.seek_to_last();
+/// assert_eq!(it.value(), b"c");
+/// it.next();
+/// assert!(!it.valid());
+/// it.status()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TableIterator {
+    table: Arc<Table>,
+    index: BlockIter,
+    /// The data block under the index's current entry, if loaded.
+    data: Option<BlockIter>,
+    data_handle: BlockHandle,
+    status: Result<()>,
+}
+
+impl std::fmt::Debug for TableIterator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableIterator")
+            .field("table", &self.table.path())
+            .field("valid", &self.valid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableIterator {
+    pub(crate) fn new(table: Arc<Table>) -> Self {
+        let index = BlockIter::new(table.index_block());
+        TableIterator {
+            table,
+            index,
+            data: None,
+            data_handle: BlockHandle::default(),
+            status: Ok(()),
+        }
+    }
+
+    /// The current value as a zero-copy shared slice (of the file mapping or a cached
+    /// block), for callers that keep values beyond the next move. Requires `valid()`.
+    pub fn value_bytes(&self) -> bytes::Bytes {
+        self.current().value_bytes()
+    }
+
+    /// The table iterated.
+    pub fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+
+    fn fail(&mut self, e: Error) {
+        if self.status.is_ok() {
+            self.status = Err(e);
+        }
+        self.data = None;
+        self.index.invalidate();
+    }
+
+    /// Reports index corruption; returns whether the index is usable.
+    fn index_ok(&mut self) -> bool {
+        if let Some((reason, at)) = self.index.corruption() {
+            let e = self.table.index_corruption(reason, at);
+            self.fail(e);
+            return false;
+        }
+        true
+    }
+
+    /// Reports data-block corruption; returns whether the block is usable.
+    fn data_ok(&mut self) -> bool {
+        let corruption = self.data.as_ref().and_then(|d| d.corruption());
+        if let Some((reason, at)) = corruption {
+            let e = self.table.block_corruption(self.data_handle, reason, at);
+            self.fail(e);
+            return false;
+        }
+        true
+    }
+
+    /// Loads the data block named by the index's current entry (or drops the data cursor
+    /// when the index is off the end). Returns whether a block is loaded.
+    fn load_block(&mut self) -> bool {
+        if !self.index_ok() {
+            return false;
+        }
+        if !self.index.valid() {
+            self.data = None;
+            return false;
+        }
+        let handle = match self.table.decode_handle(self.index.value()) {
+            Ok(h) => h,
+            Err(e) => {
+                self.fail(e);
+                return false;
+            }
+        };
+        if self.data.is_some() && handle == self.data_handle {
+            return true;
+        }
+        match self.table.data_block(handle) {
+            Ok(block) => {
+                self.data_handle = handle;
+                match self.data.as_mut() {
+                    Some(d) => d.reset(block),
+                    None => self.data = Some(BlockIter::new(block)),
+                }
+                true
+            }
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
+    }
+
+    /// While the data cursor is off its block's end, moves to the next block's first entry.
+    fn skip_forward(&mut self) {
+        loop {
+            if !self.data_ok() {
+                return;
+            }
+            match &self.data {
+                Some(d) if d.valid() => return,
+                Some(_) => {}
+                None => return,
+            }
+            self.index.next();
+            if !self.load_block() {
+                return;
+            }
+            if let Some(d) = self.data.as_mut() {
+                d.seek_to_first();
+            }
+        }
+    }
+
+    /// While the data cursor is before its block's start, moves to the previous block's
+    /// last entry.
+    fn skip_backward(&mut self) {
+        loop {
+            if !self.data_ok() {
+                return;
+            }
+            match &self.data {
+                Some(d) if d.valid() => return,
+                Some(_) => {}
+                None => return,
+            }
+            self.index.prev();
+            if !self.load_block() {
+                return;
+            }
+            if let Some(d) = self.data.as_mut() {
+                d.seek_to_last();
+            }
+        }
+    }
+
+    fn current(&self) -> &BlockIter {
+        match &self.data {
+            Some(d) if self.status.is_ok() && d.valid() => d,
+            _ => panic!("TableIterator used while not valid"),
+        }
+    }
+}
+
+impl InternalIterator for TableIterator {
+    fn valid(&self) -> bool {
+        self.status.is_ok() && self.data.as_ref().is_some_and(|d| d.valid())
+    }
+
+    fn seek_to_first(&mut self) {
+        if self.status.is_err() {
+            return;
+        }
+        self.index.seek_to_first();
+        if self.load_block() {
+            if let Some(d) = self.data.as_mut() {
+                d.seek_to_first();
+            }
+        }
+        self.skip_forward();
+    }
+
+    fn seek_to_last(&mut self) {
+        if self.status.is_err() {
+            return;
+        }
+        self.index.seek_to_last();
+        if self.load_block() {
+            if let Some(d) = self.data.as_mut() {
+                d.seek_to_last();
+            }
+        }
+        self.skip_backward();
+    }
+
+    fn seek(&mut self, target: &[u8]) {
+        if self.status.is_err() {
+            return;
+        }
+        self.index.seek(target);
+        if self.load_block() {
+            if let Some(d) = self.data.as_mut() {
+                d.seek(target);
+            }
+        }
+        self.skip_forward();
+    }
+
+    fn next(&mut self) {
+        if let Some(d) = self.data.as_mut() {
+            d.next();
+        }
+        self.skip_forward();
+    }
+
+    fn prev(&mut self) {
+        if let Some(d) = self.data.as_mut() {
+            d.prev();
+        }
+        self.skip_backward();
+    }
+
+    fn key(&self) -> &[u8] {
+        self.current().key()
+    }
+
+    fn value(&self) -> &[u8] {
+        self.current().value()
+    }
+
+    fn status(&self) -> Result<()> {
+        self.status.clone()
+    }
+}
