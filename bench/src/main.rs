@@ -20,7 +20,6 @@ use crate::engines::{Durability, EngineConfig, EngineKind};
 use crate::keys::KeyCodec;
 use crate::report::RunContext;
 use crate::runner::Plan;
-use crate::stats::CHART_QUANTILES;
 use crate::workload::{Benchmark, WorkloadConfig};
 
 /// Run db_bench-style workloads against strata and, when built with their features, against
@@ -154,7 +153,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         print!("{}", report::table(&summaries, &settings));
     }
     if let Some(path) = &cli.report {
-        let panels = svg_panels(&summaries, &results);
+        let panels = svg::panels(&summaries, &results);
         let title = format!(
             "strata-bench: num {} threads {} value {} B durability {}",
             cli.num, cli.threads, cli.value_size, cli.durability
@@ -166,31 +165,6 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         }
     }
     Ok(())
-}
-
-/// One SVG panel per benchmark position, one series per engine (its median-throughput run).
-fn svg_panels(summaries: &[report::Summarized], results: &[runner::RunResult]) -> Vec<svg::Panel> {
-    let mut panels: Vec<(usize, svg::Panel)> = Vec::new();
-    for s in summaries {
-        let run = &results[s.representative];
-        let series = svg::Series {
-            engine: s.summary.engine.clone(),
-            timeline: run.timeline.clone(),
-            secs: run.secs,
-            latency_us: CHART_QUANTILES
-                .iter()
-                .map(|&q| stats::quantile_us(&run.histogram, q))
-                .collect(),
-        };
-        match panels.iter_mut().find(|(p, _)| *p == run.position) {
-            Some((_, panel)) => panel.series.push(series),
-            None => panels.push((
-                run.position,
-                svg::Panel { title: run.benchmark.name().to_string(), series: vec![series] },
-            )),
-        }
-    }
-    panels.into_iter().map(|(_, p)| p).collect()
 }
 
 fn main() -> ExitCode {

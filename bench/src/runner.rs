@@ -258,3 +258,60 @@ fn run_one(
         metrics: engine.metrics(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engines::Durability;
+    use crate::keys::KeyCodec;
+    use crate::report::{self, RunContext};
+    use crate::svg;
+
+    #[test]
+    fn a_plan_runs_end_to_end_into_json_and_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Plan {
+            engines: vec![EngineKind::Memory],
+            benchmarks: vec![Benchmark::FillRandom, Benchmark::ReadRandom, Benchmark::ReadSeq],
+            workload: WorkloadConfig {
+                num: 1000,
+                threads: 2,
+                codec: KeyCodec::new(16).unwrap(),
+                value_size: 50,
+                batch_size: 10,
+                durability: Durability::Buffered,
+                compression_ratio: 0.5,
+            },
+            engine: EngineConfig { durability: Durability::Buffered, shards: None },
+            db_dir: dir.path().to_path_buf(),
+            repeat: 2,
+            seed: 1,
+            progress: false,
+            verbose: false,
+        };
+        let (results, settings) = run(&plan).unwrap();
+        assert_eq!(results.len(), 6, "3 benchmarks x 2 rounds");
+        assert_eq!(settings, vec![(EngineKind::Memory, "BTreeMap test double".to_string())]);
+        let fill = &results[0];
+        assert!(fill.settle_secs.is_some());
+        assert!(fill.space_amp.is_some(), "keys are live after a fill");
+        assert!(results[1].write_amp.is_none(), "reads have no write amplification");
+        assert_eq!(results[1].lookups, Some(1000));
+        let ctx = RunContext {
+            threads: 2,
+            shards: None,
+            num: 1000,
+            key_size: 16,
+            value_size: 50,
+            durability: "buffered".into(),
+        };
+        let summaries = report::summarize(&results, &settings, &ctx);
+        assert_eq!(summaries.len(), 3);
+        assert!(summaries.iter().all(|s| s.summary.repeats == 2));
+        assert_eq!(report::json_lines(&summaries).lines().count(), 3);
+        let panels = svg::panels(&summaries, &results);
+        assert_eq!(panels.len(), 3);
+        let doc = svg::render("t", &panels);
+        assert_eq!(doc.matches("<polyline").count(), 6, "two charts per benchmark, one engine");
+    }
+}

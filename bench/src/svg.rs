@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::stats::CHART_QUANTILES;
+use crate::report::Summarized;
+use crate::runner::RunResult;
+use crate::stats::{quantile_us, CHART_QUANTILES};
 
 const WIDTH: f64 = 1100.0;
 const ROW_HEIGHT: f64 = 320.0;
@@ -211,6 +213,28 @@ fn latency_chart(out: &mut String, panel: &Panel, colors: &dyn Fn(&str) -> &'sta
             .collect();
         polyline(out, &points, colors(&series.engine), &series.engine);
     }
+}
+
+/// One SVG panel per benchmark position, one series per engine (its median-throughput run).
+pub fn panels(summaries: &[Summarized], results: &[RunResult]) -> Vec<Panel> {
+    let mut panels: Vec<(usize, Panel)> = Vec::new();
+    for s in summaries {
+        let run = &results[s.representative];
+        let series = Series {
+            engine: s.summary.engine.clone(),
+            timeline: run.timeline.clone(),
+            secs: run.secs,
+            latency_us: CHART_QUANTILES.iter().map(|&q| quantile_us(&run.histogram, q)).collect(),
+        };
+        match panels.iter_mut().find(|(p, _)| *p == run.position) {
+            Some((_, panel)) => panel.series.push(series),
+            None => panels.push((
+                run.position,
+                Panel { title: run.benchmark.name().to_string(), series: vec![series] },
+            )),
+        }
+    }
+    panels.into_iter().map(|(_, p)| p).collect()
 }
 
 /// The whole report as an SVG document.

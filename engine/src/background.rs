@@ -144,12 +144,11 @@ impl DbInner {
                 edit.new_files.push((0, meta.clone()));
             }
             edit.last_sequence = Some(imm.sealed_seq());
+            self.metrics.flush_duration.record(started.elapsed());
             self.install(edit, Some(imm))
         })();
         self.pending_outputs.lock().retain(|n| *n != number);
         result?;
-        self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
-        self.metrics.flush_duration.record(started.elapsed());
         self.purge_obsolete_files();
         Ok(())
     }
@@ -172,6 +171,10 @@ impl DbInner {
             vs.log_number = log;
         }
         vs.handed_out.push(Arc::downgrade(&version));
+        if flushed.is_some() {
+            // Counted before the swap: a `flush()` waiter returns as soon as it sees it.
+            self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+        }
         {
             let mut current = self.view.write();
             let imms = current

@@ -454,7 +454,7 @@ impl DbInner {
         // Writes made without the log are durable only in a table: flush them first.
         let unlogged = self.write.lock().unlogged;
         if unlogged && !self.poisoned.load(Ordering::Acquire) {
-            result = self.flush_and_wait();
+            result = self.flush_all();
         }
         // Writers that got past `check_open` finish first: the write lock orders us after
         // their enqueue, and closing the log writes and syncs their groups.

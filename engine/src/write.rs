@@ -238,6 +238,11 @@ impl DbInner {
     /// older immutable memtable are flushed.
     pub(crate) fn flush_and_wait(&self) -> Result<()> {
         self.check_writable()?;
+        self.flush_all()
+    }
+
+    /// [`DbInner::flush_and_wait`] without the open check, for `close`.
+    pub(crate) fn flush_all(&self) -> Result<()> {
         let target = {
             let mut w = self.write.lock();
             if !self.view.read().mem.is_empty() {
