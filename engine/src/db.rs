@@ -100,6 +100,7 @@ pub(crate) struct DbInner {
     pub(crate) tables: Arc<TableCache>,
     pub(crate) metrics: MetricsRecorder,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) async_writer: std::sync::OnceLock<crate::sharded::AsyncWriter>,
 }
 
 /// Closes the database when the last user handle drops (background threads hold the

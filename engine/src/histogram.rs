@@ -123,7 +123,7 @@ impl fmt::Display for HistogramSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "n={} p50={:?} p99={:?} p99.9={:?} max={:?}",
+            "n={} p50={:.1?} p99={:.1?} p99.9={:.1?} max={:.1?}",
             self.count, self.p50, self.p99, self.p999, self.max
         )
     }

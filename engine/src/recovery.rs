@@ -166,6 +166,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         tables,
         metrics,
         threads: Mutex::new(Vec::new()),
+        async_writer: std::sync::OnceLock::new(),
         opts,
     });
     if let Durability::Periodic(every) = inner.opts.durability {
