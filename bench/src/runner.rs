@@ -198,7 +198,7 @@ fn run_one(
         ProgressDrawTarget::hidden(),
     );
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ops ({per_sec}, eta {eta})")
+        ProgressStyle::with_template("{msg} [{bar:40}] {human_pos}/{human_len} ops (eta {eta})")
             .map_err(|e| format!("progress template: {e}"))?
             .progress_chars("=> "),
     );

@@ -43,13 +43,18 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A "nice" upper bound (1, 2 or 5 times a power of ten) at or above `v`.
+/// A "nice" upper bound (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) at or above `v`,
+/// so the axis is not much longer than the data.
 fn nice_ceiling(v: f64) -> f64 {
     if v <= 0.0 || !v.is_finite() {
         return 1.0;
     }
     let magnitude = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * magnitude).find(|&c| c >= v).unwrap_or(v)
+    [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&c| c >= v)
+        .unwrap_or(v)
 }
 
 fn human(v: f64) -> String {
@@ -59,10 +64,10 @@ fn human(v: f64) -> String {
         format!("{:.1}M", v / 1e6)
     } else if v >= 1e3 {
         format!("{:.1}k", v / 1e3)
-    } else if v >= 1.0 || v == 0.0 {
-        format!("{v:.0}")
     } else {
-        format!("{v:.2}")
+        // Tick values like 0.24 or 2.4 keep their decimals; trailing zeros go.
+        let text = format!("{v:.2}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -354,10 +359,20 @@ mod tests {
     }
 
     #[test]
+    fn tick_labels() {
+        assert_eq!(human(0.0), "0");
+        assert_eq!(human(2.4), "2.4");
+        assert_eq!(human(12.0), "12");
+        assert_eq!(human(0.25), "0.25");
+        assert_eq!(human(160_000.0), "160.0k");
+    }
+
+    #[test]
     fn nice_ceilings() {
         assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(nice_ceiling(3.0), 5.0);
-        assert_eq!(nice_ceiling(1234.0), 2000.0);
+        assert_eq!(nice_ceiling(3.0), 3.0);
+        assert_eq!(nice_ceiling(11.6), 12.0);
+        assert_eq!(nice_ceiling(1234.0), 1500.0);
         assert_eq!(nice_ceiling(100.0), 100.0);
     }
 }

@@ -119,6 +119,7 @@ impl Benchmark {
         matches!(
             self,
             Benchmark::ReadRandom
+                | Benchmark::ReadMissing
                 | Benchmark::ReadSeq
                 | Benchmark::ReadReverse
                 | Benchmark::SeekRandom

@@ -70,7 +70,9 @@ impl CompactionConfig {
         ];
         for (name, value) in zero {
             if value == 0 {
-                return Err(Error::InvalidArgument(format!("compaction option {name} must be > 0")));
+                return Err(Error::InvalidArgument(format!(
+                    "compaction option {name} must be > 0"
+                )));
             }
         }
         Ok(())
@@ -455,4 +457,296 @@ fn user_range<'a>(files: impl IntoIterator<Item = &'a Arc<FileMeta>>) -> (Vec<u8
         });
     }
     range.map_or((Vec::new(), Vec::new()), |(a, b)| (a.to_vec(), b.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use strata_core::key::ValueKind;
+
+    fn table(number: u64, lo: &[u8], hi: &[u8], seq: u64, size: u64) -> FileMeta {
+        FileMeta {
+            number,
+            file_size: size,
+            smallest: InternalKey::new(lo, seq, ValueKind::Put),
+            largest: InternalKey::new(hi, seq, ValueKind::Put),
+            smallest_seq: seq,
+            largest_seq: seq,
+            num_entries: 2,
+            num_deletions: 0,
+        }
+    }
+
+    fn version(files: &[(usize, FileMeta)]) -> Version {
+        let mut edit = VersionEdit::default();
+        edit.new_files.extend(files.iter().cloned());
+        Version::default().apply(&edit).unwrap()
+    }
+
+    fn numbers(files: &[Arc<FileMeta>]) -> Vec<u64> {
+        files.iter().map(|f| f.number).collect()
+    }
+
+    fn small_config() -> CompactionConfig {
+        CompactionConfig {
+            l0_compaction_trigger: 2,
+            level_base_bytes: 1000,
+            level_multiplier: 10,
+            target_file_size: 100,
+            max_grandparent_overlap: 1000,
+            max_manual_compaction_bytes: 250,
+        }
+    }
+
+    #[test]
+    fn targets_and_scores() {
+        let c = small_config();
+        assert_eq!(level_target_bytes(&c, 1), 1000);
+        assert_eq!(level_target_bytes(&c, 2), 10_000);
+        assert_eq!(level_target_bytes(&c, 6), 100_000_000);
+        let huge = CompactionConfig { level_multiplier: u64::MAX, ..c.clone() };
+        assert_eq!(level_target_bytes(&huge, 6), u64::MAX);
+        let v = version(&[
+            (0, table(1, b"a", b"b", 9, 10)),
+            (1, table(2, b"a", b"b", 1, 500)),
+            (2, table(3, b"a", b"b", 1, 30_000)),
+            (6, table(4, b"a", b"b", 1, u64::MAX / 2)),
+        ]);
+        assert_eq!(level_score(&c, &v, 0), 0.5);
+        assert_eq!(level_score(&c, &v, 1), 0.5);
+        assert_eq!(level_score(&c, &v, 2), 3.0);
+        assert_eq!(level_score(&c, &v, 6), 0.0, "the last level never compacts");
+        let picked = pick_compaction(&v, &c, &[]).unwrap();
+        assert_eq!((picked.level, picked.output_level, picked.score), (2, 3, 3.0));
+        assert_eq!(picked.reason, CompactionReason::LevelSize);
+        assert!(CompactionConfig { level_base_bytes: 0, ..c }.validate().is_err());
+    }
+
+    #[test]
+    fn l0_trigger_threshold() {
+        let c = small_config();
+        let one = version(&[(0, table(1, b"a", b"c", 1, 10))]);
+        assert!(pick_compaction(&one, &c, &[]).is_none(), "1 of 2 tables: score 0.5");
+        let two = version(&[(0, table(1, b"a", b"c", 1, 10)), (0, table(2, b"b", b"d", 2, 10))]);
+        let picked = pick_compaction(&two, &c, &[]).unwrap();
+        assert_eq!(picked.reason, CompactionReason::Level0FileCount);
+        assert_eq!(numbers(&picked.inputs), [2, 1]);
+        assert!(pick_compaction(&Version::default(), &c, &[]).is_none());
+    }
+
+    #[test]
+    fn l0_pick_takes_overlap_closure_and_overlapping_l1() {
+        let c = small_config();
+        // Oldest L0 table 1 [c,e]; 2 [d,g] overlaps it, 3 [g,h] overlaps 2 only; 4 [x,z] is apart.
+        let v = version(&[
+            (0, table(1, b"c", b"e", 1, 10)),
+            (0, table(2, b"d", b"g", 2, 10)),
+            (0, table(3, b"g", b"h", 3, 10)),
+            (0, table(4, b"x", b"z", 4, 10)),
+            (1, table(10, b"a", b"b", 0, 10)),
+            (1, table(11, b"b1", b"d", 0, 10)),
+            (1, table(12, b"h", b"m", 0, 10)),
+            (1, table(13, b"n", b"w", 0, 10)),
+            (2, table(20, b"a", b"k", 0, 10)),
+            (2, table(21, b"l", b"z", 0, 10)),
+        ]);
+        let picked = pick_compaction(&v, &c, &[]).unwrap();
+        assert_eq!(numbers(&picked.inputs), [3, 2, 1]);
+        assert_eq!(numbers(&picked.overlapping), [11, 12]);
+        assert_eq!(numbers(&picked.grandparents), [20, 21]);
+        assert!(!picked.is_trivial_move());
+        assert!(picked.edit_for(&[]).compact_pointers.is_empty());
+        let after = v.apply(&picked.edit_for(&[table(30, b"b1", b"m", 3, 10)])).unwrap();
+        assert_eq!(numbers(after.files(0)), [4]);
+        assert_eq!(numbers(after.files(1)), [10, 30, 13]);
+    }
+
+    #[test]
+    fn round_robin_rotates_through_the_level() {
+        let c = CompactionConfig { level_base_bytes: 10, ..small_config() };
+        let v = version(&[
+            (1, table(1, b"a", b"b", 1, 10)),
+            (1, table(2, b"c", b"d", 1, 10)),
+            (1, table(3, b"e", b"f", 1, 10)),
+            (2, table(4, b"d", b"e", 1, 10)),
+        ]);
+        let mut cursors: Vec<Option<InternalKey>> = vec![None; NUM_LEVELS];
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            let picked = pick_compaction(&v, &c, &cursors).unwrap();
+            assert_eq!(picked.level, 1);
+            seen.push(picked.inputs[0].number);
+            let overlap = numbers(&picked.overlapping);
+            assert_eq!(overlap.is_empty(), picked.inputs[0].number == 1);
+            // Trivial moves also advance the cursor.
+            let edit = if picked.is_trivial_move() {
+                picked.trivial_move_edit()
+            } else {
+                picked.edit_for(&[])
+            };
+            apply_compact_pointers(&mut cursors, &edit);
+        }
+        assert_eq!(seen, [1, 2, 3, 1, 2, 3, 1]);
+    }
+
+    #[test]
+    fn trivial_moves() {
+        let c = CompactionConfig {
+            level_base_bytes: 10,
+            max_grandparent_overlap: 15,
+            ..small_config()
+        };
+        // Table 1 overlaps nothing in L2 and 10 bytes of L3: a move.
+        let v = version(&[
+            (1, table(1, b"a", b"c", 1, 10)),
+            (2, table(2, b"x", b"y", 1, 10)),
+            (3, table(3, b"b", b"b", 1, 10)),
+        ]);
+        let picked = pick_compaction(&v, &c, &[]).unwrap();
+        assert!(picked.is_trivial_move());
+        let after = v.apply(&picked.trivial_move_edit()).unwrap();
+        assert_eq!(numbers(after.files(2)), [1, 2]);
+        assert_eq!(*after.files(2)[0], *v.files(1)[0]);
+        // Too much grandparent overlap: rewrite.
+        let v = version(&[
+            (1, table(1, b"a", b"c", 1, 10)),
+            (3, table(3, b"a", b"a", 1, 10)),
+            (3, table(4, b"c", b"c", 1, 10)),
+        ]);
+        assert!(!pick_compaction(&v, &c, &[]).unwrap().is_trivial_move());
+        // A single L0 table overlapping nothing moves too.
+        let v = version(&[(0, table(1, b"a", b"c", 1, 10)), (0, table(2, b"d", b"e", 2, 10))]);
+        let picked = pick_compaction(&v, &c, &[]).unwrap();
+        assert_eq!(numbers(&picked.inputs), [1]);
+        assert!(picked.is_trivial_move());
+        // Tombstones are not moved into the last level.
+        let mut with_deletes = table(1, b"a", b"c", 1, 10);
+        with_deletes.num_deletions = 1;
+        let v = version(&[(5, with_deletes)]);
+        let c5 = CompactionConfig { level_base_bytes: 1, level_multiplier: 1, ..c };
+        let picked = pick_compaction(&v, &c5, &[]).unwrap();
+        assert_eq!(picked.output_level, 6);
+        assert!(!picked.is_trivial_move());
+    }
+
+    #[test]
+    fn manual_picks_cover_the_range_in_steps() {
+        let c = small_config(); // max_manual_compaction_bytes 250
+        let mut files = Vec::new();
+        for i in 0..10u8 {
+            files.push((1, table(u64::from(i) + 1, &[b'a' + 2 * i], &[b'a' + 2 * i + 1], 1, 100)));
+        }
+        files.push((0, table(50, b"a", b"b", 9, 10)));
+        files.push((0, table(51, b"b", b"e", 10, 10)));
+        files.push((0, table(52, b"x", b"z", 11, 10)));
+        let mut v = version(&files);
+        assert!(pick_manual(&v, 6, None, None, &c).is_none());
+        assert!(pick_manual(&v, 3, None, None, &c).is_none());
+        // L0 range [a, a] reaches table 51 through table 50.
+        let picked = pick_manual(&v, 0, Some(b"a"), Some(b"a"), &c).unwrap();
+        assert_eq!(numbers(&picked.inputs), [51, 50]);
+        assert_eq!(numbers(&picked.overlapping), [1, 2, 3]);
+        assert!(!picked.is_trivial_move());
+        // L1 range [c, p]: tables 2..=8 ("cd" .. "op"), in steps of at most 250 bytes.
+        let mut steps = Vec::new();
+        let mut next_number = 100;
+        while let Some(p) = pick_manual(&v, 1, Some(b"c"), Some(b"p"), &c) {
+            assert_eq!(p.reason, CompactionReason::Manual);
+            steps.push(numbers(&p.inputs));
+            let (lo, hi) = p.user_key_range();
+            next_number += 1;
+            v = v.apply(&p.edit_for(&[table(next_number, &lo, &hi, 1, 100)])).unwrap();
+        }
+        assert_eq!(steps, [vec![2, 3], vec![4, 5], vec![6, 7], vec![8]]);
+        assert_eq!(numbers(v.files(1)), [1, 9, 10]);
+    }
+
+    /// A random tree: (level, lo, span, size) per table; L1+ tables that would overlap are
+    /// skipped.
+    fn arb_version() -> impl Strategy<Value = Version> {
+        proptest::collection::vec((0..NUM_LEVELS, 0u8..100, 0u8..20, 1u64..400), 0..40).prop_map(
+            |specs| {
+                let mut v = Version::default();
+                for (i, (level, lo, span, size)) in specs.into_iter().enumerate() {
+                    let hi = lo.saturating_add(span);
+                    let mut edit = VersionEdit::default();
+                    edit.new_files
+                        .push((level, table(i as u64 + 1, &[lo], &[hi], i as u64 + 1, size)));
+                    if let Ok(next) = v.apply(&edit) {
+                        v = next;
+                    }
+                }
+                v
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Every pick, installed with one output spanning its whole range (the widest output
+        /// a run can make) or as a move, leaves a valid version; picks repeat until done.
+        #[test]
+        fn installed_picks_keep_the_version_valid(v in arb_version(), manual in any::<bool>(),
+                                                 lo in 0u8..120, span in 0u8..60) {
+            let c = CompactionConfig {
+                l0_compaction_trigger: 2, level_base_bytes: 300, level_multiplier: 3,
+                target_file_size: 100, max_grandparent_overlap: 300, max_manual_compaction_bytes: 500,
+            };
+            let mut v = v;
+            let mut cursors = vec![None; NUM_LEVELS];
+            let mut next_number = 1000;
+            let hi = lo.saturating_add(span);
+            let mut steps = 0;
+            let mut level = 0;
+            loop {
+                steps += 1;
+                prop_assert!(steps < 500, "picking does not converge");
+                let picked = if manual {
+                    match pick_manual(&v, level, Some(&[lo]), Some(&[hi]), &c) {
+                        Some(p) => p,
+                        None if level + 2 < NUM_LEVELS => { level += 1; continue; }
+                        None => break,
+                    }
+                } else {
+                    match pick_compaction(&v, &c, &cursors) { Some(p) => p, None => break }
+                };
+                prop_assert!(picked.score >= 1.0 || manual);
+                prop_assert_eq!(picked.output_level, picked.level + 1);
+                // Everything of the output level overlapping the inputs is taken.
+                let (ilo, ihi) = user_range(&picked.inputs);
+                prop_assert_eq!(numbers(&picked.overlapping), numbers(&v.overlapping_files(picked.output_level, &ilo, &ihi)));
+                if picked.level == 0 {
+                    // No L0 table left behind overlaps the L0 inputs.
+                    for f in v.files(0) {
+                        if !picked.inputs.iter().any(|i| i.number == f.number) {
+                            prop_assert!(!f.overlaps_user_range(&ilo, &ihi));
+                        }
+                    }
+                }
+                let edit = if picked.is_trivial_move() {
+                    picked.trivial_move_edit()
+                } else {
+                    let (lo, hi) = picked.user_key_range();
+                    let seq = picked.all_inputs().map(|(_, f)| f.largest_seq).max().unwrap_or(0);
+                    let size = picked.input_bytes().max(1);
+                    next_number += 1;
+                    picked.edit_for(&[table(next_number, &lo, &hi, seq, size)])
+                };
+                apply_compact_pointers(&mut cursors, &edit);
+                v = v.apply(&edit).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(v.check_invariants(), Ok(()));
+            }
+            if !manual {
+                for level in 0..NUM_LEVELS {
+                    prop_assert!(level_score(&c, &v, level) < 1.0);
+                }
+            } else {
+                for level in 0..NUM_LEVELS - 1 {
+                    prop_assert!(v.overlapping_files(level, &[lo], &[hi]).is_empty());
+                }
+            }
+        }
+    }
 }

@@ -47,7 +47,8 @@ enum Stripe {
 
 impl Retention {
     pub(crate) fn new(snapshots: &[SeqNo], horizon: SeqNo) -> Self {
-        let mut boundaries: Vec<SeqNo> = snapshots.iter().copied().filter(|&s| s < horizon).collect();
+        let mut boundaries: Vec<SeqNo> =
+            snapshots.iter().copied().filter(|&s| s < horizon).collect();
         boundaries.push(horizon);
         boundaries.sort_unstable();
         boundaries.dedup();
@@ -95,7 +96,12 @@ mod tests {
     use super::*;
     use ValueKind::{Delete, Put};
 
-    fn run(snapshots: &[SeqNo], horizon: SeqNo, below: bool, versions: &[(SeqNo, ValueKind)]) -> Vec<Verdict> {
+    fn run(
+        snapshots: &[SeqNo],
+        horizon: SeqNo,
+        below: bool,
+        versions: &[(SeqNo, ValueKind)],
+    ) -> Vec<Verdict> {
         let mut r = Retention::new(snapshots, horizon);
         versions.iter().map(|&(s, k)| r.decide(b"k", s, k, |_| below)).collect()
     }
@@ -104,7 +110,12 @@ mod tests {
     fn stripes_keep_the_newest_version_each_snapshot_sees() {
         use Verdict::*;
         // Snapshots at 5 and 10, horizon 20: stripes [..5], (5, 10], (10, 20], then 21+.
-        let got = run(&[5, 10], 20, true, &[(25, Put), (22, Put), (18, Put), (15, Put), (10, Put), (7, Put), (5, Put), (1, Put)]);
+        let got = run(
+            &[5, 10],
+            20,
+            true,
+            &[(25, Put), (22, Put), (18, Put), (15, Put), (10, Put), (7, Put), (5, Put), (1, Put)],
+        );
         assert_eq!(got, [Keep, Keep, Keep, DropShadowed, Keep, DropShadowed, Keep, DropShadowed]);
     }
 
@@ -115,7 +126,10 @@ mod tests {
         assert_eq!(run(&[], 10, true, &[(8, Delete), (3, Put)]), [Keep, DropShadowed]);
         // Snapshot 5 still sees the put at 3, so the tombstone at 8 must hide it from newer readers.
         assert_eq!(run(&[5], 10, false, &[(8, Delete), (3, Put)]), [Keep, Keep]);
-        assert_eq!(run(&[5], 10, false, &[(8, Delete), (4, Delete), (3, Put)]), [Keep, DropTombstone, DropShadowed]);
+        assert_eq!(
+            run(&[5], 10, false, &[(8, Delete), (4, Delete), (3, Put)]),
+            [Keep, DropTombstone, DropShadowed]
+        );
         // Newer than the horizon: kept.
         assert_eq!(run(&[], 10, false, &[(11, Delete)]), [Keep]);
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata_compaction::{parse_file_name, FileKind, FileMeta, Version, VersionEdit};
+use strata_compaction::{parse_file_name, FileKind, FileMeta, VersionEdit};
 use strata_core::iter::InternalIterator;
 use strata_core::key::InternalKey;
 use strata_core::{IoResultExt, Result};
@@ -18,7 +18,6 @@ use std::path::Path;
 
 use crate::db::{DbInner, SuperVersion};
 use crate::memtable::MemTable;
-use crate::options::Options;
 
 pub(crate) fn start(db: &Arc<DbInner>) {
     let flusher = Arc::clone(db);
@@ -26,6 +25,12 @@ pub(crate) fn start(db: &Arc<DbInner>) {
         .name("strata-flush".into())
         .spawn(move || flush_loop(&flusher))
         .expect("spawning the flush thread");
+    db.threads.lock().push(handle);
+    let compactor = Arc::clone(db);
+    let handle = std::thread::Builder::new()
+        .name("strata-compact".into())
+        .spawn(move || crate::compaction::compaction_loop(&compactor))
+        .expect("spawning the compaction thread");
     db.threads.lock().push(handle);
 }
 
@@ -70,17 +75,6 @@ fn flush_loop(db: &Arc<DbInner>) {
     }
 }
 
-/// Score of a level: how far past its target it is (L0: table count / trigger).
-pub(crate) fn level_score(opts: &Options, version: &Version, level: usize) -> f64 {
-    if level == 0 {
-        return version.num_files(0) as f64 / opts.l0_compaction_trigger as f64;
-    }
-    let mut target = opts.level_base_bytes as f64;
-    for _ in 1..level {
-        target *= opts.level_multiplier as f64;
-    }
-    version.level_bytes(level) as f64 / target
-}
 
 /// Writes every entry of `iter` to the table at `path`; `None` (and no file) if there were
 /// none. The table is fdatasynced; its directory entry is not: the caller syncs the
@@ -175,7 +169,7 @@ impl DbInner {
             // Counted before the swap: a `flush()` waiter returns as soon as it sees it.
             self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
         }
-        {
+        let retired = {
             let mut current = self.view.write();
             let imms = current
                 .imms
@@ -185,15 +179,24 @@ impl DbInner {
                 .collect::<Vec<_>>();
             let retired = imms.len() < current.imms.len();
             *current = Arc::new(SuperVersion { mem: Arc::clone(&current.mem), imms, version });
-            if retired {
-                let _bg = self.bg.lock();
-                self.imm_count.fetch_sub(1, Ordering::AcqRel);
-            }
+            retired
+        };
+        if retired {
+            // `bg` is taken after `view` is released: the order is bg -> view everywhere.
+            let _bg = self.bg.lock();
+            self.imm_count.fetch_sub(1, Ordering::AcqRel);
         }
         self.bg_cv.notify_all();
         if vs.manifest.size_bytes() > self.opts.max_manifest_size {
             let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
             let mut snapshot = self.current_view().version.snapshot_edit();
+            snapshot.compact_pointers = self
+                .compact_cursors
+                .lock()
+                .iter()
+                .enumerate()
+                .filter_map(|(l, k)| Some((l, k.clone()?)))
+                .collect();
             snapshot.log_number = Some(vs.log_number);
             snapshot.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
             snapshot.last_sequence = edit.last_sequence.or(Some(self.visible_seq.load(Ordering::Acquire)));

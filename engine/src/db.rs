@@ -14,7 +14,11 @@
 //!   version of the tables). Readers clone the `Arc` and read without locks; flushes and
 //!   compactions install a new one. A reader's `Arc` pins the memtables and tables it uses.
 //! * `versions` (a mutex) serializes changes to the table set: the MANIFEST append and the
-//!   install of the new version. Lock order: `write` → `versions` → `view`.
+//!   install of the new version.
+//! * `bg` (a mutex with `bg_cv`) guards background bookkeeping; waiters for flushes,
+//!   compactions and stalls sleep on `bg_cv`, and every install notifies it.
+//! * Lock order: `write` → `versions` → `bg` → `view`; `view` is never held while taking
+//!   another lock.
 
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -74,6 +78,7 @@ pub(crate) struct BgState {
     /// Manual flush requests not yet served: waiters watch `flushes_done`.
     pub(crate) flushes_done: u64,
     pub(crate) flush_running: bool,
+    pub(crate) compaction_running: bool,
 }
 
 pub(crate) struct DbInner {
@@ -98,6 +103,11 @@ pub(crate) struct DbInner {
     pub(crate) closed: AtomicBool,
     pub(crate) snapshots: Mutex<std::collections::BTreeMap<SeqNo, usize>>,
     pub(crate) tables: Arc<TableCache>,
+    /// Held for the whole of each compaction step: one compaction at a time.
+    pub(crate) compaction_lock: Mutex<()>,
+    /// Per level, where the next compaction of that level starts (round robin).
+    pub(crate) compact_cursors: Mutex<Vec<Option<strata_core::key::InternalKey>>>,
+    pub(crate) rate_limiter: Option<strata_compaction::RateLimiter>,
     pub(crate) metrics: MetricsRecorder,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) async_writer: std::sync::OnceLock<crate::sharded::AsyncWriter>,
@@ -133,7 +143,7 @@ impl Drop for HandleToken {
 /// let keys: Vec<_> = db.iter().map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
 /// assert_eq!(keys, [&b"banana"[..], b"cherry"]);
 /// db.close()?;
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Db {
@@ -160,7 +170,7 @@ impl Db {
     /// let dir = tempfile::tempdir()?;
     /// let db = Db::open(dir.path(), Options::default())?;
     /// assert!(matches!(Db::open(dir.path(), Options::default()), Err(Error::Locked(_))));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let inner = crate::recovery::open(path.as_ref(), options)?;
@@ -178,7 +188,7 @@ impl Db {
     /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
     /// db.put("k", "v")?;
     /// assert_eq!(db.get("k")?.as_deref(), Some(&b"v"[..]));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let mut b = WriteBatch::new();
@@ -194,7 +204,7 @@ impl Db {
     /// db.put("k", "v")?;
     /// db.delete("k")?;
     /// assert!(db.get("k")?.is_none());
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
         let mut b = WriteBatch::new();
@@ -218,7 +228,7 @@ impl Db {
     /// b.put("balance/alice", "90");
     /// b.put("balance/bob", "110");
     /// db.write_with(b, Durability::Sync)?; // on stable storage when this returns
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
         self.inner.write(batch, durability)
@@ -243,7 +253,7 @@ impl Db {
     /// assert_eq!(keys, ["b", "c"]);
     /// let last = db.range("a"..="d").next_back().unwrap()?;
     /// assert_eq!(&last.0[..], b"d");
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let seq = self.inner.visible_seq.load(Ordering::Acquire);
@@ -259,7 +269,7 @@ impl Db {
     /// db.put("user/2", "bo")?;
     /// db.put("vendor/1", "acme")?;
     /// assert_eq!(db.prefix("user/").count(), 2);
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         let seq = self.inner.visible_seq.load(Ordering::Acquire);
@@ -283,7 +293,7 @@ impl Db {
     /// db.put("k", "new")?;
     /// assert_eq!(snap.get("k")?.as_deref(), Some(&b"old"[..]));
     /// assert_eq!(db.get("k")?.as_deref(), Some(&b"new"[..]));
-    /// # Ok::<(), strata::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::new(Arc::clone(&self.inner))
@@ -293,6 +303,43 @@ impl Db {
     /// waiting before it) to be durable in the table set.
     pub fn flush(&self) -> Result<()> {
         self.inner.flush_and_wait()
+    }
+
+    /// Compacts the whole database down to the last level and waits: afterwards every key
+    /// lives in one table of L6, shadowed versions no snapshot sees and tombstones are gone.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// for i in 0..100u32 { db.put(i.to_be_bytes(), "v")?; }
+    /// for i in 0..100u32 { db.delete(i.to_be_bytes())?; }
+    /// db.compact()?;
+    /// assert_eq!(db.metrics().table_bytes(), 0); // the tombstones reached the bottom and vanished
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compact(&self) -> Result<()> {
+        self.inner.compact_range_and_wait(None, None)
+    }
+
+    /// Compacts the tables overlapping `range` down to the last level and waits.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("a", "1")?;
+    /// db.compact_range("a".."b")?;
+    /// assert_eq!(db.metrics().levels[6].files, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compact_range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<()> {
+        let (lo, hi) = crate::compaction::range_to_inclusive(&range);
+        self.inner.compact_range_and_wait(lo.as_deref(), hi.as_deref())
+    }
+
+    /// Waits until no flush or compaction is pending or running (like RocksDB's
+    /// `WaitForCompact`): for benchmarks and tests that need a settled tree.
+    pub fn wait_for_compaction(&self) -> Result<()> {
+        self.inner.wait_for_compaction()
     }
 
     /// A snapshot of the database's counters and latency histograms.
@@ -407,7 +454,7 @@ impl DbInner {
             .map(|l| LevelMetrics {
                 files: view.version.num_files(l),
                 bytes: view.version.level_bytes(l),
-                score: crate::background::level_score(&self.opts, &view.version, l),
+                score: strata_compaction::level_score(&self.compaction_config(), &view.version, l),
                 read_bytes: load(&m.level_read_bytes[l]),
                 written_bytes: load(&m.level_written_bytes[l]),
                 compactions: load(&m.level_compactions[l]),
@@ -448,6 +495,7 @@ impl DbInner {
     }
 
     pub(crate) fn close(&self) -> Result<()> {
+        crate::sharded::shutdown_async_writer(self); // apply queued write_async batches first
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

@@ -101,7 +101,7 @@ impl Histogram {
 /// ```
 /// let m = strata::Db::open(tempfile::tempdir()?.path(), strata::Options::default())?.metrics();
 /// assert_eq!(m.write_latency.count, 0);
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HistogramSummary {

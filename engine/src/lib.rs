@@ -18,7 +18,7 @@
 //!     println!("{key:?} = {value:?}");
 //! }
 //! db.close()?;
-//! # Ok::<(), strata::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! ## Durability
@@ -33,6 +33,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod background;
+mod compaction;
 mod db;
 mod db_iter;
 mod histogram;
@@ -40,6 +41,7 @@ mod memtable;
 mod metrics;
 mod options;
 mod recovery;
+mod sharded;
 mod snapshot;
 mod table_cache;
 mod write;
@@ -49,6 +51,7 @@ pub use db::Db;
 pub use histogram::HistogramSummary;
 pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, MAX_KEY_SIZE, MAX_VALUE_SIZE};
+pub use sharded::{AsyncWriter, Clock, HashRing, KvStore, ManualClock, Partitioner, ShardMetrics, ShardedDb, ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot, SystemClock, WriteTicket, DEFAULT_VNODES_PER_SHARD, MAX_SHARDS};
 pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};
 pub use strata_sstable::Compression;

@@ -86,7 +86,7 @@ pub struct LevelMetrics {
 /// assert_eq!(m.puts, 1);
 /// assert_eq!(m.user_bytes, 2);
 /// println!("{m}");
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]

@@ -206,11 +206,10 @@ impl Options {
     }
 
     pub(crate) fn table_options(&self) -> strata_sstable::TableOptions {
-        let mut t = strata_sstable::TableOptions::default();
-        t.block_size = self.block_size;
-        t.compression = self.compression;
-        t.bloom_bits_per_key = self.bloom_bits_per_key;
-        t
+        strata_sstable::TableOptions::default()
+            .with_block_size(self.block_size)
+            .with_compression(self.compression)
+            .with_bloom_bits_per_key(self.bloom_bits_per_key)
     }
 
     pub(crate) fn validate(&self) -> strata_core::Result<()> {

@@ -122,7 +122,17 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     next_file += 2;
     let wal_sync = Arc::clone(&metrics.wal_sync_latency);
     let wal = Wal::create(Arc::clone(&fs), dir.join(log_file_name(wal_number)), wal_options(&wal_sync))?;
+    let mut cursors = vec![None; strata_compaction::NUM_LEVELS];
+    if let Some(r) = &recovered {
+        for (level, key) in &r.compact_pointers {
+            if let Some(slot) = cursors.get_mut(*level) {
+                *slot = Some(key.clone());
+            }
+        }
+    }
     let mut snapshot = version.snapshot_edit();
+    snapshot.compact_pointers =
+        cursors.iter().enumerate().filter_map(|(l, k)| Some((l, k.clone()?))).collect();
     snapshot.log_number = Some(wal_number);
     snapshot.next_file_number = Some(next_file);
     snapshot.last_sequence = Some(last_seq);
@@ -164,6 +174,9 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         closed: AtomicBool::new(false),
         snapshots: Mutex::new(Default::default()),
         tables,
+        compaction_lock: Mutex::new(()),
+        compact_cursors: Mutex::new(cursors),
+        rate_limiter: opts.compaction_rate_limit.map(strata_compaction::RateLimiter::new),
         metrics,
         threads: Mutex::new(Vec::new()),
         async_writer: std::sync::OnceLock::new(),

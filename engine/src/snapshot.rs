@@ -55,7 +55,7 @@ impl Drop for Registration {
 /// db.flush()?; // the snapshot's view survives flushes
 /// assert_eq!(snap.get("a")?.as_deref(), Some(&b"1"[..]));
 /// assert_eq!(snap.iter().count(), 1);
-/// # Ok::<(), strata::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Snapshot {
     reg: Arc<Registration>,

@@ -49,7 +49,7 @@ impl Engine for FjallEngine {
         format!(
             "fjall 3: Database::builder defaults (cache, worker threads, journal limits) + one keyspace \
              with KeyspaceCreateOptions::default() (LZ4, bloom filters, leveled compaction); journal \
-             on; default durability {} ({})",
+             on; durability {}: {}",
             self.default_durability,
             match self.default_durability {
                 Durability::Sync => "each write then Database::persist(SyncData)",

@@ -53,7 +53,7 @@ impl Engine for RedbEngine {
     fn settings(&self) -> String {
         format!(
             "redb 4: Database::create defaults (default cache, copy-on-write B-tree, no WAL); one \
-             write transaction per write; default durability {} ({})",
+             write transaction per write; durability {}: {}",
             self.default_durability,
             match self.default_durability {
                 Durability::Sync => "commit with Durability::Immediate",

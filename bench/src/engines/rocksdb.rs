@@ -42,15 +42,14 @@ impl RocksDbEngine {
 impl Engine for RocksDbEngine {
     fn settings(&self) -> String {
         format!(
-            "rocksdb {}: Options::default() (write_buffer_size 64 MiB, leveled compaction, \
-             max_background_jobs 2, snappy compression, 32 MiB block cache) + bloom filter 10 bits/key; \
-             WAL on; default durability {} ({})",
-            "0.25 crate",
+            "rocksdb crate 0.25 (RocksDB 11.8): Options::default() (leveled compaction, Snappy \
+             compression, default memtable and block cache) + bloom filter 10 bits/key; \
+             durability {}: {}",
             self.default_durability,
             match self.default_durability {
-                Durability::Sync => "WriteOptions.sync = true",
-                Durability::Buffered => "WriteOptions.sync = false",
-                Durability::None => "WriteOptions.disable_wal = true",
+                Durability::Sync => "WAL on, WriteOptions.sync = true (fdatasync per write)",
+                Durability::Buffered => "WAL on, WriteOptions.sync = false",
+                Durability::None => "WriteOptions.disable_wal = true (no WAL)",
             }
         )
     }

@@ -34,7 +34,7 @@ impl Engine for SledEngine {
     fn settings(&self) -> String {
         format!(
             "sled 0.34.7: Config::default() (1 GiB cache, flush_every_ms 500, LowSpace mode); \
-             default durability {} ({})",
+             durability {}: {}",
             self.default_durability,
             match self.default_durability {
                 Durability::Sync => "Db::flush (fsync) after each write",

@@ -1,0 +1,205 @@
+//! The engine's side of leveled compaction: the compaction thread, manual compactions, and
+//! installing results. The policy (what to pick, what to drop, where to split) lives in
+//! `strata-compaction`; see `docs/compaction.md`.
+//!
+//! One compaction runs at a time (`compaction_lock`): the picker assumes it is alone, and a
+//! second concurrent compaction would need to know which tables the first holds. The flush
+//! thread is separate, so a flush never waits behind a compaction.
+
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_compaction::{
+    apply_compact_pointers, pick_compaction, pick_manual, run_compaction, Compaction,
+    CompactionConfig, CompactionContext, NUM_LEVELS,
+};
+use strata_core::iter::InternalIterator;
+use strata_core::key::SeqNo;
+use strata_core::Result;
+
+use crate::db::DbInner;
+use crate::table_cache::LevelIterator;
+
+impl DbInner {
+    pub(crate) fn compaction_config(&self) -> CompactionConfig {
+        let o = &self.opts;
+        CompactionConfig {
+            l0_compaction_trigger: o.l0_compaction_trigger,
+            level_base_bytes: o.level_base_bytes,
+            level_multiplier: o.level_multiplier,
+            target_file_size: o.target_file_size,
+            max_grandparent_overlap: o.target_file_size.saturating_mul(10),
+            ..CompactionConfig::default()
+        }
+    }
+
+    /// The compaction the tree needs now, if any.
+    fn pick_automatic(&self) -> Option<Compaction> {
+        let version = Arc::clone(&self.current_view().version);
+        let cursors = self.compact_cursors.lock().clone();
+        pick_compaction(&version, &self.compaction_config(), &cursors)
+    }
+
+    /// Runs one picked compaction (or trivial move) and installs its result. The caller
+    /// holds `compaction_lock`.
+    fn run_compaction_step(&self, c: &Compaction) -> Result<()> {
+        let started = Instant::now();
+        let m = &self.metrics;
+        if c.is_trivial_move() {
+            let edit = c.trivial_move_edit();
+            self.install(edit.clone(), None)?;
+            apply_compact_pointers(&mut self.compact_cursors.lock(), &edit);
+            return Ok(());
+        }
+        let view = self.current_view();
+        let mut inputs: Vec<Box<dyn InternalIterator>> = Vec::new();
+        if c.level == 0 {
+            for f in &c.inputs {
+                inputs.push(Box::new(self.tables.get(f.number)?.iter()));
+            }
+        } else {
+            inputs.push(Box::new(LevelIterator::new(Arc::clone(&self.tables), c.inputs.clone())));
+        }
+        if !c.overlapping.is_empty() {
+            inputs.push(Box::new(LevelIterator::new(Arc::clone(&self.tables), c.overlapping.clone())));
+        }
+        // Read under the snapshot registry's lock, the same lock `Snapshot::new` reads the
+        // visible sequence under: a snapshot taken later reads at or above `horizon`.
+        let (snapshots, horizon): (Vec<SeqNo>, SeqNo) = {
+            let snaps = self.snapshots.lock();
+            (snaps.keys().copied().collect(), self.visible_seq.load(Ordering::Acquire))
+        };
+        let mut outputs = Vec::new();
+        let mut new_file_number = || {
+            let n = self.next_file_number.fetch_add(1, Ordering::SeqCst);
+            self.pending_outputs.lock().push(n);
+            outputs.push(n);
+            n
+        };
+        let rate_limiter = self.rate_limiter.as_ref();
+        let should_stop = || self.bg.lock().shutdown;
+        let table_options = self.opts.table_options();
+        let result = run_compaction(
+            c,
+            inputs,
+            &view.version,
+            CompactionContext {
+                snapshots: &snapshots,
+                horizon,
+                fs: &*self.fs,
+                dir: &self.dir,
+                table_options: &table_options,
+                new_file_number: &mut new_file_number,
+                rate_limiter,
+                should_stop: &should_stop,
+            },
+        )
+        .and_then(|out| {
+            let edit = c.edit_for(&out.files);
+            self.install(edit.clone(), None)?;
+            apply_compact_pointers(&mut self.compact_cursors.lock(), &edit);
+            Ok(out)
+        });
+        self.pending_outputs.lock().retain(|n| !outputs.contains(n));
+        let out = result?;
+        let level_bytes = |files: &[Arc<strata_compaction::FileMeta>]| files.iter().map(|f| f.file_size).sum::<u64>();
+        m.level_read_bytes[c.level].fetch_add(level_bytes(&c.inputs), Ordering::Relaxed);
+        m.level_read_bytes[c.output_level].fetch_add(level_bytes(&c.overlapping), Ordering::Relaxed);
+        m.level_written_bytes[c.output_level].fetch_add(out.bytes_written, Ordering::Relaxed);
+        m.level_compactions[c.output_level].fetch_add(1, Ordering::Relaxed);
+        m.level_compaction_nanos[c.output_level]
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        m.compactions.fetch_add(1, Ordering::Relaxed);
+        self.purge_obsolete_files();
+        Ok(())
+    }
+
+    /// Compacts every table overlapping `[lo, hi]` down to the last level: level by level,
+    /// each level's tables in the range are merged into the next, until all of the range
+    /// sits in L6, rewritten (so shadowed versions and tombstones nothing can see are gone).
+    pub(crate) fn compact_range_and_wait(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+        self.flush_and_wait()?;
+        let config = self.compaction_config();
+        for level in 0..NUM_LEVELS - 1 {
+            loop {
+                self.check_writable()?;
+                let _running = self.compaction_lock.lock();
+                let version = Arc::clone(&self.current_view().version);
+                let Some(c) = pick_manual(&version, level, lo, hi, &config) else { break };
+                self.set_compaction_running(true);
+                let result = self.run_compaction_step(&c);
+                self.set_compaction_running(false);
+                if let Err(e) = result {
+                    self.poison(&e);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_compaction_running(&self, running: bool) {
+        self.bg.lock().compaction_running = running;
+        self.bg_cv.notify_all();
+    }
+
+    /// Waits until no flush or compaction is pending or running.
+    pub(crate) fn wait_for_compaction(&self) -> Result<()> {
+        let mut bg = self.bg.lock();
+        loop {
+            if self.poisoned.load(Ordering::Acquire) {
+                drop(bg);
+                return self.check_writable();
+            }
+            let busy = bg.flush_running
+                || bg.compaction_running
+                || self.imm_count.load(Ordering::Acquire) > 0
+                || self.pick_automatic().is_some();
+            if !busy || bg.shutdown {
+                return Ok(());
+            }
+            self.bg_cv.wait_for(&mut bg, Duration::from_millis(20));
+        }
+    }
+}
+
+/// The compaction thread: runs what the picker asks for, whenever it asks.
+pub(crate) fn compaction_loop(db: &Arc<DbInner>) {
+    loop {
+        {
+            let mut bg = db.bg.lock();
+            loop {
+                if bg.shutdown {
+                    return;
+                }
+                if !db.poisoned.load(Ordering::Acquire) && db.pick_automatic().is_some() {
+                    break;
+                }
+                // Woken by every install; the timeout only guards against a lost wakeup.
+                db.bg_cv.wait_for(&mut bg, Duration::from_millis(500));
+            }
+        }
+        let _running = db.compaction_lock.lock();
+        let Some(c) = db.pick_automatic() else { continue };
+        db.set_compaction_running(true);
+        let result = db.run_compaction_step(&c);
+        db.set_compaction_running(false);
+        if let Err(e) = result {
+            if !db.bg.lock().shutdown {
+                db.poison(&e);
+            }
+        }
+    }
+}
+
+/// Converts user range bounds to the inclusive `[lo, hi]` a manual pick takes (an excluded
+/// bound only widens the pick by its own key, which is harmless).
+pub(crate) fn range_to_inclusive<K: AsRef<[u8]>, R: RangeBounds<K>>(range: &R) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let b = |bound: Bound<&K>| match bound {
+        Bound::Included(k) | Bound::Excluded(k) => Some(k.as_ref().to_vec()),
+        Bound::Unbounded => None,
+    };
+    (b(range.start_bound()), b(range.end_bound()))
+}

