@@ -149,7 +149,10 @@ mod tests {
     #[test]
     fn overlong_varint_is_rejected() {
         assert_eq!(Decoder::new(&[0xff; 11]).varint(), None);
-        assert_eq!(Decoder::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint(), None);
+        assert_eq!(
+            Decoder::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint(),
+            None
+        );
         assert_eq!(Decoder::new(&[0x80]).varint(), None);
     }
 

@@ -242,7 +242,8 @@ impl FileSystem for OsFileSystem {
     }
 
     fn lock(&self, path: &Path) -> io::Result<FileLock> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(FileLock::new(Box::new(file))),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(

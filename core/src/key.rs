@@ -195,7 +195,9 @@ impl PartialOrd for InternalKey {
 impl std::fmt::Debug for InternalKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.parse() {
-            Some(p) => write!(f, "{:?}@{}:{:?}", String::from_utf8_lossy(p.user_key), p.seq, p.kind),
+            Some(p) => {
+                write!(f, "{:?}@{}:{:?}", String::from_utf8_lossy(p.user_key), p.seq, p.kind)
+            }
             None => write!(f, "malformed({:?})", self.0),
         }
     }

@@ -157,9 +157,9 @@ impl InternalIterator for MergingIterator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use crate::iter::VecIterator;
     use crate::key::{InternalKey, ValueKind};
+    use proptest::prelude::*;
 
     fn entries(keys: &[(u8, u64)]) -> Vec<(Vec<u8>, Vec<u8>)> {
         keys.iter()

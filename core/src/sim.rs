@@ -129,7 +129,10 @@ impl State {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file or directory", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file or directory", path.display()),
+    )
 }
 
 fn dead_process() -> io::Error {
@@ -236,7 +239,11 @@ struct SimWritableFile {
 }
 
 impl SimWritableFile {
-    fn with_inode<T>(&self, op: FaultOp, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
+    fn with_inode<T>(
+        &self,
+        op: FaultOp,
+        f: impl FnOnce(&mut State) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut st = self.state.lock();
         if st.epoch != self.epoch {
             return Err(dead_process());
@@ -396,7 +403,8 @@ impl FileSystem for SimFileSystem {
                 format!("{} is locked", path.display()),
             ));
         }
-        let guard = SimLock { state: self.state.clone(), path: path.to_path_buf(), epoch: st.epoch };
+        let guard =
+            SimLock { state: self.state.clone(), path: path.to_path_buf(), epoch: st.epoch };
         Ok(FileLock::new(Box::new(guard)))
     }
 }

@@ -128,7 +128,10 @@ pub fn batch_of(w: &PlannedWrite) -> WriteBatch {
 /// Small memtables so that flushes (and, with the default level-0 trigger of 4 tables,
 /// automatic compactions) happen in every round.
 pub fn options() -> Options {
-    Options::default().memtable_size(64 << 10).durability(Durability::Buffered).level_base_bytes(1 << 20)
+    Options::default()
+        .memtable_size(64 << 10)
+        .durability(Durability::Buffered)
+        .level_base_bytes(1 << 20)
 }
 
 /// Reads the whole database forward, backward and by key, and checks they agree.
@@ -154,7 +157,10 @@ pub fn read_state(db: &Db) -> Result<State, String> {
     for (k, v) in &forward {
         let got = db.get(k).map_err(|e| format!("get failed: {e}"))?;
         if got.as_deref() != Some(v.as_slice()) {
-            return Err(format!("get({}) = {got:?} but the scan shows a value", String::from_utf8_lossy(k)));
+            return Err(format!(
+                "get({}) = {got:?} but the scan shows a value",
+                String::from_utf8_lossy(k)
+            ));
         }
     }
     Ok(forward.into_iter().collect())
@@ -191,7 +197,10 @@ pub fn check_round(
             ));
         }
         if p > upper[t] {
-            return Err(format!("thread {t} round {round}: progress {p} but only {} writes were attempted", upper[t]));
+            return Err(format!(
+                "thread {t} round {round}: progress {p} but only {} writes were attempted",
+                upper[t]
+            ));
         }
         for c in 1..=p {
             for (k, v) in write_for(seed, round, t, c).mutations {
@@ -376,7 +385,8 @@ pub fn run_campaign(c: &Campaign, child: &dyn Fn() -> Command) -> Result<u64, St
         proc.kill().map_err(|e| format!("kill: {e}"))?; // SIGKILL
         proc.wait().map_err(|e| e.to_string())?;
 
-        let db = Db::open(c.dir.join("db"), options()).map_err(|e| format!("round {round}: reopen failed: {e}"))?;
+        let db = Db::open(c.dir.join("db"), options())
+            .map_err(|e| format!("round {round}: reopen failed: {e}"))?;
         let got = read_state(&db).map_err(|e| format!("round {round}: {e}"))?;
         let (mut lower, mut upper) = (Vec::new(), Vec::new());
         for t in 0..c.threads {
@@ -392,7 +402,11 @@ pub fn run_campaign(c: &Campaign, child: &dyn Fn() -> Command) -> Result<u64, St
             let _ = std::fs::remove_file(expected_file(&c.dir, round, t));
         }
         if c.rounds >= 100 && round % 100 == 0 {
-            println!("round {round}: {verified} writes verified, {} keys, {:?}", state.len(), started.elapsed());
+            println!(
+                "round {round}: {verified} writes verified, {} keys, {:?}",
+                state.len(),
+                started.elapsed()
+            );
         }
     }
     Ok(verified)
@@ -404,12 +418,19 @@ fn main() {
         let child = ChildArgs::from_env().expect("child started without its environment");
         child_main(&child);
     }
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let num = |name: &str, default: u64| flag(name).map_or(default, |v| v.parse().expect("a number"));
+    let flag =
+        |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let num =
+        |name: &str, default: u64| flag(name).map_or(default, |v| v.parse().expect("a number"));
     let campaign = Campaign {
         dir: PathBuf::from(flag("--dir").unwrap_or_else(|| "/tmp/strata-crashtest".into())),
         rounds: num("--rounds", 20),
-        seed: num("--seed", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())),
+        seed: num(
+            "--seed",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs()),
+        ),
         threads: num("--threads", 4) as usize,
         min_ms: num("--min-ms", 50),
         max_ms: num("--max-ms", 1000),

@@ -40,12 +40,17 @@ fn main() -> strata::Result<()> {
     let snapshot = db.snapshot();
     db.delete("user/00000042")?;
     println!("user 42 now: {:?}", db.get("user/00000042")?);
-    println!("user 42 in the snapshot: {:?}", snapshot.get("user/00000042")?.map(|v| String::from_utf8_lossy(&v).into_owned()));
+    println!(
+        "user 42 in the snapshot: {:?}",
+        snapshot.get("user/00000042")?.map(|v| String::from_utf8_lossy(&v).into_owned())
+    );
 
-    let first: Vec<_> = db.prefix("user/").take(3).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
-    let last: Vec<_> = db.prefix("user/").rev().take(3).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    let first: Vec<_> =
+        db.prefix("user/").take(3).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    let last: Vec<_> =
+        db.prefix("user/").rev().take(3).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
     println!("first users: {first:?}\nlast users: {last:?}");
-    println!("balances: {:?}", db.prefix("balance/").map(|r| r.map(|(k, v)| (k, v))).collect::<Result<Vec<_>, _>>()?);
+    println!("balances: {:?}", db.prefix("balance/").collect::<Result<Vec<_>, _>>()?);
 
     db.flush()?;
     println!("\n{}", db.metrics());

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::path::Path;
 use strata_compaction::{parse_file_name, FileKind, FileMeta, VersionEdit};
+use strata_core::fs::FileSystem;
 use strata_core::iter::InternalIterator;
 use strata_core::key::InternalKey;
 use strata_core::{IoResultExt, Result};
-use strata_core::fs::FileSystem;
 use strata_sstable::{TableBuilder, TableOptions};
-use std::path::Path;
 
 use crate::db::{DbInner, SuperVersion};
 use crate::memtable::MemTable;
@@ -75,7 +75,6 @@ fn flush_loop(db: &Arc<DbInner>) {
     }
 }
 
-
 /// Writes every entry of `iter` to the table at `path`; `None` (and no file) if there were
 /// none. The table is fdatasynced; its directory entry is not: the caller syncs the
 /// directory once for all its outputs, before the manifest names them.
@@ -126,8 +125,7 @@ impl DbInner {
         // Every write assigned to this memtable must have finished inserting.
         self.wait_visible(imm.sealed_seq());
         let started = Instant::now();
-        let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
-        self.pending_outputs.lock().push(number);
+        let number = self.allocate_table_number();
         let result = (|| {
             let meta = self.write_table(number, &mut imm.iter())?;
             self.fs.sync_dir(&self.dir).ctx("fsync directory", &self.dir)?;
@@ -149,13 +147,18 @@ impl DbInner {
 
     /// Logs `edit` in the manifest and installs the version it makes; with `flushed`, also
     /// retires that (oldest) immutable memtable, whose log then becomes obsolete.
-    pub(crate) fn install(&self, mut edit: VersionEdit, flushed: Option<&Arc<MemTable>>) -> Result<()> {
+    pub(crate) fn install(
+        &self,
+        mut edit: VersionEdit,
+        flushed: Option<&Arc<MemTable>>,
+    ) -> Result<()> {
         let mut vs = self.versions.lock();
         let view = self.current_view();
         if let Some(imm) = flushed {
             // Logs older than the next-oldest memtable's are fully in tables now.
             let remaining = view.imms.iter().filter(|m| !Arc::ptr_eq(m, imm));
-            let oldest_log = remaining.map(|m| m.wal_number()).min().unwrap_or(view.mem.wal_number());
+            let oldest_log =
+                remaining.map(|m| m.wal_number()).min().unwrap_or(view.mem.wal_number());
             edit.log_number = Some(oldest_log.min(view.mem.wal_number()));
         }
         edit.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
@@ -199,33 +202,51 @@ impl DbInner {
                 .collect();
             snapshot.log_number = Some(vs.log_number);
             snapshot.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
-            snapshot.last_sequence = edit.last_sequence.or(Some(self.visible_seq.load(Ordering::Acquire)));
+            snapshot.last_sequence =
+                edit.last_sequence.or(Some(self.visible_seq.load(Ordering::Acquire)));
             vs.manifest.rotate(number, &snapshot)?;
         }
         Ok(())
     }
 
+    /// Allocates the number of a table about to be written and registers it as a pending
+    /// output, atomically with respect to [`DbInner::purge_obsolete_files`].
+    pub(crate) fn allocate_table_number(&self) -> u64 {
+        let mut pending = self.pending_outputs.lock();
+        let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
+        pending.push(number);
+        number
+    }
+
     /// Deletes tables no version reads, logs older than the manifest's log number, old
     /// manifests and temporary files. Failures are harmless (the file is garbage and the
     /// next purge or open retries), so they are ignored.
+    ///
+    /// The directory is listed after the live set is computed, so it may show files born
+    /// in between: only numbers allocated before the live set was taken are candidates.
+    /// Allocation and registration as a pending output happen under one lock
+    /// ([`DbInner::allocate_table_number`]), so a number below that bound is either in the
+    /// live set already or garbage.
     pub(crate) fn purge_obsolete_files(&self) {
-        let (live, log_number, manifest_number) = {
+        let (live, log_number, manifest_number, allocated_below) = {
             let mut vs = self.versions.lock();
             vs.handed_out.retain(|w| w.strong_count() > 0);
             let mut live: HashSet<u64> = HashSet::new();
             for v in vs.handed_out.iter().filter_map(|w| w.upgrade()) {
                 live.extend(v.live_file_numbers());
             }
-            live.extend(self.pending_outputs.lock().iter().copied());
-            (live, vs.log_number, vs.manifest.number())
+            let pending = self.pending_outputs.lock();
+            live.extend(pending.iter().copied());
+            let allocated_below = self.next_file_number.load(Ordering::SeqCst);
+            (live, vs.log_number, vs.manifest.number(), allocated_below)
         };
         let Ok(names) = self.fs.list(&self.dir) else { return };
         for name in names {
             let obsolete = match parse_file_name(&name) {
-                Some(FileKind::Table(n)) => !live.contains(&n),
+                Some(FileKind::Table(n)) => n < allocated_below && !live.contains(&n),
                 Some(FileKind::Log(n)) => n < log_number,
-                Some(FileKind::Manifest(n)) => n != manifest_number,
-                Some(FileKind::Temp(_)) => true,
+                Some(FileKind::Manifest(n)) => n < manifest_number,
+                Some(FileKind::Temp(n)) => n < allocated_below,
                 _ => false,
             };
             if obsolete {

@@ -63,7 +63,10 @@ impl DbInner {
             inputs.push(Box::new(LevelIterator::new(Arc::clone(&self.tables), c.inputs.clone())));
         }
         if !c.overlapping.is_empty() {
-            inputs.push(Box::new(LevelIterator::new(Arc::clone(&self.tables), c.overlapping.clone())));
+            inputs.push(Box::new(LevelIterator::new(
+                Arc::clone(&self.tables),
+                c.overlapping.clone(),
+            )));
         }
         // Read under the snapshot registry's lock, the same lock `Snapshot::new` reads the
         // visible sequence under: a snapshot taken later reads at or above `horizon`.
@@ -73,8 +76,7 @@ impl DbInner {
         };
         let mut outputs = Vec::new();
         let mut new_file_number = || {
-            let n = self.next_file_number.fetch_add(1, Ordering::SeqCst);
-            self.pending_outputs.lock().push(n);
+            let n = self.allocate_table_number();
             outputs.push(n);
             n
         };
@@ -104,9 +106,12 @@ impl DbInner {
         });
         self.pending_outputs.lock().retain(|n| !outputs.contains(n));
         let out = result?;
-        let level_bytes = |files: &[Arc<strata_compaction::FileMeta>]| files.iter().map(|f| f.file_size).sum::<u64>();
+        let level_bytes = |files: &[Arc<strata_compaction::FileMeta>]| {
+            files.iter().map(|f| f.file_size).sum::<u64>()
+        };
         m.level_read_bytes[c.level].fetch_add(level_bytes(&c.inputs), Ordering::Relaxed);
-        m.level_read_bytes[c.output_level].fetch_add(level_bytes(&c.overlapping), Ordering::Relaxed);
+        m.level_read_bytes[c.output_level]
+            .fetch_add(level_bytes(&c.overlapping), Ordering::Relaxed);
         m.level_written_bytes[c.output_level].fetch_add(out.bytes_written, Ordering::Relaxed);
         m.level_compactions[c.output_level].fetch_add(1, Ordering::Relaxed);
         m.level_compaction_nanos[c.output_level]
@@ -119,7 +124,11 @@ impl DbInner {
     /// Compacts every table overlapping `[lo, hi]` down to the last level: level by level,
     /// each level's tables in the range are merged into the next, until all of the range
     /// sits in L6, rewritten (so shadowed versions and tombstones nothing can see are gone).
-    pub(crate) fn compact_range_and_wait(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+    pub(crate) fn compact_range_and_wait(
+        &self,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+    ) -> Result<()> {
         self.flush_and_wait()?;
         let config = self.compaction_config();
         for level in 0..NUM_LEVELS - 1 {
@@ -196,7 +205,9 @@ pub(crate) fn compaction_loop(db: &Arc<DbInner>) {
 
 /// Converts user range bounds to the inclusive `[lo, hi]` a manual pick takes (an excluded
 /// bound only widens the pick by its own key, which is harmless).
-pub(crate) fn range_to_inclusive<K: AsRef<[u8]>, R: RangeBounds<K>>(range: &R) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+pub(crate) fn range_to_inclusive<K: AsRef<[u8]>, R: RangeBounds<K>>(
+    range: &R,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     let b = |bound: Bound<&K>| match bound {
         Bound::Included(k) | Bound::Excluded(k) => Some(k.as_ref().to_vec()),
         Bound::Unbounded => None,

@@ -36,11 +36,11 @@ use strata_core::{Error, Result};
 use strata_wal::{Durability, PeriodicSync, Wal, WalStats, WriteBatch};
 
 use crate::memtable::MemTable;
-use strata_core::merge::MergingIterator;
 use crate::metrics::{LevelMetrics, Metrics, MetricsRecorder, STALL_CAUSES};
 use crate::options::Options;
 use crate::snapshot::{Iter, Snapshot};
 use crate::table_cache::{LevelIterator, TableCache};
+use strata_core::merge::MergingIterator;
 
 /// What a read sees: the memtables and the tables at one moment.
 pub(crate) struct SuperVersion {
@@ -399,7 +399,12 @@ impl DbInner {
         Arc::clone(&self.view.read())
     }
 
-    pub(crate) fn get_at(&self, view: &SuperVersion, key: &[u8], seq: SeqNo) -> Result<Option<Bytes>> {
+    pub(crate) fn get_at(
+        &self,
+        view: &SuperVersion,
+        key: &[u8],
+        seq: SeqNo,
+    ) -> Result<Option<Bytes>> {
         let found = |kind: ValueKind, v: Bytes| match kind {
             ValueKind::Put => Some(v),
             ValueKind::Delete => None,
@@ -434,7 +439,8 @@ impl DbInner {
         for level in 1..NUM_LEVELS {
             let files = view.version.files(level);
             if !files.is_empty() {
-                children.push(Box::new(LevelIterator::new(Arc::clone(&self.tables), files.to_vec())));
+                children
+                    .push(Box::new(LevelIterator::new(Arc::clone(&self.tables), files.to_vec())));
             }
         }
         Ok(MergingIterator::new(children))
@@ -447,7 +453,11 @@ impl DbInner {
             let w = self.write.lock();
             let cur = w.wal.stats();
             let old = &w.retired_wal_stats;
-            (old.bytes_written + cur.bytes_written, old.write_calls + cur.write_calls, old.syncs + cur.syncs)
+            (
+                old.bytes_written + cur.bytes_written,
+                old.write_calls + cur.write_calls,
+                old.syncs + cur.syncs,
+            )
         };
         let view = self.current_view();
         let levels = (0..NUM_LEVELS)
@@ -458,7 +468,9 @@ impl DbInner {
                 read_bytes: load(&m.level_read_bytes[l]),
                 written_bytes: load(&m.level_written_bytes[l]),
                 compactions: load(&m.level_compactions[l]),
-                compaction_time: std::time::Duration::from_nanos(load(&m.level_compaction_nanos[l])),
+                compaction_time: std::time::Duration::from_nanos(load(
+                    &m.level_compaction_nanos[l],
+                )),
             })
             .collect();
         Metrics {
@@ -477,7 +489,11 @@ impl DbInner {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    (*c, load(&m.stall_counts[i]), std::time::Duration::from_nanos(load(&m.stall_nanos[i])))
+                    (
+                        *c,
+                        load(&m.stall_counts[i]),
+                        std::time::Duration::from_nanos(load(&m.stall_nanos[i])),
+                    )
                 })
                 .collect(),
             memtable_bytes: view.mem.approximate_bytes() as u64,

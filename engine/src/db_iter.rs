@@ -218,7 +218,10 @@ mod tests {
             .iter()
             .map(|&(k, s, put)| {
                 let kind = if put { ValueKind::Put } else { ValueKind::Delete };
-                (InternalKey::new(&[k], s, kind).into_encoded(), if put { vec![k, s as u8] } else { vec![] })
+                (
+                    InternalKey::new(&[k], s, kind).into_encoded(),
+                    if put { vec![k, s as u8] } else { vec![] },
+                )
             })
             .collect();
         let mut newest: BTreeMap<u8, (u64, bool)> = BTreeMap::new();
@@ -251,7 +254,11 @@ mod tests {
     }
 
     fn bound() -> impl Strategy<Value = Bound<u8>> {
-        prop_oneof![Just(Bound::Unbounded), (0u8..12).prop_map(Bound::Included), (0u8..12).prop_map(Bound::Excluded)]
+        prop_oneof![
+            Just(Bound::Unbounded),
+            (0u8..12).prop_map(Bound::Included),
+            (0u8..12).prop_map(Bound::Excluded)
+        ]
     }
 
     proptest! {

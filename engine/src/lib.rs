@@ -51,7 +51,11 @@ pub use db::Db;
 pub use histogram::HistogramSummary;
 pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, MAX_KEY_SIZE, MAX_VALUE_SIZE};
-pub use sharded::{AsyncWriter, Clock, HashRing, KvStore, ManualClock, Partitioner, ShardMetrics, ShardedDb, ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot, SystemClock, WriteTicket, DEFAULT_VNODES_PER_SHARD, MAX_SHARDS};
+pub use sharded::{
+    AsyncWriter, Clock, HashRing, KvStore, ManualClock, Partitioner, ShardMetrics, ShardedDb,
+    ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot, SystemClock, WriteTicket,
+    DEFAULT_VNODES_PER_SHARD, MAX_SHARDS,
+};
 pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};
 pub use strata_sstable::Compression;

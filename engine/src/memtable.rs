@@ -109,7 +109,9 @@ pub(crate) struct MemTableIterator {
     current: Option<(InternalKey, Bytes)>,
 }
 
-fn owned(entry: Option<crossbeam_skiplist::map::Entry<'_, InternalKey, Bytes>>) -> Option<(InternalKey, Bytes)> {
+fn owned(
+    entry: Option<crossbeam_skiplist::map::Entry<'_, InternalKey, Bytes>>,
+) -> Option<(InternalKey, Bytes)> {
     entry.map(|e| (e.key().clone(), e.value().clone()))
 }
 
@@ -128,7 +130,8 @@ impl InternalIterator for MemTableIterator {
 
     fn seek(&mut self, target: &[u8]) {
         let target = InternalKey::from_encoded(target.to_vec());
-        self.current = owned(self.mem.map.range((Bound::Included(target), Bound::Unbounded)).next());
+        self.current =
+            owned(self.mem.map.range((Bound::Included(target), Bound::Unbounded)).next());
     }
 
     fn next(&mut self) {
@@ -190,7 +193,10 @@ mod tests {
             fwd.push((p.user_key.to_vec(), p.seq));
             it.next();
         }
-        assert_eq!(fwd, vec![(b"a".to_vec(), 2), (b"b".to_vec(), 10), (b"b".to_vec(), 1), (b"c".to_vec(), 3)]);
+        assert_eq!(
+            fwd,
+            vec![(b"a".to_vec(), 2), (b"b".to_vec(), 10), (b"b".to_vec(), 1), (b"c".to_vec(), 3)]
+        );
         it.seek_to_last();
         let mut back = Vec::new();
         while it.valid() {

@@ -219,7 +219,15 @@ impl fmt::Display for Metrics {
         writeln!(
             f,
             "{:<5} {:>6} {:>10} {:>6} {:>10} {:>10} {:>6} {:>6} {:>9}",
-            "level", "files", "size MiB", "score", "read MiB", "write MiB", "w-amp", "comps", "comp time"
+            "level",
+            "files",
+            "size MiB",
+            "score",
+            "read MiB",
+            "write MiB",
+            "w-amp",
+            "comps",
+            "comp time"
         )?;
         for (i, l) in self.levels.iter().enumerate() {
             let wamp = if i == 0 || l.read_bytes == 0 {

@@ -56,7 +56,10 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     let mut logs = Vec::new();
     for name in &names {
         match parse_file_name(name) {
-            Some(FileKind::Log(n)) | Some(FileKind::Table(n)) | Some(FileKind::Manifest(n)) | Some(FileKind::Temp(n)) => {
+            Some(FileKind::Log(n))
+            | Some(FileKind::Table(n))
+            | Some(FileKind::Manifest(n))
+            | Some(FileKind::Temp(n)) => {
                 next_file = next_file.max(n + 1);
                 if matches!(parse_file_name(name), Some(FileKind::Log(_))) && n >= log_number {
                     logs.push(n);
@@ -74,7 +77,8 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     let flush = |mem: &Arc<MemTable>, next_file: &mut u64, edit: &mut VersionEdit| -> Result<()> {
         let number = *next_file;
         *next_file += 1;
-        let meta = crate::recovery::write_recovered_table(&opts, &fs, &tables, number, &mut mem.iter())?;
+        let meta =
+            crate::recovery::write_recovered_table(&opts, &fs, &tables, number, &mut mem.iter())?;
         if let Some(meta) = meta {
             edit.new_files.push((0, meta));
         }
@@ -88,8 +92,9 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         let mut reader = LogReader::open(&*fs, &path, mode)?;
         while let Some(record) = reader.next_record()? {
             let offset = record.offset;
-            let batch = WriteBatch::decode(record.payload.to_vec())
-                .map_err(|reason| Error::corruption(&path, offset, format!("bad write batch: {reason}")))?;
+            let batch = WriteBatch::decode(record.payload.to_vec()).map_err(|reason| {
+                Error::corruption(&path, offset, format!("bad write batch: {reason}"))
+            })?;
             let first = batch.sequence();
             for (j, e) in batch.iter().enumerate() {
                 mem.insert(e.key, first + j as u64, e.kind, bytes::Bytes::copy_from_slice(e.value));
@@ -102,7 +107,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         }
         if let Some((at, len)) = reader.dropped_tail() {
             if !last_log {
-                return Err(Error::corruption(&path, at, "damaged records at the end of a log that is not the newest"));
+                return Err(Error::corruption(
+                    &path,
+                    at,
+                    "damaged records at the end of a log that is not the newest",
+                ));
             }
             metrics.wal_tail_dropped_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         }
@@ -112,7 +121,9 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     }
     if !edit.new_files.is_empty() {
         fs.sync_dir(dir).ctx("fsync directory", dir)?;
-        version = version.apply(&edit).map_err(|e| Error::corruption(dir, 0, format!("recovered tables do not fit the manifest: {e}")))?;
+        version = version.apply(&edit).map_err(|e| {
+            Error::corruption(dir, 0, format!("recovered tables do not fit the manifest: {e}"))
+        })?;
     }
 
     // A fresh log, then a fresh manifest that names the recovered tables and moves the log
@@ -121,7 +132,8 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     let manifest_number = next_file + 1;
     next_file += 2;
     let wal_sync = Arc::clone(&metrics.wal_sync_latency);
-    let wal = Wal::create(Arc::clone(&fs), dir.join(log_file_name(wal_number)), wal_options(&wal_sync))?;
+    let wal =
+        Wal::create(Arc::clone(&fs), dir.join(log_file_name(wal_number)), wal_options(&wal_sync))?;
     let mut cursors = vec![None; strata_compaction::NUM_LEVELS];
     if let Some(r) = &recovered {
         for (level, key) in &r.compact_pointers {
@@ -201,5 +213,11 @@ fn write_recovered_table(
     number: u64,
     iter: &mut dyn InternalIterator,
 ) -> Result<Option<strata_compaction::FileMeta>> {
-    crate::background::build_table(fs, &tables.table_path(number), &opts.table_options(), number, iter)
+    crate::background::build_table(
+        fs,
+        &tables.table_path(number),
+        &opts.table_options(),
+        number,
+        iter,
+    )
 }

@@ -93,12 +93,22 @@ impl Snapshot {
 
     /// The entries in `range` as of the snapshot (double-ended).
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        Iter::new(Arc::clone(&self.reg.db), Some(Arc::clone(&self.reg)), self.reg.seq, owned_range(&range))
+        Iter::new(
+            Arc::clone(&self.reg.db),
+            Some(Arc::clone(&self.reg)),
+            self.reg.seq,
+            owned_range(&range),
+        )
     }
 
     /// The entries whose keys start with `prefix`, as of the snapshot.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
-        Iter::new(Arc::clone(&self.reg.db), Some(Arc::clone(&self.reg)), self.reg.seq, KeyRange::prefix(prefix.as_ref()))
+        Iter::new(
+            Arc::clone(&self.reg.db),
+            Some(Arc::clone(&self.reg)),
+            self.reg.seq,
+            KeyRange::prefix(prefix.as_ref()),
+        )
     }
 
     /// Every entry as of the snapshot.
@@ -129,12 +139,20 @@ pub struct Iter {
 
 impl std::fmt::Debug for Iter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Iter").field("seq", &self.seq).field("range", &self.range).finish_non_exhaustive()
+        f.debug_struct("Iter")
+            .field("seq", &self.seq)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
     }
 }
 
 impl Iter {
-    fn new(db: Arc<DbInner>, registration: Option<Arc<Registration>>, seq: SeqNo, range: KeyRange) -> Self {
+    fn new(
+        db: Arc<DbInner>,
+        registration: Option<Arc<Registration>>,
+        seq: SeqNo,
+        range: KeyRange,
+    ) -> Self {
         let view = db.current_view();
         Iter {
             db,

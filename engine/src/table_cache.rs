@@ -158,7 +158,8 @@ impl InternalIterator for LevelIterator {
 
     fn seek(&mut self, target: &[u8]) {
         // The first table whose largest key is >= target holds the first entry >= target.
-        let i = self.files.partition_point(|f| compare_internal(f.largest.encoded(), target).is_lt());
+        let i =
+            self.files.partition_point(|f| compare_internal(f.largest.encoded(), target).is_lt());
         if self.open(i) {
             if let Some(c) = self.current.as_mut() {
                 c.seek(target);
@@ -169,7 +170,8 @@ impl InternalIterator for LevelIterator {
 
     fn seek_for_prev(&mut self, target: &[u8]) {
         // The last table whose smallest key is <= target holds the last entry <= target.
-        let i = self.files.partition_point(|f| compare_internal(f.smallest.encoded(), target).is_le());
+        let i =
+            self.files.partition_point(|f| compare_internal(f.smallest.encoded(), target).is_le());
         match i.checked_sub(1) {
             Some(i) if self.open(i) => {
                 if let Some(c) = self.current.as_mut() {

@@ -63,7 +63,10 @@ fn validate(batch: &WriteBatch) -> Result<(u64, u64, u64)> {
 
 pub(crate) fn wal_options(inner_metrics: &Arc<crate::histogram::Histogram>) -> WalOptions {
     let hist = Arc::clone(inner_metrics);
-    WalOptions { on_sync: Some(Arc::new(move |d: Duration| hist.record(d))), ..WalOptions::default() }
+    WalOptions {
+        on_sync: Some(Arc::new(move |d: Duration| hist.record(d))),
+        ..WalOptions::default()
+    }
 }
 
 fn add_stats(total: &mut WalStats, s: &WalStats) {
@@ -85,7 +88,9 @@ impl DbInner {
         let (puts, deletes, user_bytes) = validate(&batch)?;
         if let Durability::Periodic(d) = durability {
             if d.is_zero() {
-                return Err(Error::InvalidArgument("Durability::Periodic needs a non-zero interval".into()));
+                return Err(Error::InvalidArgument(
+                    "Durability::Periodic needs a non-zero interval".into(),
+                ));
             }
         }
         self.delay_for_level0()?;
@@ -208,7 +213,9 @@ impl DbInner {
         let wal = w
             .wal
             .sync()
-            .and_then(|()| Wal::create(Arc::clone(&self.fs), path, wal_options(&self.metrics.wal_sync_latency)))
+            .and_then(|()| {
+                Wal::create(Arc::clone(&self.fs), path, wal_options(&self.metrics.wal_sync_latency))
+            })
             .inspect_err(|e| self.poison(e))?;
         let old = std::mem::replace(&mut w.wal, wal);
         let _ = old.close(); // already synced; closing only refuses further appends
@@ -309,7 +316,8 @@ fn insert_batch(mem: &MemTable, batch: WriteBatch) {
     let buf = Bytes::from(batch.into_bytes());
     for (i, (kind, key_at, key_len, value_at, value_len)) in spans.into_iter().enumerate() {
         let key = buf.get(key_at..key_at + key_len).unwrap_or_default();
-        let value = if value_len == 0 { Bytes::new() } else { buf.slice(value_at..value_at + value_len) };
+        let value =
+            if value_len == 0 { Bytes::new() } else { buf.slice(value_at..value_at + value_len) };
         mem.insert(key, seq + i as u64, kind, value);
     }
 }

@@ -10,6 +10,9 @@ use rand::{Rng, SeedableRng};
 use strata::{Db, Options, WriteBatch};
 use strata_core::sim::SimFileSystem;
 
+/// Key to value: what the database must hold.
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
 fn small(fs: &SimFileSystem) -> Options {
     Options::default()
         .file_system(Arc::new(fs.clone()))
@@ -114,8 +117,8 @@ fn randomized_against_model() {
         let fs = SimFileSystem::new();
         let dir = Path::new("/db");
         let mut db = Db::open(dir, small(&fs)).unwrap();
-        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut snaps: Vec<(strata::Snapshot, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
+        let mut model: Model = BTreeMap::new();
+        let mut snaps: Vec<(strata::Snapshot, Model)> = Vec::new();
         for step in 0..3000u32 {
             let k = format!("k{:04}", rng.random_range(0..600u32)).into_bytes();
             match rng.random_range(0..100u32) {
@@ -150,11 +153,23 @@ fn randomized_against_model() {
                 }
             }
             if step % 500 == 499 {
-                let all: Vec<_> = db.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
-                assert_eq!(all, model.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(), "seed {seed} step {step}");
+                let all: Vec<_> =
+                    db.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+                assert_eq!(
+                    all,
+                    model.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(),
+                    "seed {seed} step {step}"
+                );
                 for (snap, seen) in &snaps {
-                    let all: Vec<_> = snap.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
-                    assert_eq!(all, seen.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(), "snapshot, seed {seed} step {step}");
+                    let all: Vec<_> = snap
+                        .iter()
+                        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                        .collect();
+                    assert_eq!(
+                        all,
+                        seen.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>(),
+                        "snapshot, seed {seed} step {step}"
+                    );
                 }
             }
         }

@@ -17,7 +17,10 @@ fn counter(v: &[u8]) -> u32 {
 #[test]
 fn readers_never_see_torn_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options::default().memtable_size(32 << 10).l0_slowdown_trigger(10_000).l0_stop_trigger(10_000);
+    let opts = Options::default()
+        .memtable_size(32 << 10)
+        .l0_slowdown_trigger(10_000)
+        .l0_stop_trigger(10_000);
     let db = Db::open(dir.path(), opts).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -30,7 +33,8 @@ fn readers_never_see_torn_batches() {
                     let mut b = WriteBatch::new();
                     b.put(format!("a/{t}"), i.to_be_bytes());
                     b.put(format!("b/{t}"), i.to_be_bytes());
-                    let durability = if i % 50 == 0 { Durability::Sync } else { Durability::Buffered };
+                    let durability =
+                        if i % 50 == 0 { Durability::Sync } else { Durability::Buffered };
                     db.write_with(b, durability).unwrap();
                 }
             })
@@ -59,7 +63,10 @@ fn readers_never_see_torn_batches() {
                             (Some(a), Some(b)) => {
                                 assert_eq!(a.1, b.1, "torn batch seen by a scan");
                                 let c = counter(&a.1);
-                                assert!(c >= last_seen[t as usize], "writes of one thread went backwards");
+                                assert!(
+                                    c >= last_seen[t as usize],
+                                    "writes of one thread went backwards"
+                                );
                                 last_seen[t as usize] = c;
                             }
                             (None, None) => {}

@@ -58,12 +58,27 @@ fn build() -> (SimFileSystem, State, State) {
         }
         db.write_with(b, Durability::Sync).unwrap();
     };
-    write(&db, &mut state, (0..120).map(|i| (format!("key{i:04}"), Some(format!("first {i} {}", "x".repeat(i % 40))))).collect());
+    write(
+        &db,
+        &mut state,
+        (0..120)
+            .map(|i| (format!("key{i:04}"), Some(format!("first {i} {}", "x".repeat(i % 40)))))
+            .collect(),
+    );
     db.flush().unwrap();
-    write(&db, &mut state, (0..120).step_by(3).map(|i| (format!("key{i:04}"), (i % 2 == 0).then(|| format!("second {i}")))).collect());
+    write(
+        &db,
+        &mut state,
+        (0..120)
+            .step_by(3)
+            .map(|i| (format!("key{i:04}"), (i % 2 == 0).then(|| format!("second {i}"))))
+            .collect(),
+    );
     db.flush().unwrap();
     for round in 0..3 {
-        let muts = (0..10).map(|i| (format!("key{:04}", i * 7 + round), Some(format!("logged {round}/{i}")))).collect();
+        let muts = (0..10)
+            .map(|i| (format!("key{:04}", i * 7 + round), Some(format!("logged {round}/{i}"))))
+            .collect();
         if round == 2 {
             // Keep the state before the last batch: the one a torn-tail reading may yield.
             let before = state.clone();
@@ -78,10 +93,13 @@ fn build() -> (SimFileSystem, State, State) {
 
 /// Every live file's bytes.
 fn files_of(fs: &SimFileSystem) -> Vec<(PathBuf, Vec<u8>)> {
-    fs.files().into_iter().map(|p| {
-        let bytes = fs.read(&p).unwrap();
-        (p, bytes)
-    }).collect()
+    fs.files()
+        .into_iter()
+        .map(|p| {
+            let bytes = fs.read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 /// A fresh disk holding `files`, with `flip` applied (durably, as a bit flip at rest).
@@ -143,7 +161,10 @@ fn check_flip(
         file == target
             || (is_current
                 && (file.ends_with("CURRENT")
-                    || file.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("MANIFEST-"))))
+                    || file
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("MANIFEST-"))))
     };
     let db = match Db::open("/db", options(&fs)) {
         Ok(db) => db,
@@ -164,7 +185,10 @@ fn check_flip(
         match item {
             Ok((k, v)) => seen.push((k.to_vec(), v.to_vec())),
             Err(e) => {
-                assert!(names_file(&e, &allowed), "{what}: scan error does not name the file: {e:?}");
+                assert!(
+                    names_file(&e, &allowed),
+                    "{what}: scan error does not name the file: {e:?}"
+                );
                 errors += 1;
                 complete = false;
                 break;
@@ -173,11 +197,19 @@ fn check_flip(
     }
     candidates.retain(|c| {
         let list: Vec<_> = c.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        if complete { list == seen } else { !scan_prefix_checked || list.starts_with(&seen) }
+        if complete {
+            list == seen
+        } else {
+            !scan_prefix_checked || list.starts_with(&seen)
+        }
     });
     if candidates.is_empty() {
         let expected: Vec<_> = full.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let diverge = seen.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(seen.len().min(expected.len()));
+        let diverge = seen
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(seen.len().min(expected.len()));
         panic!(
             "{what}: forward scan returned wrong data: {} entries (complete: {complete}), first difference at #{diverge}: got {:?} expected {:?}",
             seen.len(),
@@ -191,7 +223,10 @@ fn check_flip(
         match item {
             Ok((k, v)) => back.push((k.to_vec(), v.to_vec())),
             Err(e) => {
-                assert!(names_file(&e, &allowed), "{what}: reverse scan error does not name the file: {e:?}");
+                assert!(
+                    names_file(&e, &allowed),
+                    "{what}: reverse scan error does not name the file: {e:?}"
+                );
                 errors += 1;
                 back_complete = false;
                 break;
@@ -200,7 +235,11 @@ fn check_flip(
     }
     candidates.retain(|c| {
         let list: Vec<_> = c.iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
-        if back_complete { list == back } else { !scan_prefix_checked || list.starts_with(&back) }
+        if back_complete {
+            list == back
+        } else {
+            !scan_prefix_checked || list.starts_with(&back)
+        }
     });
     assert!(!candidates.is_empty(), "{what}: reverse scan returned wrong data");
     let keys: Vec<Vec<u8>> = (0..130).map(|i| format!("key{i:04}").into_bytes()).collect();
@@ -208,10 +247,17 @@ fn check_flip(
         match db.get(k) {
             Ok(v) => {
                 candidates.retain(|c| c.get(k).map(Vec::as_slice) == v.as_deref());
-                assert!(!candidates.is_empty(), "{what}: get({}) returned wrong data {v:?}", String::from_utf8_lossy(k));
+                assert!(
+                    !candidates.is_empty(),
+                    "{what}: get({}) returned wrong data {v:?}",
+                    String::from_utf8_lossy(k)
+                );
             }
             Err(e) => {
-                assert!(names_file(&e, &allowed), "{what}: get error does not name the file: {e:?}");
+                assert!(
+                    names_file(&e, &allowed),
+                    "{what}: get error does not name the file: {e:?}"
+                );
                 errors += 1;
             }
         }
@@ -263,11 +309,17 @@ fn flip_kind(kind: &str, per_file: usize, scan_prefix_checked: bool) -> Vec<Outc
     let (fs, full, without_last) = build();
     let files = files_of(&fs);
     let mut outcomes = Vec::new();
-    let targets: Vec<&(PathBuf, Vec<u8>)> = files.iter().filter(|(p, _)| kind_of(p) == kind).collect();
-    assert!(!targets.is_empty(), "the database has no {kind} file: {:?}", files.iter().map(|f| &f.0).collect::<Vec<_>>());
+    let targets: Vec<&(PathBuf, Vec<u8>)> =
+        files.iter().filter(|(p, _)| kind_of(p) == kind).collect();
+    assert!(
+        !targets.is_empty(),
+        "the database has no {kind} file: {:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
     for (path, bytes) in targets {
         let last_record = (kind == "log").then(|| last_record_offset(bytes));
-        for (i, at) in positions(bytes.len(), per_file, bytes.len() as u64).into_iter().enumerate() {
+        for (i, at) in positions(bytes.len(), per_file, bytes.len() as u64).into_iter().enumerate()
+        {
             let mask = [0x01, 0x80, 0xff, 0x10][i % 4];
             let tolerated = last_record.filter(|&l| at as u64 >= l).map(|_| &without_last);
             let outcome = check_flip(&files, path, at, mask, &full, tolerated, scan_prefix_checked);
@@ -328,7 +380,8 @@ fn flipped_manifest_bytes_fail_open_or_change_nothing() {
     let (path, bytes) = files.iter().find(|(p, _)| kind_of(p) == "manifest").unwrap();
     let last = last_record_offset(bytes) as usize;
     for (i, at) in positions(last, 60, 3).into_iter().enumerate() {
-        let outcome = check_flip(&files, path, at, [0x01, 0x80, 0xff, 0x10][i % 4], &full, None, true);
+        let outcome =
+            check_flip(&files, path, at, [0x01, 0x80, 0xff, 0x10][i % 4], &full, None, true);
         assert_ne!(outcome, Outcome::LastLogBatchLost);
     }
 }

@@ -25,7 +25,10 @@ fn kill9_campaign() {
     let campaign = crashtest::Campaign {
         dir: dir.path().join("crash"),
         rounds: if long { 200 } else { 20 },
-        seed: std::env::var("STRATA_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED),
+        seed: std::env::var("STRATA_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5EED),
         threads: 3,
         min_ms: 30,
         max_ms: if long { 1000 } else { 250 },

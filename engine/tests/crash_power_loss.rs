@@ -94,16 +94,28 @@ fn power_loss_round(sim: &SimFileSystem, seed: u64, round: u64, prev: &State) ->
     let after_crash = sim.files();
     let attempts: Vec<Vec<Attempt>> = writers.into_iter().map(|w| w.join().unwrap()).collect();
     drop(db);
-    assert_eq!(sim.files(), after_crash, "round {round}: the dead process changed the disk after the power cut");
+    assert_eq!(
+        sim.files(),
+        after_crash,
+        "round {round}: the dead process changed the disk after the power cut"
+    );
 
-    let db = Db::open("/db", options(sim)).unwrap_or_else(|e| panic!("round {round}: reopen after power loss failed: {e}"));
+    let db = Db::open("/db", options(sim))
+        .unwrap_or_else(|e| panic!("round {round}: reopen after power loss failed: {e}"));
     let got = read_state(&db).unwrap_or_else(|e| panic!("round {round}: {e}"));
     let lower: Vec<u64> = attempts
         .iter()
-        .map(|a| a.iter().filter(|a| a.ack.is_some() && a.durability == Durability::Sync).map(|a| a.counter).max().unwrap_or(0))
+        .map(|a| {
+            a.iter()
+                .filter(|a| a.ack.is_some() && a.durability == Durability::Sync)
+                .map(|a| a.counter)
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let upper: Vec<u64> = attempts.iter().map(|a| a.last().map_or(0, |a| a.counter)).collect();
-    let progress = check_round(&got, prev, seed, round, &lower, &upper).unwrap_or_else(|e| panic!("{e}"));
+    let progress =
+        check_round(&got, prev, seed, round, &lower, &upper).unwrap_or_else(|e| panic!("{e}"));
     // Prefix property across threads: the latest start among surviving writes bounds what
     // must have survived.
     let latest_survivor_start = (0..THREADS)
@@ -156,11 +168,20 @@ fn verifier_rejects_lost_and_invented_writes() {
         }
     }
     assert_eq!(check_round(&state, &State::new(), seed, 1, &[5], &[6]).unwrap(), vec![5]);
-    assert!(check_round(&state, &State::new(), seed, 1, &[6], &[6]).is_err(), "lost acked write accepted");
-    assert!(check_round(&state, &State::new(), seed, 1, &[0], &[4]).is_err(), "unattempted write accepted");
+    assert!(
+        check_round(&state, &State::new(), seed, 1, &[6], &[6]).is_err(),
+        "lost acked write accepted"
+    );
+    assert!(
+        check_round(&state, &State::new(), seed, 1, &[0], &[4]).is_err(),
+        "unattempted write accepted"
+    );
     let mut invented = state.clone();
     invented.insert(b"t00/k0001".to_vec(), b"never written".to_vec());
-    assert!(check_round(&invented, &State::new(), seed, 1, &[0], &[6]).is_err(), "invented value accepted");
+    assert!(
+        check_round(&invented, &State::new(), seed, 1, &[0], &[6]).is_err(),
+        "invented value accepted"
+    );
     let mut stray = state.clone();
     stray.insert(b"zzz".to_vec(), b"x".to_vec());
     assert!(check_round(&stray, &State::new(), seed, 1, &[0], &[6]).is_err(), "stray key accepted");
@@ -201,7 +222,12 @@ fn failed_open_then_reopen_with_torn_log_tail() {
     db.flush().unwrap();
     db.write_with(batch_of(&write_for(1, 1, 0, 1)), Durability::Buffered).unwrap();
     // The newest log with one buffered record; a power cut tears that record.
-    let log = sim.files().into_iter().filter(|p| p.extension().is_some_and(|e| e == "log")).max().unwrap();
+    let log = sim
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .unwrap();
     let full = strata_core::fs::FileSystem::read(&sim, &log).unwrap();
     sim.crash(CrashMode::SyncedOnly);
     drop(db);
@@ -246,7 +272,9 @@ fn failed_manifest_sync_during_flush_keeps_the_table() {
             }
             let db = Db::open("/db", options(&sim))
                 .unwrap_or_else(|e| panic!("sync #{fail_at} failed (flush: {flushed:?}), crash {crash}: reopen failed: {e}"));
-            let got = read_state(&db).unwrap_or_else(|e| panic!("sync #{fail_at} failed (flush: {flushed:?}), crash {crash}: {e}"));
+            let got = read_state(&db).unwrap_or_else(|e| {
+                panic!("sync #{fail_at} failed (flush: {flushed:?}), crash {crash}: {e}")
+            });
             assert_eq!(got, state, "sync #{fail_at}, crash {crash}");
         }
     }
@@ -283,7 +311,8 @@ fn failed_sync_during_compaction_keeps_every_table_the_manifest_may_name() {
                 sim.crash(CrashMode::TornTail { seed: fail_at });
             }
             let what = format!("sync #{fail_at} failed (compact: {compacted:?}), crash {crash}");
-            let db = Db::open("/db", options(&sim)).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+            let db = Db::open("/db", options(&sim))
+                .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
             let got = read_state(&db).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(got, state, "{what}");
         }
@@ -323,7 +352,10 @@ impl ProcessFs {
 }
 
 impl strata_core::fs::FileSystem for ProcessFs {
-    fn create(&self, path: &std::path::Path) -> std::io::Result<Box<dyn strata_core::fs::WritableFile>> {
+    fn create(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn strata_core::fs::WritableFile>> {
         self.live(|s| s.create(path))
     }
     fn map(&self, path: &std::path::Path) -> std::io::Result<strata_core::fs::FileBytes> {
@@ -389,7 +421,8 @@ fn tables_named_by_the_manifest_are_never_deleted() {
         db.close().unwrap();
         let db = Db::open("/db", options(&sim)).unwrap();
         let got = read_state(&db).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        let progress = check_round(&got, &state, 5, round, &[150; THREADS], &[150; THREADS]).unwrap();
+        let progress =
+            check_round(&got, &state, 5, round, &[150; THREADS], &[150; THREADS]).unwrap();
         assert_eq!(progress, vec![150; THREADS]);
         state = got;
         db.close().unwrap();

@@ -38,7 +38,8 @@ fn known_failure_ops_crash_flushes_under_faults() {
 
 fn replay(target: &str) {
     if std::env::var_os("STRATA_WRITE_FUZZ_CORPUS").is_some() {
-        for (t, name, bytes) in fuzz_lib::seed_corpus().into_iter().filter(|(t, _, _)| *t == target) {
+        for (t, name, bytes) in fuzz_lib::seed_corpus().into_iter().filter(|(t, _, _)| *t == target)
+        {
             let dir = corpus_dir(t);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();

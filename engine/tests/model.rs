@@ -10,6 +10,9 @@ use proptest::prelude::*;
 use strata::{Db, Durability, Options, WriteBatch};
 use strata_core::sim::SimFileSystem;
 
+/// Key to value: what the database must hold.
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(u8, Vec<u8>),
@@ -59,7 +62,9 @@ fn open(fs: &SimFileSystem, dir: &Path) -> Db {
     Db::open(dir, opts).expect("open")
 }
 
-fn collect(iter: impl Iterator<Item = strata::Result<(strata::Bytes, strata::Bytes)>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn collect(
+    iter: impl Iterator<Item = strata::Result<(strata::Bytes, strata::Bytes)>>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     iter.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<Result<_, _>>().expect("scan")
 }
 
@@ -67,8 +72,8 @@ fn run(ops: Vec<Op>) {
     let fs = SimFileSystem::new();
     let dir = Path::new("/db");
     let mut db = open(&fs, dir);
-    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-    let mut snapshots: Vec<(strata::Snapshot, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
+    let mut model: Model = BTreeMap::new();
+    let mut snapshots: Vec<(strata::Snapshot, Model)> = Vec::new();
     for op in ops {
         match op {
             Op::Put(k, v) => {
@@ -96,7 +101,10 @@ fn run(ops: Vec<Op>) {
                 db.write(b).unwrap();
             }
             Op::Get(k) => {
-                assert_eq!(db.get(key(k)).unwrap().map(|v| v.to_vec()), model.get(&key(k)).cloned());
+                assert_eq!(
+                    db.get(key(k)).unwrap().map(|v| v.to_vec()),
+                    model.get(&key(k)).cloned()
+                );
             }
             Op::Scan { lo, hi, reverse } => {
                 let (lo, hi) = (lo.map(key), hi.map(key));
@@ -107,8 +115,13 @@ fn run(ops: Vec<Op>) {
                     lo.clone().map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included),
                     hi.clone().map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
                 );
-                let mut expect: Vec<_> = model.range(bounds.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
-                let mut got = if reverse { collect(db.range(bounds).rev()) } else { collect(db.range(bounds)) };
+                let mut expect: Vec<_> =
+                    model.range(bounds.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let mut got = if reverse {
+                    collect(db.range(bounds).rev())
+                } else {
+                    collect(db.range(bounds))
+                };
                 if reverse {
                     got.reverse();
                 }
@@ -119,16 +132,25 @@ fn run(ops: Vec<Op>) {
             }
             Op::Prefix(p) => {
                 let prefix = format!("k{p:02}/").into_bytes();
-                let expect: Vec<_> =
-                    model.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let expect: Vec<_> = model
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 assert_eq!(collect(db.prefix(&prefix)), expect);
             }
             Op::TakeSnapshot => snapshots.push((db.snapshot(), model.clone())),
             Op::ReadSnapshot(k) => {
                 if let Some((snap, seen)) = snapshots.last() {
-                    assert_eq!(snap.get(key(k)).unwrap().map(|v| v.to_vec()), seen.get(&key(k)).cloned());
+                    assert_eq!(
+                        snap.get(key(k)).unwrap().map(|v| v.to_vec()),
+                        seen.get(&key(k)).cloned()
+                    );
                     let all = collect(snap.iter());
-                    assert_eq!(all, seen.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>());
+                    assert_eq!(
+                        all,
+                        seen.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+                    );
                 }
             }
             Op::DropSnapshot => {

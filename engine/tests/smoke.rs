@@ -31,7 +31,8 @@ fn put_get_delete_flush_reopen() {
 #[test]
 fn small_memtables_flush_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options::default().memtable_size(64 << 10).l0_slowdown_trigger(1000).l0_stop_trigger(1000);
+    let opts =
+        Options::default().memtable_size(64 << 10).l0_slowdown_trigger(1000).l0_stop_trigger(1000);
     let db = Db::open(dir.path(), opts).unwrap();
     let mut batch = WriteBatch::new();
     for i in 0..20_000u32 {

@@ -90,7 +90,9 @@ fn write_file(fs: &SimFileSystem, path: &Path, bytes: &[u8]) {
 /// corruption naming the file that was read.
 fn assert_corruption_of(e: &Error, path: &Path) {
     match e {
-        Error::Corruption { file, .. } => assert_eq!(file, path, "corruption names the wrong file: {e}"),
+        Error::Corruption { file, .. } => {
+            assert_eq!(file, path, "corruption names the wrong file: {e}")
+        }
         other => panic!("reading {} gave a non-corruption error: {other:?}", path.display()),
     }
 }
@@ -139,13 +141,15 @@ pub fn wal_reader(data: &[u8]) {
         }
         let fs = SimFileSystem::new();
         fs.create_dir_all(Path::new("/db")).expect("sim mkdir");
-        let wal = Wal::create(Arc::new(fs.clone()), path, WalOptions::default()).expect("create log");
+        let wal =
+            Wal::create(Arc::new(fs.clone()), path, WalOptions::default()).expect("create log");
         for p in &payloads {
             wal.append(p, false).expect("append to log");
         }
         wal.close().expect("close log");
         let mut file = fs.read(path).expect("read log back");
-        let damaged = cut.is_some_and(|c| c < file.len()) || flip.is_some_and(|(at, m)| m != 0 && at < file.len());
+        let damaged = cut.is_some_and(|c| c < file.len())
+            || flip.is_some_and(|(at, m)| m != 0 && at < file.len());
         if let Some(c) = cut {
             file.truncate(c);
         }
@@ -169,7 +173,10 @@ pub fn wal_reader(data: &[u8]) {
             assert!(p.error.is_none(), "PointInTime failed after open: {:?}", p.error);
             if let Some(e) = &s.error {
                 assert_corruption_of(e, path);
-                assert!(p.stopped_at_corruption, "Strict saw corruption, PointInTime did not report it");
+                assert!(
+                    p.stopped_at_corruption,
+                    "Strict saw corruption, PointInTime did not report it"
+                );
             }
             for r in &s.records {
                 if let Ok(batch) = WriteBatch::decode(r.clone()) {
@@ -178,14 +185,19 @@ pub fn wal_reader(data: &[u8]) {
                 }
             }
             if let Some((payloads, damaged)) = &written {
-                assert!(payloads.starts_with(&s.records), "log reader returned data that was never written");
+                assert!(
+                    payloads.starts_with(&s.records),
+                    "log reader returned data that was never written"
+                );
                 if !damaged {
                     assert_eq!(&s.records, payloads, "undamaged log lost records");
                     assert!(s.error.is_none() && s.dropped.is_none());
                 }
             }
         }
-        (a, b) => panic!("open succeeds in one mode only: strict {:?} / pit {:?}", a.is_ok(), b.is_ok()),
+        (a, b) => {
+            panic!("open succeeds in one mode only: strict {:?} / pit {:?}", a.is_ok(), b.is_ok())
+        }
     }
 }
 
@@ -225,10 +237,15 @@ fn read_log(file: &[u8], mode: RecoveryMode) -> Result<LogOutcome, Error> {
     // The end is sticky.
     match (&error, reader.next_record()) {
         (None, Ok(None)) | (Some(_), Err(_)) => {}
-        (e, again) => panic!("end of log not sticky: {e:?} then {:?}", again.map(|r| r.map(|r| r.offset))),
+        (e, again) => {
+            panic!("end of log not sticky: {e:?} then {:?}", again.map(|r| r.map(|r| r.offset)))
+        }
     }
     if let Some((at, len)) = reader.dropped_tail() {
-        assert!(at.checked_add(len).is_some_and(|end| end <= file.len() as u64), "dropped tail outside the file");
+        assert!(
+            at.checked_add(len).is_some_and(|end| end <= file.len() as u64),
+            "dropped tail outside the file"
+        );
     }
     Ok(LogOutcome {
         records,
@@ -281,8 +298,12 @@ fn fix_table_checksums(file: &mut [u8]) {
     for h in 0..3 {
         let offset = read_u64(file, footer_at + 16 * h);
         let size = read_u64(file, footer_at + 16 * h + 8);
-        let (Ok(offset), Ok(size)) = (usize::try_from(offset), usize::try_from(size)) else { continue };
-        let Some(end) = offset.checked_add(size).filter(|e| e.checked_add(5).is_some_and(|t| t <= footer_at)) else {
+        let (Ok(offset), Ok(size)) = (usize::try_from(offset), usize::try_from(size)) else {
+            continue;
+        };
+        let Some(end) =
+            offset.checked_add(size).filter(|e| e.checked_add(5).is_some_and(|t| t <= footer_at))
+        else {
             continue;
         };
         let ty = file[end];
@@ -408,14 +429,16 @@ pub fn manifest_reader(data: &[u8]) {
         if flags & 4 != 0 {
             let first = records.first().cloned().unwrap_or_default();
             let mut with_header = strata_compaction::MANIFEST_MAGIC.to_vec();
-            with_header.extend_from_slice(&strata_compaction::MANIFEST_FORMAT_VERSION.to_le_bytes());
+            with_header
+                .extend_from_slice(&strata_compaction::MANIFEST_FORMAT_VERSION.to_le_bytes());
             with_header.extend_from_slice(&first);
             match records.first_mut() {
                 Some(r) => *r = with_header,
                 None => records.push(with_header),
             }
         }
-        let wal = Wal::create(Arc::new(fs.clone()), &manifest_path, WalOptions::default()).expect("create");
+        let wal = Wal::create(Arc::new(fs.clone()), &manifest_path, WalOptions::default())
+            .expect("create");
         for r in &records {
             wal.append(r, false).expect("append");
         }
@@ -454,10 +477,14 @@ pub fn manifest_reader(data: &[u8]) {
     let fresh = SimFileSystem::new();
     fresh.create_dir_all(dir).expect("sim mkdir");
     let number = state.manifest_number;
-    if let Err(e) = Manifest::create_new(Arc::new(fresh.clone()), dir, number, &state.snapshot_edit()) {
+    if let Err(e) =
+        Manifest::create_new(Arc::new(fresh.clone()), dir, number, &state.snapshot_edit())
+    {
         panic!("a recovered state cannot be written as a new manifest: {e}");
     }
-    let again = Manifest::recover(Arc::new(fresh), dir).expect("recover fresh manifest").expect("CURRENT written");
+    let again = Manifest::recover(Arc::new(fresh), dir)
+        .expect("recover fresh manifest")
+        .expect("CURRENT written");
     assert_eq!(again.version, state.version);
     assert_eq!(
         (again.log_number, again.next_file_number, again.last_sequence, &again.compact_pointers),
@@ -628,9 +655,17 @@ impl OpsConfig {
             .durability(Durability::Buffered)
             .memtable_size((4 + usize::from(self.memtable % 61)) << 10)
             .block_size(64 << (self.block % 7))
-            .compression(if self.flags & 1 != 0 { Compression::Zstd { level: 1 } } else { Compression::None })
+            .compression(if self.flags & 1 != 0 {
+                Compression::Zstd { level: 1 }
+            } else {
+                Compression::None
+            })
             .bloom_bits_per_key(if self.flags & 2 != 0 { 0 } else { 10 })
-            .recovery_mode(if self.flags & 4 != 0 { RecoveryMode::PointInTime } else { RecoveryMode::Strict })
+            .recovery_mode(if self.flags & 4 != 0 {
+                RecoveryMode::PointInTime
+            } else {
+                RecoveryMode::Strict
+            })
             .background_threads(if self.flags & 8 != 0 { 2 } else { 1 })
             .max_immutable_memtables(usize::from(self.imms % 3) + 1)
             .block_cache_size(256 << 10)
@@ -695,7 +730,13 @@ struct Model {
 
 impl Model {
     fn new() -> Model {
-        Model { base: State::new(), log: Vec::new(), must: 0, current: State::new(), poisoned: false }
+        Model {
+            base: State::new(),
+            log: Vec::new(),
+            must: 0,
+            current: State::new(),
+            poisoned: false,
+        }
     }
 
     /// Checks a recovered state against the prefix property and makes it the new base.
@@ -713,7 +754,9 @@ impl Model {
                 .log
                 .iter()
                 .enumerate()
-                .map(|(i, w)| format!("#{i} {:?} acked={} {:?}", w.durability, w.acked, short(&w.mutations)))
+                .map(|(i, w)| {
+                    format!("#{i} {:?} acked={} {:?}", w.durability, w.acked, short(&w.mutations))
+                })
                 .collect();
             panic!(
                 "recovered state is no allowed prefix of the write log (must keep {} of {} writes)\n\
@@ -770,7 +813,12 @@ fn read_all(db: &Db) -> State {
     let state: State = forward.into_iter().collect();
     for key in key_universe() {
         let got = db.get(&key).unwrap_or_else(|e| panic!("get failed after recovery: {e}"));
-        assert_eq!(got.as_deref(), state.get(&key).map(Vec::as_slice), "get({}) disagrees with the scan", abbrev(&key));
+        assert_eq!(
+            got.as_deref(),
+            state.get(&key).map(Vec::as_slice),
+            "get({}) disagrees with the scan",
+            abbrev(&key)
+        );
     }
     state
 }
@@ -814,7 +862,10 @@ impl ProcessFs {
 }
 
 impl strata_core::fs::FileSystem for ProcessFs {
-    fn create(&self, path: &std::path::Path) -> std::io::Result<Box<dyn strata_core::fs::WritableFile>> {
+    fn create(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn strata_core::fs::WritableFile>> {
         self.live(|s| s.create(path))
     }
     fn map(&self, path: &std::path::Path) -> std::io::Result<strata_core::fs::FileBytes> {
@@ -883,7 +934,11 @@ impl Harness {
             match Db::open(DB_DIR, self.new_process_options()) {
                 Ok(db) => break db,
                 Err(e) => {
-                    assert!(!e.is_corruption(), "open reported corruption after a crash: {e}\n{}", self.history.join("\n"));
+                    assert!(
+                        !e.is_corruption(),
+                        "open reported corruption after a crash: {e}\n{}",
+                        self.history.join("\n")
+                    );
                     attempts += 1;
                     assert!(attempts < 3, "open keeps failing without injected faults: {e}");
                     self.history.push(format!("open failed: {e}; power loss, clear faults, retry"));
@@ -914,10 +969,19 @@ impl Harness {
             ([(k, None)], Durability::Buffered) if single => self.db().delete(k),
             _ => self.db().write_with(batch, durability),
         };
-        self.history.push(format!("write {:?} {:?} -> {:?}", durability, short(&mutations), result.as_ref().err()));
+        self.history.push(format!(
+            "write {:?} {:?} -> {:?}",
+            durability,
+            short(&mutations),
+            result.as_ref().err()
+        ));
         match result {
             Ok(()) => {
-                assert!(!self.model.poisoned, "a write was accepted after an earlier write failure\n{}", self.history.join("\n"));
+                assert!(
+                    !self.model.poisoned,
+                    "a write was accepted after an earlier write failure\n{}",
+                    self.history.join("\n")
+                );
                 apply(&mut self.model.current, &mutations);
                 self.model.log.push(LoggedWrite { mutations, acked: true, durability });
                 if durability == Durability::Sync {
@@ -927,9 +991,15 @@ impl Harness {
             Err(Error::InvalidArgument(_)) => {}
             Err(Error::Poisoned(_)) => self.model.poisoned = true,
             Err(e) => {
-                assert!(!matches!(e, Error::Closed | Error::Locked(_) | Error::Busy), "unexpected write error {e:?}");
+                assert!(
+                    !matches!(e, Error::Closed | Error::Locked(_) | Error::Busy),
+                    "unexpected write error {e:?}"
+                );
                 assert!(!e.is_corruption(), "a write reported corruption: {e}");
-                assert!(!self.model.poisoned, "a write after a failure got {e} instead of Poisoned");
+                assert!(
+                    !self.model.poisoned,
+                    "a write after a failure got {e} instead of Poisoned"
+                );
                 self.model.poisoned = true;
                 // It may be in the log: neither acknowledged nor known to be absent.
                 self.model.log.push(LoggedWrite { mutations, acked: false, durability });
@@ -951,32 +1021,54 @@ impl Harness {
             // BTreeMap::range panics on an inverted range; the engine yields nothing.
             (Bound::Included(a), Bound::Included(b) | Bound::Excluded(b)) if a > b => Vec::new(),
             (Bound::Included(a), Bound::Excluded(b)) if a == b => Vec::new(),
-            _ => self.model.current.range((start.clone(), end.clone())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => self
+                .model
+                .current
+                .range((start.clone(), end.clone()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         let mut iter = self.db().range((start, end));
         let (mut front, mut back) = (Vec::new(), Vec::new());
         let mut step = 0u32;
         loop {
-            let from_back = if flags & 16 != 0 { (steps >> (step % 8)) & 1 == 1 } else { flags & 1 != 0 };
+            let from_back =
+                if flags & 16 != 0 { (steps >> (step % 8)) & 1 == 1 } else { flags & 1 != 0 };
             step += 1;
             let item = if from_back { iter.next_back() } else { iter.next() };
             match item {
                 None => break,
                 Some(Ok((k, v))) => {
                     let entry = (k.to_vec(), v.to_vec());
-                    if from_back { back.push(entry) } else { front.push(entry) }
+                    if from_back {
+                        back.push(entry)
+                    } else {
+                        front.push(entry)
+                    }
                 }
                 Some(Err(e)) => {
                     check_read_error(&e, "scan");
-                    assert!(iter.next().is_none() && iter.next_back().is_none(), "iterator continued after an error");
+                    assert!(
+                        iter.next().is_none() && iter.next_back().is_none(),
+                        "iterator continued after an error"
+                    );
                     // Up to the error, each end must have shown exactly the model's entries.
-                    assert!(expected.starts_with(&front), "scan returned wrong data before an error");
+                    assert!(
+                        expected.starts_with(&front),
+                        "scan returned wrong data before an error"
+                    );
                     let rev: Vec<_> = expected.iter().rev().cloned().collect();
-                    assert!(rev.starts_with(&back), "reverse scan returned wrong data before an error");
+                    assert!(
+                        rev.starts_with(&back),
+                        "reverse scan returned wrong data before an error"
+                    );
                     return;
                 }
             }
-            assert!(front.len() + back.len() <= expected.len(), "scan returned more entries than exist: {front:?} {back:?} vs {expected:?}");
+            assert!(
+                front.len() + back.len() <= expected.len(),
+                "scan returned more entries than exist: {front:?} {back:?} vs {expected:?}"
+            );
         }
         back.reverse();
         front.extend(back);
@@ -1000,7 +1092,9 @@ impl Harness {
                 let n = self.write_no;
                 let mutations = entries
                     .iter()
-                    .map(|&(k, l)| (key_of(k), (l != 255).then(|| value_of(n, k, usize::from(l) * 16))))
+                    .map(|&(k, l)| {
+                        (key_of(k), (l != 255).then(|| value_of(n, k, usize::from(l) * 16)))
+                    })
                     .collect();
                 self.write(mutations, durability_of(durability));
             }
@@ -1031,7 +1125,11 @@ impl Harness {
                 let (snap, state) = &self.snapshots[usize::from(index) % self.snapshots.len()];
                 let k = key_of(key);
                 match snap.get(&k) {
-                    Ok(v) => assert_eq!(v.as_deref(), state.get(&k).map(Vec::as_slice), "snapshot get disagrees"),
+                    Ok(v) => assert_eq!(
+                        v.as_deref(),
+                        state.get(&k).map(Vec::as_slice),
+                        "snapshot get disagrees"
+                    ),
                     Err(e) => check_read_error(&e, "snapshot get"),
                 }
                 let mut seen = Vec::new();
@@ -1041,7 +1139,10 @@ impl Harness {
                         Err(e) => {
                             check_read_error(&e, "snapshot scan");
                             let expected: Vec<_> = state.clone().into_iter().collect();
-                            assert!(expected.starts_with(&seen), "snapshot scan returned wrong data before an error");
+                            assert!(
+                                expected.starts_with(&seen),
+                                "snapshot scan returned wrong data before an error"
+                            );
                             return;
                         }
                     }
@@ -1057,7 +1158,10 @@ impl Harness {
             }
             Op::Flush => match self.db().flush() {
                 Ok(()) => {
-                    assert!(!self.model.poisoned, "flush succeeded on a database that refused writes");
+                    assert!(
+                        !self.model.poisoned,
+                        "flush succeeded on a database that refused writes"
+                    );
                     self.model.must = self.model.log.len();
                 }
                 Err(e) => {
@@ -1081,13 +1185,23 @@ impl Harness {
                 self.reopen_and_verify();
             }
             Op::PowerLoss { mode } => {
-                let mode = if mode == 0 { CrashMode::SyncedOnly } else { CrashMode::TornTail { seed: u64::from(mode) } };
+                let mode = if mode == 0 {
+                    CrashMode::SyncedOnly
+                } else {
+                    CrashMode::TornTail { seed: u64::from(mode) }
+                };
                 self.process.power_cut(mode);
                 self.reopen_and_verify();
             }
             Op::Fault { op, n } => {
-                let kind = [FaultOp::Read, FaultOp::Write, FaultOp::Sync, FaultOp::Rename, FaultOp::Create, FaultOp::Remove]
-                    [usize::from(op % 6)];
+                let kind = [
+                    FaultOp::Read,
+                    FaultOp::Write,
+                    FaultOp::Sync,
+                    FaultOp::Rename,
+                    FaultOp::Create,
+                    FaultOp::Remove,
+                ][usize::from(op % 6)];
                 self.fs.fail_nth(kind, u64::from(n % 8) + 1);
             }
             Op::NoSpace { budget } => self.fs.set_space_budget(Some(u64::from(budget) * 64)),
@@ -1102,7 +1216,10 @@ impl Harness {
                 };
                 self.history.push(format!("compact -> {:?}", result.as_ref().err()));
                 if let Err(e) = result {
-                    assert!(!e.is_corruption(), "compaction reported corruption of undamaged files: {e}");
+                    assert!(
+                        !e.is_corruption(),
+                        "compaction reported corruption of undamaged files: {e}"
+                    );
                 }
             }
         }
@@ -1127,10 +1244,16 @@ impl Harness {
 /// write fails (the database is poisoned: no silent retry), and flush/close fail too.
 pub fn ops_crash(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let config = OpsConfig { memtable: byte(&mut u), block: byte(&mut u), flags: byte(&mut u), imms: byte(&mut u) };
+    let config = OpsConfig {
+        memtable: byte(&mut u),
+        block: byte(&mut u),
+        flags: byte(&mut u),
+        imms: byte(&mut u),
+    };
     let fs = SimFileSystem::new();
     let process = ProcessFs::new(&fs);
-    let db = Db::open(DB_DIR, config.options(&fs).file_system(process.clone())).expect("open a new database");
+    let db = Db::open(DB_DIR, config.options(&fs).file_system(process.clone()))
+        .expect("open a new database");
     let mut h = Harness {
         fs,
         process,
@@ -1210,7 +1333,8 @@ fn log_records(bytes: &[u8]) -> Vec<Vec<u8>> {
 /// docs/testing.md); each is small (valid files of each kind, a few op sequences).
 pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut seeds = Vec::new();
-    for (tag, compression) in [("raw", Compression::None), ("zstd", Compression::Zstd { level: 1 })] {
+    for (tag, compression) in [("raw", Compression::None), ("zstd", Compression::Zstd { level: 1 })]
+    {
         for (name, bytes) in sample_database(compression) {
             if name.ends_with(".sst") {
                 for (flags, what) in [(0u8, "plain"), (1, "cached"), (2, "fixcrc")] {
@@ -1255,7 +1379,11 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     put_length_prefixed(&mut spanning, b"short");
     seeds.push(("wal_reader", "framed-spanning".into(), spanning));
     seeds.push(("wal_reader", "header-only".into(), vec![2]));
-    seeds.push(("manifest_reader", "bad-current".into(), [&[2u8, 9][..], b"MANIFEST-", &[0u8][..]].concat()));
+    seeds.push((
+        "manifest_reader",
+        "bad-current".into(),
+        [&[2u8, 9][..], b"MANIFEST-", &[0u8][..]].concat(),
+    ));
 
     let small = OpsConfig { memtable: 0, block: 0, flags: 0, imms: 0 };
     let zstd = OpsConfig { memtable: 4, block: 3, flags: 1 | 8, imms: 1 };
@@ -1278,7 +1406,10 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     let batches = vec![
         Op::Batch { entries: vec![(1, 10), (2, 10), (3, 255)], durability: 0 },
         Op::Snapshot,
-        Op::Batch { entries: vec![(1, 255), (4, 200), (5, 200), (6, 200), (7, 200)], durability: 1 },
+        Op::Batch {
+            entries: vec![(1, 255), (4, 200), (5, 200), (6, 200), (7, 200)],
+            durability: 1,
+        },
         Op::Flush,
         Op::ReadSnapshot { index: 0, key: 1 },
         Op::Batch { entries: vec![(8, 250), (9, 250), (250, 3), (255, 1)], durability: 2 },
