@@ -37,7 +37,7 @@ mod compaction;
 mod db;
 mod db_iter;
 mod histogram;
-mod memtable;
+pub mod memtable;
 mod metrics;
 mod options;
 mod recovery;

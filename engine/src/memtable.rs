@@ -8,6 +8,18 @@
 //!
 //! Values are `Bytes` slices of the write batch's own buffer: a batch's values share one
 //! allocation with the batch, which the memtable keeps alive.
+//!
+//! Public for benchmarks and tools; a [`crate::Db`] user never needs it.
+//!
+//! ```
+//! use strata::memtable::MemTable;
+//! use strata::Bytes;
+//! use strata_core::key::ValueKind;
+//! let mem = MemTable::new(1);
+//! mem.insert(b"k", 7, ValueKind::Put, Bytes::from_static(b"v"));
+//! assert_eq!(mem.get(b"k", 7), Some((ValueKind::Put, Bytes::from_static(b"v"))));
+//! assert_eq!(mem.get(b"k", 6), None); // not visible below its sequence number
+//! ```
 
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,7 +37,7 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// A sorted in-memory table of versions.
 #[derive(Debug)]
-pub(crate) struct MemTable {
+pub struct MemTable {
     map: SkipMap<InternalKey, Bytes>,
     approximate_bytes: AtomicUsize,
     /// Number of the WAL file whose records this memtable holds (0 when logging is off).
@@ -39,7 +51,8 @@ pub(crate) struct MemTable {
 }
 
 impl MemTable {
-    pub(crate) fn new(wal_number: u64) -> Self {
+    /// An empty memtable whose writes are logged in WAL file `wal_number`.
+    pub fn new(wal_number: u64) -> Self {
         MemTable {
             map: SkipMap::new(),
             approximate_bytes: AtomicUsize::new(0),
@@ -49,12 +62,13 @@ impl MemTable {
         }
     }
 
-    pub(crate) fn wal_number(&self) -> u64 {
+    /// The number of the WAL file holding this memtable's writes.
+    pub fn wal_number(&self) -> u64 {
         self.wal_number
     }
 
     /// Inserts one version. Safe to call from many threads at once.
-    pub(crate) fn insert(&self, user_key: &[u8], seq: SeqNo, kind: ValueKind, value: Bytes) {
+    pub fn insert(&self, user_key: &[u8], seq: SeqNo, kind: ValueKind, value: Bytes) {
         let size = user_key.len() + value.len() + ENTRY_OVERHEAD;
         self.map.insert(InternalKey::new(user_key, seq, kind), value);
         self.approximate_bytes.fetch_add(size, Ordering::Relaxed);
@@ -62,18 +76,20 @@ impl MemTable {
     }
 
     /// The newest version of `user_key` with sequence `<= seq`.
-    pub(crate) fn get(&self, user_key: &[u8], seq: SeqNo) -> Option<(ValueKind, Bytes)> {
+    pub fn get(&self, user_key: &[u8], seq: SeqNo) -> Option<(ValueKind, Bytes)> {
         let target = InternalKey::new(user_key, seq, ValueKind::FOR_SEEK);
         let entry = self.map.range((Bound::Included(target), Bound::Unbounded)).next()?;
         let parsed = entry.key().parse()?;
         (parsed.user_key == user_key).then(|| (parsed.kind, entry.value().clone()))
     }
 
-    pub(crate) fn approximate_bytes(&self) -> usize {
+    /// Bytes of keys, values and per-entry overhead inserted so far.
+    pub fn approximate_bytes(&self) -> usize {
         self.approximate_bytes.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether nothing was inserted.
+    pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
@@ -93,7 +109,7 @@ impl MemTable {
     }
 
     /// A cursor over the memtable that keeps it alive.
-    pub(crate) fn iter(self: &Arc<Self>) -> MemTableIterator {
+    pub fn iter(self: &Arc<Self>) -> MemTableIterator {
         MemTableIterator { mem: Arc::clone(self), current: None }
     }
 }
@@ -104,7 +120,7 @@ impl MemTable {
 /// owns the map without `unsafe`. It keeps a copy of the current key and value instead and
 /// re-seeks from it to step: O(log n) per step, which is fine for a structure that is at
 /// most a few hundred thousand entries and read mostly from its tables after a flush.
-pub(crate) struct MemTableIterator {
+pub struct MemTableIterator {
     mem: Arc<MemTable>,
     current: Option<(InternalKey, Bytes)>,
 }
