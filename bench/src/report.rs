@@ -63,6 +63,8 @@ pub struct Summary {
     pub lookups: Option<u64>,
     /// Disk bytes written / user bytes written, after settling (writes).
     pub write_amp: Option<f64>,
+    /// The engine's own count of bytes written / user bytes written (strata), else null.
+    pub engine_write_amp: Option<f64>,
     /// Size on disk / live user data.
     pub space_amp: Option<f64>,
     /// Seconds writers were stalled (engines that report it).
@@ -138,6 +140,7 @@ pub fn summarize(
                 found: of_opt(&|r| r.found.map(|f| f as f64)).map(|f| f.round() as u64),
                 lookups: of_opt(&|r| r.lookups.map(|f| f as f64)).map(|f| f.round() as u64),
                 write_amp: of_opt(&|r| r.write_amp),
+                engine_write_amp: of_opt(&|r| r.engine_write_amp),
                 space_amp: of_opt(&|r| r.space_amp),
                 stall_secs: of_opt(&|r| r.stall_secs),
                 settle_secs: of_opt(&|r| r.settle_secs),
@@ -264,6 +267,7 @@ pub(crate) mod tests {
             histogram,
             timeline: vec![400, 600],
             write_amp: bench.writes().then_some(2.0 + round as f64),
+            engine_write_amp: None,
             space_amp: Some(1.5),
             stall_secs: None,
             settle_secs: None,

@@ -71,6 +71,8 @@ pub struct RunResult {
     pub timeline: Vec<u64>,
     /// Bytes written to disk / user bytes written, after settling (write workloads only).
     pub write_amp: Option<f64>,
+    /// Engine-counted bytes written / user bytes written (engines that count them: strata).
+    pub engine_write_amp: Option<f64>,
     /// Size on disk / live user data.
     pub space_amp: Option<f64>,
     /// Time writers were stalled during the run (engines that report it).
@@ -114,9 +116,20 @@ fn remove_dir(dir: &std::path::Path) -> BenchResult<()> {
     }
 }
 
-/// Bytes written so far by the engine's own count, else by the process.
+/// Bytes written so far by the process (the same yardstick for every engine), else by the
+/// engine's own count.
 fn bytes_written(engine: &dyn Engine) -> Option<u64> {
-    engine.bytes_written().or_else(disk::process_bytes_written)
+    disk::process_bytes_written().or_else(|| engine.bytes_written())
+}
+
+/// `after - before` over user bytes, when both counts exist and something was written.
+fn amplification(before: Option<u64>, after: Option<u64>, user_bytes: u64) -> Option<f64> {
+    match (before, after) {
+        (Some(before), Some(after)) if user_bytes > 0 => {
+            Some(after.saturating_sub(before) as f64 / user_bytes as f64)
+        }
+        _ => None,
+    }
 }
 
 /// Whether progress bars can be drawn (stderr is a terminal).
@@ -191,6 +204,7 @@ fn run_one(
     }
     let engine = slot.engine()?;
     let written_before = bytes_written(engine);
+    let engine_written_before = engine.bytes_written();
     let stall_before = engine.stall_time();
 
     let bar = ProgressBar::with_draw_target(
@@ -219,19 +233,18 @@ fn run_one(
         (Some(before), Some(after)) => Some(after.saturating_sub(before).as_secs_f64()),
         _ => None,
     };
-    let (write_amp, settle_secs) = if bench.writes() {
+    let (write_amp, engine_write_amp, settle_secs) = if bench.writes() {
         let settle_start = Instant::now();
         engine.settle()?;
         let settle_secs = settle_start.elapsed().as_secs_f64();
-        let amp = match (written_before, bytes_written(engine)) {
-            (Some(before), Some(after)) if m.user_bytes_written > 0 => {
-                Some(after.saturating_sub(before) as f64 / m.user_bytes_written as f64)
-            }
-            _ => None,
-        };
-        (amp, Some(settle_secs))
+        let user = m.user_bytes_written;
+        (
+            amplification(written_before, bytes_written(engine), user),
+            amplification(engine_written_before, engine.bytes_written(), user),
+            Some(settle_secs),
+        )
     } else {
-        (None, None)
+        (None, None, None)
     };
     let live_bytes =
         slot.live.len() * (plan.workload.codec.key_size() as u64 + plan.workload.value_size as u64);
@@ -252,6 +265,7 @@ fn run_one(
         histogram: m.stats.histogram,
         timeline: m.stats.timeline,
         write_amp,
+        engine_write_amp,
         space_amp,
         stall_secs,
         settle_secs,

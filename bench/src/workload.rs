@@ -481,24 +481,33 @@ pub fn run(
     let stop_writer = AtomicBool::new(false);
     // The writer of readwhilewriting is not measured (db_bench reports the readers only).
     let unmeasured = AtomicU64::new(0);
-    let start = Instant::now();
-
-    let make_worker = |i: u64, progress| Worker::new(engine, cfg, live, progress, start, seed, i);
+    let writer_started = AtomicBool::new(false);
 
     type ThreadOutcome = BenchResult<(ThreadStats, u64, Instant)>;
-    let (results, writer_bytes): (Vec<ThreadOutcome>, BenchResult<u64>) =
+    let (results, writer_bytes, start): (Vec<ThreadOutcome>, BenchResult<u64>, Instant) =
         std::thread::scope(|scope| {
             let writer = (bench == Benchmark::ReadWhileWriting).then(|| {
-                let mut w = make_worker(u64::MAX, &unmeasured);
-                let stop = &stop_writer;
+                let mut w =
+                    Worker::new(engine, cfg, live, &unmeasured, Instant::now(), seed, u64::MAX);
+                let (stop, started) = (&stop_writer, &writer_started);
                 scope.spawn(move || -> BenchResult<u64> {
                     while !stop.load(Ordering::Relaxed) {
                         let index = w.random_index();
                         w.put_index(index, cfg.durability)?;
+                        started.store(true, Ordering::Release);
                     }
                     Ok(w.user_bytes_written)
                 })
             });
+            // Readers start once the writer is writing, so every read overlaps writes.
+            if let Some(handle) = &writer {
+                while !writer_started.load(Ordering::Acquire) && !handle.is_finished() {
+                    std::thread::yield_now();
+                }
+            }
+            let start = Instant::now();
+            let make_worker =
+                |i: u64, progress| Worker::new(engine, cfg, live, progress, start, seed, i);
             let handles: Vec<_> = (0..threads)
                 .map(|i| {
                     let mut w = make_worker(i as u64, &progress);
@@ -551,7 +560,7 @@ pub fn run(
                 Some(h) => h.join().unwrap_or_else(|_| Err("the writer thread panicked".into())),
                 None => Ok(0),
             };
-            (results, writer_bytes)
+            (results, writer_bytes, start)
         });
 
     let mut merged = ThreadStats::new(start);
