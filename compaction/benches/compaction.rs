@@ -45,16 +45,7 @@ fn build_inputs(fs: &dyn FileSystem, dir: &Path, opts: &TableOptions) -> (Versio
         let props = b.finish().expect("finish");
         edit.new_files.push((
             0,
-            FileMeta {
-                number: t + 1,
-                file_size: props.file_size,
-                smallest: InternalKey::from_encoded(props.smallest_key),
-                largest: InternalKey::from_encoded(props.largest_key),
-                smallest_seq: props.smallest_seq,
-                largest_seq: props.largest_seq,
-                num_entries: props.num_entries,
-                num_deletions: props.num_deletions,
-            },
+            FileMeta::from_properties(t + 1, props),
         ));
     }
     (Version::default().apply(&edit).expect("version"), raw)

@@ -46,6 +46,20 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
+    /// The metadata of table `number` from the properties its builder returned.
+    pub fn from_properties(number: u64, props: strata_sstable::TableProperties) -> FileMeta {
+        FileMeta {
+            number,
+            file_size: props.file_size,
+            smallest: InternalKey::from_encoded(props.smallest_key),
+            largest: InternalKey::from_encoded(props.largest_key),
+            smallest_seq: props.smallest_seq,
+            largest_seq: props.largest_seq,
+            num_entries: props.num_entries,
+            num_deletions: props.num_deletions,
+        }
+    }
+
     /// The user key of [`FileMeta::smallest`].
     pub fn smallest_user_key(&self) -> &[u8] {
         self.smallest.user_key()

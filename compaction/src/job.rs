@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use strata_core::fs::FileSystem;
 use strata_core::iter::InternalIterator;
-use strata_core::key::{parse_internal_key, InternalKey, SeqNo};
+use strata_core::key::{parse_internal_key, SeqNo};
 use strata_core::merge::MergingIterator;
 use strata_core::{Error, IoResultExt, Result};
 use strata_sstable::{TableBuilder, TableOptions};
@@ -404,16 +404,7 @@ impl<'a> OutputWriter<'a> {
         let Some(Builder { number, table, .. }) = self.current.take() else { return Ok(()) };
         // `finish` removes the partial file itself when it fails.
         let props = table.finish()?;
-        self.finished.push(FileMeta {
-            number,
-            file_size: props.file_size,
-            smallest: InternalKey::from_encoded(props.smallest_key),
-            largest: InternalKey::from_encoded(props.largest_key),
-            smallest_seq: props.smallest_seq,
-            largest_seq: props.largest_seq,
-            num_entries: props.num_entries,
-            num_deletions: props.num_deletions,
-        });
+        self.finished.push(FileMeta::from_properties(number, props));
         Ok(())
     }
 
@@ -450,7 +441,7 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::{BTreeMap, BTreeSet};
     use strata_core::iter::VecIterator;
-    use strata_core::key::{ValueKind, MAX_SEQ};
+    use strata_core::key::{InternalKey, ValueKind, MAX_SEQ};
     use strata_core::sim::{FaultOp, SimFileSystem};
     use strata_sstable::{Table, TableStats};
 

@@ -85,16 +85,7 @@ impl Db {
         let mut edit = VersionEdit::default();
         edit.new_files.push((
             0,
-            FileMeta {
-                number,
-                file_size: props.file_size,
-                smallest: InternalKey::from_encoded(props.smallest_key),
-                largest: InternalKey::from_encoded(props.largest_key),
-                smallest_seq: props.smallest_seq,
-                largest_seq: props.largest_seq,
-                num_entries: props.num_entries,
-                num_deletions: props.num_deletions,
-            },
+            FileMeta::from_properties(number, props),
         ));
         self.version = self.version.apply(&edit).unwrap();
     }
@@ -236,16 +227,7 @@ fn run_sequence(seed: u64) {
             let mut edit = VersionEdit::default();
             edit.new_files.push((
                 0,
-                FileMeta {
-                    number: db.next_number,
-                    file_size: props.file_size,
-                    smallest: InternalKey::from_encoded(props.smallest_key),
-                    largest: InternalKey::from_encoded(props.largest_key),
-                    smallest_seq: props.smallest_seq,
-                    largest_seq: props.largest_seq,
-                    num_entries: props.num_entries,
-                    num_deletions: props.num_deletions,
-                },
+                FileMeta::from_properties(db.next_number, props),
             ));
             db.version = db.version.apply(&edit).unwrap();
         } else {

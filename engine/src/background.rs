@@ -12,7 +12,6 @@ use std::path::Path;
 use strata_compaction::{parse_file_name, FileKind, FileMeta, VersionEdit};
 use strata_core::fs::FileSystem;
 use strata_core::iter::InternalIterator;
-use strata_core::key::InternalKey;
 use strata_core::{IoResultExt, Result};
 use strata_sstable::{TableBuilder, TableOptions};
 
@@ -97,16 +96,7 @@ pub(crate) fn build_table(
         return Ok(None);
     }
     let props = builder.finish()?;
-    Ok(Some(FileMeta {
-        number,
-        file_size: props.file_size,
-        smallest: InternalKey::from_encoded(props.smallest_key),
-        largest: InternalKey::from_encoded(props.largest_key),
-        smallest_seq: props.smallest_seq,
-        largest_seq: props.largest_seq,
-        num_entries: props.num_entries,
-        num_deletions: props.num_deletions,
-    }))
+    Ok(Some(FileMeta::from_properties(number, props)))
 }
 
 impl DbInner {

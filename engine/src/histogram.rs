@@ -96,7 +96,7 @@ impl Histogram {
     }
 }
 
-/// Percentiles of a [`Histogram`] at one moment (each within 12.5% of the true value).
+/// Percentiles of a latency histogram at one moment (each within 12.5% of the true value).
 ///
 /// ```
 /// let m = strata::Db::open(tempfile::tempdir()?.path(), strata::Options::default())?.metrics();
