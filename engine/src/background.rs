@@ -11,7 +11,6 @@ use std::time::Instant;
 use std::path::Path;
 use strata_compaction::{parse_file_name, FileKind, FileMeta, VersionEdit};
 use strata_core::fs::FileSystem;
-use strata_core::iter::InternalIterator;
 use strata_core::{IoResultExt, Result};
 use strata_sstable::{TableBuilder, TableOptions};
 
@@ -74,23 +73,20 @@ fn flush_loop(db: &Arc<DbInner>) {
     }
 }
 
-/// Writes every entry of `iter` to the table at `path`; `None` (and no file) if there were
-/// none. The table is fdatasynced; its directory entry is not: the caller syncs the
-/// directory once for all its outputs, before the manifest names them.
+/// Writes every entry of `mem` to the table at `path`; `None` (and no file) if it is empty.
+/// The table is fdatasynced; its directory entry is not: the caller syncs the directory
+/// once for all its outputs, before the manifest names them.
 pub(crate) fn build_table(
     fs: &Arc<dyn FileSystem>,
     path: &Path,
     options: &TableOptions,
     number: u64,
-    iter: &mut dyn InternalIterator,
+    mem: &MemTable,
 ) -> Result<Option<FileMeta>> {
     let mut builder = TableBuilder::new(&**fs, path, options)?;
-    iter.seek_to_first();
-    while iter.valid() {
-        builder.add(iter.key(), iter.value())?;
-        iter.next();
+    for (key, value) in mem.entries() {
+        builder.add(key.encoded(), &value)?;
     }
-    iter.status()?;
     if builder.num_entries() == 0 {
         builder.abandon()?;
         return Ok(None);
@@ -100,16 +96,6 @@ pub(crate) fn build_table(
 }
 
 impl DbInner {
-    /// Writes every entry of `iter` to table `number` (see [`build_table`]).
-    pub(crate) fn write_table(
-        &self,
-        number: u64,
-        iter: &mut dyn InternalIterator,
-    ) -> Result<Option<FileMeta>> {
-        let path = self.tables.table_path(number);
-        build_table(&self.fs, &path, &self.opts.table_options(), number, iter)
-    }
-
     /// Flushes the oldest immutable memtable `imm` to a level-0 table and installs it.
     fn flush_memtable(&self, imm: &Arc<MemTable>) -> Result<()> {
         // Every write assigned to this memtable must have finished inserting.
@@ -117,7 +103,8 @@ impl DbInner {
         let started = Instant::now();
         let number = self.allocate_table_number();
         let result = (|| {
-            let meta = self.write_table(number, &mut imm.iter())?;
+            let path = self.tables.table_path(number);
+            let meta = build_table(&self.fs, &path, &self.opts.table_options(), number, imm)?;
             self.fs.sync_dir(&self.dir).ctx("fsync directory", &self.dir)?;
             let mut edit = VersionEdit::default();
             if let Some(meta) = &meta {

@@ -108,6 +108,12 @@ impl MemTable {
         self.max_seq.load(Ordering::Relaxed)
     }
 
+    /// Every entry in internal-key order, borrowing the memtable: the cheap way to read it
+    /// whole (a flush), without the owned cursor's re-seek per step.
+    pub fn entries(&self) -> impl Iterator<Item = (InternalKey, Bytes)> + '_ {
+        self.map.iter().map(|e| (e.key().clone(), e.value().clone()))
+    }
+
     /// A cursor over the memtable that keeps it alive.
     pub fn iter(self: &Arc<Self>) -> MemTableIterator {
         MemTableIterator { mem: Arc::clone(self), current: None }

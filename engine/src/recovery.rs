@@ -16,7 +16,6 @@ use strata_compaction::{
     log_file_name, parse_file_name, FileKind, Manifest, Version, VersionEdit, LOCK_FILE_NAME,
 };
 use strata_core::fs::parent_dir;
-use strata_core::iter::InternalIterator;
 use strata_core::{Error, IoResultExt, Result};
 use strata_wal::{Durability, LogReader, RecoveryMode, Wal, WriteBatch};
 
@@ -77,8 +76,8 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     let flush = |mem: &Arc<MemTable>, next_file: &mut u64, edit: &mut VersionEdit| -> Result<()> {
         let number = *next_file;
         *next_file += 1;
-        let meta =
-            crate::recovery::write_recovered_table(&opts, &fs, &tables, number, &mut mem.iter())?;
+        let path = tables.table_path(number);
+        let meta = crate::background::build_table(&fs, &path, &opts.table_options(), number, mem)?;
         if let Some(meta) = meta {
             edit.new_files.push((0, meta));
         }
@@ -206,18 +205,3 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     Ok(inner)
 }
 
-fn write_recovered_table(
-    opts: &Options,
-    fs: &Arc<dyn strata_core::fs::FileSystem>,
-    tables: &TableCache,
-    number: u64,
-    iter: &mut dyn InternalIterator,
-) -> Result<Option<strata_compaction::FileMeta>> {
-    crate::background::build_table(
-        fs,
-        &tables.table_path(number),
-        &opts.table_options(),
-        number,
-        iter,
-    )
-}

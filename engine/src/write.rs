@@ -18,7 +18,7 @@ use parking_lot::MutexGuard;
 use strata_compaction::log_file_name;
 use strata_core::key::{SeqNo, ValueKind, MAX_SEQ};
 use strata_core::{Error, Result};
-use strata_wal::{Durability, Wal, WalOptions, WalStats, WriteBatch};
+use strata_wal::{BatchIter, Durability, Wal, WalOptions, WalStats, WriteBatch};
 
 use crate::db::{DbInner, SuperVersion, WriteState};
 use crate::memtable::MemTable;
@@ -274,7 +274,8 @@ impl DbInner {
     /// Write stalls driven by the number of level-0 tables.
     fn delay_for_level0(&self) -> Result<()> {
         let l0 = || self.view.read().version.num_files(0);
-        if l0() >= self.opts.l0_stop_trigger {
+        let files = l0();
+        if files >= self.opts.l0_stop_trigger {
             let stalled = Instant::now();
             let mut bg = self.bg.lock();
             while l0() >= self.opts.l0_stop_trigger && !bg.shutdown {
@@ -283,7 +284,7 @@ impl DbInner {
             }
             drop(bg);
             self.metrics.stall(StallCause::L0Stop, stalled.elapsed());
-        } else if l0() >= self.opts.l0_slowdown_trigger {
+        } else if files >= self.opts.l0_slowdown_trigger {
             let delay = Duration::from_millis(1);
             std::thread::sleep(delay);
             self.metrics.stall(StallCause::L0Slowdown, delay);
@@ -303,21 +304,9 @@ fn ensure_periodic_sync(w: &mut WriteState, every: Duration) {
 /// buffer, so a batch costs one allocation for all its values.
 fn insert_batch(mem: &MemTable, batch: WriteBatch) {
     let seq = batch.sequence();
-    let base = batch.as_bytes().as_ptr() as usize;
-    // Offsets into the batch buffer, which `Bytes::from` keeps in place.
-    let spans: Vec<(ValueKind, usize, usize, usize, usize)> = batch
-        .iter()
-        .map(|e| {
-            let key_at = (e.key.as_ptr() as usize).wrapping_sub(base);
-            let value_at = (e.value.as_ptr() as usize).wrapping_sub(base);
-            (e.kind, key_at, e.key.len(), value_at, e.value.len())
-        })
-        .collect();
     let buf = Bytes::from(batch.into_bytes());
-    for (i, (kind, key_at, key_len, value_at, value_len)) in spans.into_iter().enumerate() {
-        let key = buf.get(key_at..key_at + key_len).unwrap_or_default();
-        let value =
-            if value_len == 0 { Bytes::new() } else { buf.slice(value_at..value_at + value_len) };
-        mem.insert(key, seq + i as u64, kind, value);
+    for (i, e) in BatchIter::over(&buf).enumerate() {
+        // `slice_ref` shares `buf` (an empty value, a delete's, gives an empty `Bytes`).
+        mem.insert(e.key, seq + i as u64, e.kind, buf.slice_ref(e.value));
     }
 }

@@ -231,6 +231,30 @@ fn validate(bytes: &[u8]) -> Result<u32, String> {
     Ok(count)
 }
 
+impl<'a> BatchIter<'a> {
+    /// Iterates the entries of an encoded batch (the bytes of [`WriteBatch::as_bytes`] or
+    /// [`WriteBatch::into_bytes`]), for a caller that moved the bytes elsewhere — the engine
+    /// turns them into a shared buffer its memtable values point into. Malformed bytes end
+    /// the iteration early; validate untrusted bytes with [`WriteBatch::decode`] first.
+    ///
+    /// ```
+    /// use strata_wal::{BatchIter, WriteBatch};
+    /// let mut b = WriteBatch::new();
+    /// b.put("k", "v");
+    /// let bytes = b.into_bytes();
+    /// let keys: Vec<_> = BatchIter::over(&bytes).map(|e| e.key).collect();
+    /// assert_eq!(keys, [&b"k"[..]]);
+    /// ```
+    pub fn over(encoded: &'a [u8]) -> BatchIter<'a> {
+        let mut decoder = Decoder::new(encoded);
+        let left = match (decoder.u64(), decoder.u32()) {
+            (Some(_), Some(count)) => count,
+            _ => 0,
+        };
+        BatchIter { decoder, left }
+    }
+}
+
 /// Iterator over the entries of a [`WriteBatch`].
 #[derive(Debug, Clone)]
 pub struct BatchIter<'a> {
