@@ -43,10 +43,7 @@ fn build_inputs(fs: &dyn FileSystem, dir: &Path, opts: &TableOptions) -> (Versio
             b.add(key.encoded(), &value).expect("add");
         }
         let props = b.finish().expect("finish");
-        edit.new_files.push((
-            0,
-            FileMeta::from_properties(t + 1, props),
-        ));
+        edit.new_files.push((0, FileMeta::from_properties(t + 1, props)));
     }
     (Version::default().apply(&edit).expect("version"), raw)
 }

@@ -398,6 +398,18 @@ fn check_torn_tail(path: &Path, data: &[u8], drop_from: u64) -> Result<()> {
             p += room;
         }
     }
+    // A crash leaves a prefix of what was written, and each edit is synced before the next
+    // is appended, so a fragment whose whole declared length is on disk but whose checksum
+    // fails was not torn: it is damage (found by the corruption tests: a flipped bit in the
+    // last edit silently dropped the last flush).
+    if last_fragment_is_complete(data, p) {
+        return Err(Error::corruption(
+            path,
+            p as u64,
+            "the last record is complete on disk but its checksum or header is damaged: \
+             not a torn write",
+        ));
+    }
     for at in p.saturating_add(1)..data.len() {
         if intact_fragment_at(data, at).is_some() {
             return Err(Error::corruption(
@@ -410,6 +422,37 @@ fn check_torn_tail(path: &Path, data: &[u8], drop_from: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the fragment at `at` that failed to read was written whole: its declared length
+/// and type are plausible and all its bytes are on disk (a bit flipped in the checksum or the
+/// payload), or its checksum matches once the length is taken as "up to the end of the
+/// file" or the type as another valid type (a bit flipped in the length or the type). A
+/// torn write leaves a strict prefix of the fragment, which fits none of these.
+fn last_fragment_is_complete(data: &[u8], at: usize) -> bool {
+    let Some(header) = data.get(at..at.saturating_add(FRAGMENT_HEADER_LEN)) else { return false };
+    let (crc_bytes, rest) = header.split_at(4);
+    let Ok(crc) = <[u8; 4]>::try_from(crc_bytes).map(u32::from_le_bytes) else { return false };
+    let (declared_len, declared_ty) = match rest {
+        [lo, hi, ty] => (usize::from(u16::from_le_bytes([*lo, *hi])), *ty),
+        _ => return false,
+    };
+    let room = BLOCK_SIZE - at % BLOCK_SIZE - FRAGMENT_HEADER_LEN;
+    let on_disk = data.len() - at - FRAGMENT_HEADER_LEN;
+    if RecordType::from_u8(declared_ty).is_some() && declared_len <= room && declared_len <= on_disk
+    {
+        return true;
+    }
+    let payload_start = at + FRAGMENT_HEADER_LEN;
+    let matches = |len: usize, ty: u8| {
+        let Ok(len16) = u16::try_from(len) else { return false };
+        data.get(payload_start..payload_start + len)
+            .is_some_and(|payload| fragment_crc(len16, ty, payload) == crc)
+    };
+    let whole = on_disk.min(room);
+    (1..=4).any(|ty| {
+        matches(whole, ty) || (declared_len <= on_disk.min(room) && matches(declared_len, ty))
+    })
 }
 
 /// The end offset of a fragment starting at `at` whose type, length and checksum hold.

@@ -83,10 +83,7 @@ impl Db {
         let props = builder.finish().unwrap();
         self.fs.sync_dir(Path::new(DIR)).unwrap();
         let mut edit = VersionEdit::default();
-        edit.new_files.push((
-            0,
-            FileMeta::from_properties(number, props),
-        ));
+        edit.new_files.push((0, FileMeta::from_properties(number, props)));
         self.version = self.version.apply(&edit).unwrap();
     }
 
@@ -225,10 +222,7 @@ fn run_sequence(seed: u64) {
             let props = builder.finish().unwrap();
             db.fs.sync_dir(Path::new(DIR)).unwrap();
             let mut edit = VersionEdit::default();
-            edit.new_files.push((
-                0,
-                FileMeta::from_properties(db.next_number, props),
-            ));
+            edit.new_files.push((0, FileMeta::from_properties(db.next_number, props)));
             db.version = db.version.apply(&edit).unwrap();
         } else {
             db.flush(&mut rng, 120, 600);

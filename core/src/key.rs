@@ -133,7 +133,9 @@ pub fn compare_internal(a: &[u8], b: &[u8]) -> Ordering {
 #[inline]
 pub fn compare_user_keys(a: &[u8], b: &[u8]) -> Ordering {
     let (mut x, mut y) = (a, b);
-    while let (Some((xw, xr)), Some((yw, yr))) = (x.split_first_chunk::<8>(), y.split_first_chunk::<8>()) {
+    while let (Some((xw, xr)), Some((yw, yr))) =
+        (x.split_first_chunk::<8>(), y.split_first_chunk::<8>())
+    {
         let (xv, yv) = (u64::from_be_bytes(*xw), u64::from_be_bytes(*yw));
         if xv != yv {
             return xv.cmp(&yv);

@@ -51,6 +51,12 @@ impl MergingIterator {
         let mut best: Option<usize> = None;
         for (i, child) in self.children.iter().enumerate() {
             if !child.valid() {
+                // A child that failed would silently drop its keys from the merge: stop
+                // the whole merge instead, and let `status` report it.
+                if child.status().is_err() {
+                    self.current = None;
+                    return;
+                }
                 continue;
             }
             best = match best {

@@ -69,7 +69,8 @@ fn memtable(c: &mut Criterion) {
 }
 
 fn internal_key_compare(c: &mut Criterion) {
-    let keys: Vec<InternalKey> = (0..1024).map(|i| InternalKey::new(&key(i), i, ValueKind::Put)).collect();
+    let keys: Vec<InternalKey> =
+        (0..1024).map(|i| InternalKey::new(&key(i), i, ValueKind::Put)).collect();
     let mut g = c.benchmark_group("internal key");
     g.throughput(Throughput::Elements(1));
     let mut i = 0usize;
@@ -90,7 +91,10 @@ fn merging_iterator(c: &mut Criterion) {
             (0..N / 8)
                 .map(|j| {
                     let i = j * 8 + s;
-                    (InternalKey::new(&i.to_be_bytes(), i + 1, ValueKind::Put).into_encoded(), vec![1u8; 100])
+                    (
+                        InternalKey::new(&i.to_be_bytes(), i + 1, ValueKind::Put).into_encoded(),
+                        vec![1u8; 100],
+                    )
                 })
                 .collect()
         })
@@ -101,8 +105,10 @@ fn merging_iterator(c: &mut Criterion) {
     g.bench_function("forward scan, 8 sources, 100k entries", |b| {
         b.iter_batched(
             || {
-                let children: Vec<Box<dyn InternalIterator>> =
-                    sources.iter().map(|s| Box::new(VecIterator::new(s.clone())) as Box<dyn InternalIterator>).collect();
+                let children: Vec<Box<dyn InternalIterator>> = sources
+                    .iter()
+                    .map(|s| Box::new(VecIterator::new(s.clone())) as Box<dyn InternalIterator>)
+                    .collect();
                 MergingIterator::new(children)
             },
             |mut m| {

@@ -105,7 +105,10 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
             }
         }
         if let Some((at, len)) = reader.dropped_tail() {
-            if !last_log {
+            // Older logs are synced before their memtable is sealed, so only the newest log
+            // with records can end torn. Newer logs that hold nothing (a switch or an open
+            // that failed right after creating its log) do not count.
+            if !last_log && !logs_hold_no_records(&*fs, dir, &logs[i + 1..])? {
                 return Err(Error::corruption(
                     &path,
                     at,
@@ -205,3 +208,18 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     Ok(inner)
 }
 
+/// Whether none of the logs `numbers` holds a record (each is empty, a bare header, or a
+/// torn first record).
+fn logs_hold_no_records(
+    fs: &dyn strata_core::fs::FileSystem,
+    dir: &Path,
+    numbers: &[u64],
+) -> Result<bool> {
+    for &n in numbers {
+        let mut reader = LogReader::open(fs, &dir.join(log_file_name(n)), RecoveryMode::Strict)?;
+        if reader.next_record()?.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

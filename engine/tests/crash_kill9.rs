@@ -5,7 +5,6 @@
 //! Long campaign: `cargo run --release -p strata --example crashtest -- --rounds 100000 --dir /tmp/x`
 //! (docs/testing.md). `STRATA_LONG_TESTS=1` runs 200 rounds here.
 
-#[allow(dead_code)]
 #[path = "../examples/crashtest.rs"]
 mod crashtest;
 

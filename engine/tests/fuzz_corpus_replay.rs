@@ -17,23 +17,11 @@ fn corpus_dir(target: &str) -> PathBuf {
 
 /// Corpus files whose replay currently fails because of a known, reported engine bug:
 /// `(target, file name, reason)`. Each is replayed by its own ignored test below.
-const KNOWN_FAILURES: &[(&str, &str, &str)] = &[(
-    "ops_crash",
-    "seed-flushes-under-faults",
-    "bug: a failed open leaves its new empty log behind, so the next open calls the torn tail \
-     of the previous log corruption (see crash_power_loss::failed_open_then_reopen_with_torn_log_tail)",
-)];
+const KNOWN_FAILURES: &[(&str, &str, &str)] = &[];
 
 fn replay_one(target: &str, name: &str) {
     let data = std::fs::read(corpus_dir(target).join(name)).unwrap();
     fuzz_lib::run_target(target, &data);
-}
-
-#[test]
-#[ignore = "bug: a failed open leaves its new empty log behind, so the next open calls the torn tail of the previous log corruption"]
-fn known_failure_ops_crash_flushes_under_faults() {
-    let (target, name, _) = KNOWN_FAILURES[0];
-    replay_one(target, name);
 }
 
 fn replay(target: &str) {
