@@ -140,9 +140,16 @@ fn dead_process() -> io::Error {
 }
 
 /// The simulated file system; clones share the same state (one "disk").
+///
+/// A handle from [`SimFileSystem::process`] is the disk as one process sees it: once a
+/// crash "kills" that process, every operation through the handle fails, so threads of a
+/// database still running after the simulated power cut (a flush, a compaction) cannot
+/// touch the rebooted disk — a dead machine does nothing.
 #[derive(Debug, Clone, Default)]
 pub struct SimFileSystem {
     state: Arc<Mutex<State>>,
+    /// For a [`SimFileSystem::process`] handle: the epoch of the process it belongs to.
+    process_epoch: Option<u64>,
 }
 
 impl SimFileSystem {
@@ -151,6 +158,34 @@ impl SimFileSystem {
         let fs = SimFileSystem::default();
         fs.state.lock().dirs.insert(PathBuf::from("/"));
         fs
+    }
+
+    /// A handle to this disk for the process running now: it stops working at the next
+    /// [`SimFileSystem::crash`]. Give it to the database under test; reopen after a crash
+    /// with a new one.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use strata_core::fs::FileSystem;
+    /// use strata_core::sim::{CrashMode, SimFileSystem};
+    /// let disk = SimFileSystem::new();
+    /// let old = disk.process();
+    /// disk.crash(CrashMode::SyncedOnly);
+    /// assert!(old.create_dir_all(Path::new("/db")).is_err()); // the old process is dead
+    /// assert!(disk.process().create_dir_all(Path::new("/db")).is_ok());
+    /// ```
+    pub fn process(&self) -> SimFileSystem {
+        let epoch = self.state.lock().epoch;
+        SimFileSystem { state: Arc::clone(&self.state), process_epoch: Some(epoch) }
+    }
+
+    /// The state, if this handle's process is alive.
+    fn live(&self) -> io::Result<parking_lot::MutexGuard<'_, State>> {
+        let st = self.state.lock();
+        match self.process_epoch {
+            Some(e) if e != st.epoch => Err(dead_process()),
+            _ => Ok(st),
+        }
     }
 
     /// Simulates a power cut (see the module docs), then "reboots": the disk holds what
@@ -309,7 +344,7 @@ impl Drop for SimLock {
 
 impl FileSystem for SimFileSystem {
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let mut st = self.state.lock();
+        let mut st = self.live()?;
         st.count(FaultOp::Create)?;
         st.check_parent(path)?;
         let ino = st.next_inode;
@@ -325,14 +360,14 @@ impl FileSystem for SimFileSystem {
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let mut st = self.state.lock();
+        let mut st = self.live()?;
         st.count(FaultOp::Read)?;
         let ino = st.inode_of(path)?;
         Ok(st.inodes.get(&ino).map(|i| i.data.clone()).unwrap_or_default())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
+        let mut st = self.live()?;
         st.count(FaultOp::Rename)?;
         st.check_parent(to)?;
         let ino = st.live.remove(from).ok_or_else(|| not_found(from))?;
@@ -341,25 +376,25 @@ impl FileSystem for SimFileSystem {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
+        let mut st = self.live()?;
         st.count(FaultOp::Remove)?;
         st.live.remove(path).ok_or_else(|| not_found(path))?;
         Ok(())
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
-        let st = self.state.lock();
+        let st = self.live()?;
         Ok(st.live.contains_key(path) || st.dirs.contains(path))
     }
 
     fn file_size(&self, path: &Path) -> io::Result<u64> {
-        let st = self.state.lock();
+        let st = self.live()?;
         let ino = st.inode_of(path)?;
         Ok(st.inodes.get(&ino).map_or(0, |i| i.data.len() as u64))
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let st = self.state.lock();
+        let st = self.live()?;
         if !st.dirs.contains(dir) {
             return Err(not_found(dir));
         }
@@ -372,7 +407,7 @@ impl FileSystem for SimFileSystem {
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
+        let mut st = self.live()?;
         for ancestor in dir.ancestors() {
             if !ancestor.as_os_str().is_empty() {
                 st.dirs.insert(ancestor.to_path_buf());
@@ -382,7 +417,7 @@ impl FileSystem for SimFileSystem {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut st = self.state.lock();
+        let mut st = self.live()?;
         st.count(FaultOp::Sync)?;
         if !st.dirs.contains(dir) {
             return Err(not_found(dir));
@@ -396,7 +431,7 @@ impl FileSystem for SimFileSystem {
     }
 
     fn lock(&self, path: &Path) -> io::Result<FileLock> {
-        let mut st = self.state.lock();
+        let mut st = self.live()?;
         if !st.locks.insert(path.to_path_buf()) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,

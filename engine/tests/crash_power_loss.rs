@@ -51,12 +51,12 @@ fn power_loss_round(
     prev: &State,
     compaction: bool,
 ) -> State {
-    let process = ProcessFs::new(sim);
-    let mut opts = options(sim).file_system(process.clone());
+    // The disk as this process sees it: fenced at the power cut, so the database's threads
+    // still running then cannot touch the rebooted disk.
+    let mut opts = options(sim).file_system(Arc::new(sim.process()));
     if !compaction {
         opts = without_compaction(opts);
     }
-    let reopen_opts = opts.clone().file_system(Arc::new(sim.clone()));
     let db = Db::open("/db", opts).unwrap_or_else(|e| panic!("round {round}: open failed: {e}"));
     let clock = Arc::new(AtomicU64::new(1));
     let acks = Arc::new(AtomicU64::new(0));
@@ -103,7 +103,7 @@ fn power_loss_round(
         );
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
-    process.power_cut(CrashMode::TornTail { seed: mix(seed ^ round ^ 7) });
+    sim.crash(CrashMode::TornTail { seed: mix(seed ^ round ^ 7) });
     stop.store(true, Ordering::SeqCst);
     let after_crash = sim.files();
     let attempts: Vec<Vec<Attempt>> = writers.into_iter().map(|w| w.join().unwrap()).collect();
@@ -114,6 +114,8 @@ fn power_loss_round(
         "round {round}: the dead process changed the disk after the power cut"
     );
 
+    let reopen_opts = options(sim).file_system(Arc::new(sim.process()));
+    let reopen_opts = if compaction { reopen_opts } else { without_compaction(reopen_opts) };
     let db = Db::open("/db", reopen_opts)
         .unwrap_or_else(|e| panic!("round {round}: reopen after power loss failed: {e}"));
     let got = read_state(&db).unwrap_or_else(|e| panic!("round {round}: {e}"));
@@ -341,77 +343,6 @@ fn failed_sync_during_compaction_keeps_every_table_the_manifest_may_name() {
             let got = read_state(&db).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(got, state, "{what}");
         }
-    }
-}
-
-/// The file system as one process sees it: a [`SimFileSystem`] whose directory operations
-/// (create, rename, remove, sync_dir, lock) stop working once the process "died" in a power
-/// cut. The simulator already fences the old process's open files; this also fences its
-/// threads that are still running after the cut (a flush or compaction in flight), which
-/// must not delete or create files on the rebooted disk — a dead machine does nothing.
-#[derive(Debug)]
-struct ProcessFs {
-    sim: SimFileSystem,
-    alive: std::sync::RwLock<bool>,
-}
-
-impl ProcessFs {
-    fn new(sim: &SimFileSystem) -> Arc<ProcessFs> {
-        Arc::new(ProcessFs { sim: sim.clone(), alive: std::sync::RwLock::new(true) })
-    }
-
-    /// Cuts the power: no operation of this process runs after the crash.
-    fn power_cut(&self, mode: CrashMode) {
-        let mut alive = self.alive.write().unwrap_or_else(|e| e.into_inner());
-        *alive = false;
-        self.sim.crash(mode);
-    }
-
-    fn live<T>(&self, op: impl FnOnce(&SimFileSystem) -> std::io::Result<T>) -> std::io::Result<T> {
-        let alive = self.alive.read().unwrap_or_else(|e| e.into_inner());
-        if !*alive {
-            return Err(std::io::Error::other("simulated power cut: this process is dead"));
-        }
-        op(&self.sim)
-    }
-}
-
-impl strata_core::fs::FileSystem for ProcessFs {
-    fn create(
-        &self,
-        path: &std::path::Path,
-    ) -> std::io::Result<Box<dyn strata_core::fs::WritableFile>> {
-        self.live(|s| s.create(path))
-    }
-    fn map(&self, path: &std::path::Path) -> std::io::Result<strata_core::fs::FileBytes> {
-        self.live(|s| s.map(path))
-    }
-    fn read(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-        self.live(|s| s.read(path))
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.live(|s| s.rename(from, to))
-    }
-    fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.live(|s| s.remove(path))
-    }
-    fn exists(&self, path: &std::path::Path) -> std::io::Result<bool> {
-        self.live(|s| s.exists(path))
-    }
-    fn file_size(&self, path: &std::path::Path) -> std::io::Result<u64> {
-        self.live(|s| s.file_size(path))
-    }
-    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.live(|s| s.list(dir))
-    }
-    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
-        self.live(|s| s.create_dir_all(dir))
-    }
-    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
-        self.live(|s| s.sync_dir(dir))
-    }
-    fn lock(&self, path: &std::path::Path) -> std::io::Result<strata_core::fs::FileLock> {
-        self.live(|s| s.lock(path))
     }
 }
 

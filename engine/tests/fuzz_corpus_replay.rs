@@ -15,15 +15,6 @@ fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
 }
 
-/// Corpus files whose replay currently fails because of a known, reported engine bug:
-/// `(target, file name, reason)`. Each is replayed by its own ignored test below.
-const KNOWN_FAILURES: &[(&str, &str, &str)] = &[];
-
-fn replay_one(target: &str, name: &str) {
-    let data = std::fs::read(corpus_dir(target).join(name)).unwrap();
-    fuzz_lib::run_target(target, &data);
-}
-
 fn replay(target: &str) {
     if std::env::var_os("STRATA_WRITE_FUZZ_CORPUS").is_some() {
         for (t, name, bytes) in fuzz_lib::seed_corpus().into_iter().filter(|(t, _, _)| *t == target)
@@ -43,9 +34,6 @@ fn replay(target: &str) {
     let mut replayed = 0;
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        if KNOWN_FAILURES.iter().any(|(t, n, _)| *t == target && *n == name) {
-            continue;
-        }
         let data = std::fs::read(&file).unwrap();
         let outcome = std::panic::catch_unwind(|| fuzz_lib::run_target(target, &data));
         if let Err(panic) = outcome {

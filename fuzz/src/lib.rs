@@ -829,81 +829,8 @@ fn check_read_error(e: &Error, what: &str) {
     assert!(!e.is_corruption(), "{what} reported corruption of undamaged files: {e}");
 }
 
-/// The file system as one process sees it: a [`SimFileSystem`] whose directory operations
-/// (create, rename, remove, sync_dir, lock) stop working once the process "died" in a power
-/// cut. The simulator already fences the old process's open files; this also fences its
-/// threads that are still running after the cut (a flush or compaction in flight), which
-/// must not delete or create files on the rebooted disk — a dead machine does nothing.
-#[derive(Debug)]
-struct ProcessFs {
-    sim: SimFileSystem,
-    alive: std::sync::RwLock<bool>,
-}
-
-impl ProcessFs {
-    fn new(sim: &SimFileSystem) -> Arc<ProcessFs> {
-        Arc::new(ProcessFs { sim: sim.clone(), alive: std::sync::RwLock::new(true) })
-    }
-
-    /// Cuts the power: no operation of this process runs after the crash.
-    fn power_cut(&self, mode: CrashMode) {
-        let mut alive = self.alive.write().unwrap_or_else(|e| e.into_inner());
-        *alive = false;
-        self.sim.crash(mode);
-    }
-
-    fn live<T>(&self, op: impl FnOnce(&SimFileSystem) -> std::io::Result<T>) -> std::io::Result<T> {
-        let alive = self.alive.read().unwrap_or_else(|e| e.into_inner());
-        if !*alive {
-            return Err(std::io::Error::other("simulated power cut: this process is dead"));
-        }
-        op(&self.sim)
-    }
-}
-
-impl strata_core::fs::FileSystem for ProcessFs {
-    fn create(
-        &self,
-        path: &std::path::Path,
-    ) -> std::io::Result<Box<dyn strata_core::fs::WritableFile>> {
-        self.live(|s| s.create(path))
-    }
-    fn map(&self, path: &std::path::Path) -> std::io::Result<strata_core::fs::FileBytes> {
-        self.live(|s| s.map(path))
-    }
-    fn read(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-        self.live(|s| s.read(path))
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.live(|s| s.rename(from, to))
-    }
-    fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.live(|s| s.remove(path))
-    }
-    fn exists(&self, path: &std::path::Path) -> std::io::Result<bool> {
-        self.live(|s| s.exists(path))
-    }
-    fn file_size(&self, path: &std::path::Path) -> std::io::Result<u64> {
-        self.live(|s| s.file_size(path))
-    }
-    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.live(|s| s.list(dir))
-    }
-    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
-        self.live(|s| s.create_dir_all(dir))
-    }
-    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
-        self.live(|s| s.sync_dir(dir))
-    }
-    fn lock(&self, path: &std::path::Path) -> std::io::Result<strata_core::fs::FileLock> {
-        self.live(|s| s.lock(path))
-    }
-}
-
 struct Harness {
     fs: SimFileSystem,
-    /// The file system of the running database's "process" (fenced at a power cut).
-    process: Arc<ProcessFs>,
     config: OpsConfig,
     db: Option<Db>,
     model: Model,
@@ -915,8 +842,7 @@ struct Harness {
 impl Harness {
     /// Options for a new process: a fresh, live view of the disk.
     fn new_process_options(&mut self) -> Options {
-        self.process = ProcessFs::new(&self.fs);
-        self.config.options(&self.fs).file_system(self.process.clone())
+        self.config.options(&self.fs).file_system(Arc::new(self.fs.process()))
     }
 
     fn db(&self) -> &Db {
@@ -942,7 +868,7 @@ impl Harness {
                     attempts += 1;
                     assert!(attempts < 3, "open keeps failing without injected faults: {e}");
                     self.history.push(format!("open failed: {e}; power loss, clear faults, retry"));
-                    self.process.power_cut(CrashMode::TornTail { seed: attempts });
+                    self.fs.crash(CrashMode::TornTail { seed: attempts });
                     self.fs.clear_faults();
                 }
             }
@@ -1190,7 +1116,7 @@ impl Harness {
                 } else {
                     CrashMode::TornTail { seed: u64::from(mode) }
                 };
-                self.process.power_cut(mode);
+                self.fs.crash(mode);
                 self.reopen_and_verify();
             }
             Op::Fault { op, n } => {
@@ -1251,12 +1177,10 @@ pub fn ops_crash(data: &[u8]) {
         imms: byte(&mut u),
     };
     let fs = SimFileSystem::new();
-    let process = ProcessFs::new(&fs);
-    let db = Db::open(DB_DIR, config.options(&fs).file_system(process.clone()))
+    let db = Db::open(DB_DIR, config.options(&fs).file_system(Arc::new(fs.process())))
         .expect("open a new database");
     let mut h = Harness {
         fs,
-        process,
         config,
         db: Some(db),
         model: Model::new(),
