@@ -33,7 +33,6 @@ fn replay(target: &str) {
     assert!(!files.is_empty(), "no corpus for {target}");
     let mut replayed = 0;
     for file in files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let data = std::fs::read(&file).unwrap();
         let outcome = std::panic::catch_unwind(|| fuzz_lib::run_target(target, &data));
         if let Err(panic) = outcome {
