@@ -66,14 +66,24 @@ pub(crate) struct ForwardCursor<I> {
     seq: SeqNo,
     range: KeyRange,
     started: bool,
-    /// The last user key emitted or found deleted: its older versions are skipped.
-    skip: Option<Vec<u8>>,
+    /// The last user key emitted or found deleted: its older versions are skipped. A
+    /// reused buffer (`has_skip` says whether it holds a key), not a fresh `Vec` per entry.
+    skip: Vec<u8>,
+    has_skip: bool,
     done: bool,
 }
 
 impl<I: InternalIterator> ForwardCursor<I> {
     pub(crate) fn new(iter: I, seq: SeqNo, range: KeyRange) -> Self {
-        ForwardCursor { iter, seq, range, started: false, skip: None, done: false }
+        ForwardCursor {
+            iter,
+            seq,
+            range,
+            started: false,
+            skip: Vec::new(),
+            has_skip: false,
+            done: false,
+        }
     }
 
     fn start(&mut self) {
@@ -111,14 +121,15 @@ impl<I: InternalIterator> ForwardCursor<I> {
                 return None;
             }
             let hidden = p.seq > self.seq
-                || self.skip.as_deref() == Some(p.user_key)
+                || (self.has_skip && self.skip == p.user_key)
                 || self.range.below_start(p.user_key);
             if !hidden {
-                let key = p.user_key.to_vec();
-                let kind = p.kind;
-                self.skip = Some(key.clone());
-                if kind == ValueKind::Put {
-                    return Some(Ok((Bytes::from(key), Bytes::copy_from_slice(self.iter.value()))));
+                self.skip.clear();
+                self.skip.extend_from_slice(p.user_key);
+                self.has_skip = true;
+                if p.kind == ValueKind::Put {
+                    let key = Bytes::copy_from_slice(p.user_key);
+                    return Some(Ok((key, Bytes::copy_from_slice(self.iter.value()))));
                 }
             }
             self.iter.next();
