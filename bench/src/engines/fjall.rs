@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::{BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
+use super::{drive_scan, BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
 
 /// How long `settle` waits for background flushes and compactions before giving up.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -101,29 +101,10 @@ impl Engine for FjallEngine {
             (ScanDirection::Reverse, Some(s)) => self.keyspace.range(..=s),
             (_, None) => self.keyspace.iter(),
         };
-        let mut n = 0;
-        let mut each = |guard: fjall::Guard| -> BenchResult<bool> {
+        drive_scan(iter, direction, |guard: fjall::Guard| {
             let (k, v) = guard.into_inner()?;
-            n += 1;
             Ok(visit(&k, &v))
-        };
-        match direction {
-            ScanDirection::Forward => {
-                for guard in iter {
-                    if !each(guard)? {
-                        break;
-                    }
-                }
-            }
-            ScanDirection::Reverse => {
-                for guard in iter.rev() {
-                    if !each(guard)? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(n)
+        })
     }
 
     fn settle(&self) -> BenchResult<()> {

@@ -217,6 +217,38 @@ pub fn open_engine(
     }
 }
 
+/// Walks a double-ended scan in `direction`, handing each item to `each` until it returns
+/// `false`; returns how many items it handed over. Every adapter's `scan` ends here, so the
+/// engines differ only in how they open the range and unpack an item.
+pub(crate) fn drive_scan<I: DoubleEndedIterator>(
+    iter: I,
+    direction: ScanDirection,
+    mut each: impl FnMut(I::Item) -> BenchResult<bool>,
+) -> BenchResult<u64> {
+    let mut n = 0;
+    let mut step = |item| {
+        n += 1;
+        each(item)
+    };
+    match direction {
+        ScanDirection::Forward => {
+            for item in iter {
+                if !step(item)? {
+                    break;
+                }
+            }
+        }
+        ScanDirection::Reverse => {
+            for item in iter.rev() {
+                if !step(item)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// The `BTreeMap` test double: never selectable from the command line.
 #[cfg(test)]
 pub mod memory {
@@ -267,42 +299,20 @@ pub mod memory {
             visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
         ) -> BenchResult<u64> {
             let map = self.map.lock().unwrap();
-            let mut n = 0;
-            let mut each = |(k, v): (&Vec<u8>, &Vec<u8>)| {
-                n += 1;
-                visit(k, v)
-            };
+            let each = |(k, v): (&Vec<u8>, &Vec<u8>)| Ok(visit(k, v));
             match (direction, start) {
-                (ScanDirection::Forward, Some(s)) => {
-                    for kv in map.range::<[u8], _>((Bound::Included(s), Bound::Unbounded)) {
-                        if !each(kv) {
-                            break;
-                        }
-                    }
-                }
-                (ScanDirection::Forward, None) => {
-                    for kv in map.iter() {
-                        if !each(kv) {
-                            break;
-                        }
-                    }
-                }
-                (ScanDirection::Reverse, Some(s)) => {
-                    for kv in map.range::<[u8], _>((Bound::Unbounded, Bound::Included(s))).rev() {
-                        if !each(kv) {
-                            break;
-                        }
-                    }
-                }
-                (ScanDirection::Reverse, None) => {
-                    for kv in map.iter().rev() {
-                        if !each(kv) {
-                            break;
-                        }
-                    }
-                }
+                (ScanDirection::Forward, Some(s)) => drive_scan(
+                    map.range::<[u8], _>((Bound::Included(s), Bound::Unbounded)),
+                    direction,
+                    each,
+                ),
+                (ScanDirection::Reverse, Some(s)) => drive_scan(
+                    map.range::<[u8], _>((Bound::Unbounded, Bound::Included(s))),
+                    direction,
+                    each,
+                ),
+                (_, None) => drive_scan(map.iter(), direction, each),
             }
-            Ok(n)
         }
         fn settle(&self) -> BenchResult<()> {
             Ok(())

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::{BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
+use super::{drive_scan, BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
 
@@ -105,33 +105,14 @@ impl Engine for RedbEngine {
             (ScanDirection::Reverse, Some(s)) => table.range::<&[u8]>(..=s)?,
             (_, None) => table.range::<&[u8]>(..)?,
         };
-        let mut n = 0;
         type Item<'a> = Result<
             (redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>),
             redb::StorageError,
         >;
-        let mut each = |item: Item<'_>| -> BenchResult<bool> {
+        drive_scan(range, direction, |item: Item<'_>| {
             let (k, v) = item?;
-            n += 1;
             Ok(visit(k.value(), v.value()))
-        };
-        match direction {
-            ScanDirection::Forward => {
-                for item in range {
-                    if !each(item)? {
-                        break;
-                    }
-                }
-            }
-            ScanDirection::Reverse => {
-                for item in range.rev() {
-                    if !each(item)? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(n)
+        })
     }
 
     fn settle(&self) -> BenchResult<()> {

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::{BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
+use super::{drive_scan, BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
 
 /// A sled database.
 pub struct SledEngine {
@@ -82,29 +82,10 @@ impl Engine for SledEngine {
             (ScanDirection::Reverse, Some(s)) => self.db.range(..=s),
             (_, None) => self.db.iter(),
         };
-        let mut n = 0;
-        let mut each = |item: sled::Result<(sled::IVec, sled::IVec)>| -> BenchResult<bool> {
+        drive_scan(iter, direction, |item: sled::Result<(sled::IVec, sled::IVec)>| {
             let (k, v) = item?;
-            n += 1;
             Ok(visit(&k, &v))
-        };
-        match direction {
-            ScanDirection::Forward => {
-                for item in iter {
-                    if !each(item)? {
-                        break;
-                    }
-                }
-            }
-            ScanDirection::Reverse => {
-                for item in iter.rev() {
-                    if !each(item)? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(n)
+        })
     }
 
     fn settle(&self) -> BenchResult<()> {

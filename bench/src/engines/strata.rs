@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use strata::{Db, Options, ShardedDb, ShardedOptions, WriteBatch};
 
-use super::{BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
+use super::{drive_scan, BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
 
 fn strata_durability(d: Durability) -> strata::Durability {
     match d {
@@ -113,48 +113,15 @@ impl Engine for StrataEngine {
         direction: ScanDirection,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> BenchResult<u64> {
-        let mut n = 0;
-        with_db!(&self.handle, db => {
-            match (direction, start) {
-                (ScanDirection::Forward, Some(s)) => {
-                    for item in db.range(s..) {
-                        let (k, v) = item?;
-                        n += 1;
-                        if !visit(&k, &v) {
-                            break;
-                        }
-                    }
-                }
-                (ScanDirection::Forward, None) => {
-                    for item in db.iter() {
-                        let (k, v) = item?;
-                        n += 1;
-                        if !visit(&k, &v) {
-                            break;
-                        }
-                    }
-                }
-                (ScanDirection::Reverse, Some(s)) => {
-                    for item in db.range(..=s).rev() {
-                        let (k, v) = item?;
-                        n += 1;
-                        if !visit(&k, &v) {
-                            break;
-                        }
-                    }
-                }
-                (ScanDirection::Reverse, None) => {
-                    for item in db.iter().rev() {
-                        let (k, v) = item?;
-                        n += 1;
-                        if !visit(&k, &v) {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        Ok(n)
+        let each = |item: strata::Result<(strata::Bytes, strata::Bytes)>| {
+            let (k, v) = item?;
+            Ok(visit(&k, &v))
+        };
+        with_db!(&self.handle, db => match (direction, start) {
+            (ScanDirection::Forward, Some(s)) => drive_scan(db.range(s..), direction, each),
+            (ScanDirection::Reverse, Some(s)) => drive_scan(db.range(..=s), direction, each),
+            (_, None) => drive_scan(db.iter(), direction, each),
+        })
     }
 
     fn settle(&self) -> BenchResult<()> {
