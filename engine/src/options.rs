@@ -143,8 +143,12 @@ impl Options {
         block_cache_size: usize
     );
     setter!(
-        /// Threads for flushes and compactions. One is reserved for flushes so a flush never
-        /// waits behind a long compaction. Default 2 (RocksDB `max_background_jobs`).
+        /// Threads for flushes and compactions (RocksDB `max_background_jobs`). Default 2.
+        ///
+        /// Today strata always runs exactly two: one flush thread, so a flush never waits
+        /// behind a long compaction, and one compaction thread, since compactions run one at
+        /// a time. Other values are accepted (for forward compatibility) and change nothing
+        /// yet.
         background_threads: usize
     );
     setter!(
