@@ -66,7 +66,6 @@ fn flush_loop(db: &Arc<DbInner>) {
             drop(bg);
             db.poison(&e);
         } else {
-            bg.flushes_done += 1;
             drop(bg);
             db.bg_cv.notify_all();
         }
@@ -134,9 +133,8 @@ impl DbInner {
         if let Some(imm) = flushed {
             // Logs older than the next-oldest memtable's are fully in tables now.
             let remaining = view.imms.iter().filter(|m| !Arc::ptr_eq(m, imm));
-            let oldest_log =
-                remaining.map(|m| m.wal_number()).min().unwrap_or(view.mem.wal_number());
-            edit.log_number = Some(oldest_log.min(view.mem.wal_number()));
+            let oldest_log = remaining.chain([&view.mem]).map(|m| m.wal_number()).min();
+            edit.log_number = oldest_log;
         }
         edit.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
         let version = Arc::new(view.version.apply(&edit)?);

@@ -54,7 +54,6 @@ pub(crate) struct SuperVersion {
 pub(crate) struct WriteState {
     pub(crate) next_seq: SeqNo,
     pub(crate) wal: Arc<Wal>,
-    pub(crate) wal_number: u64,
     pub(crate) periodic: Option<(std::time::Duration, PeriodicSync)>,
     /// WAL statistics of logs already retired, so totals survive rotation.
     pub(crate) retired_wal_stats: WalStats,
@@ -75,8 +74,6 @@ pub(crate) struct VersionState {
 #[derive(Default)]
 pub(crate) struct BgState {
     pub(crate) shutdown: bool,
-    /// Manual flush requests not yet served: waiters watch `flushes_done`.
-    pub(crate) flushes_done: u64,
     pub(crate) flush_running: bool,
     pub(crate) compaction_running: bool,
 }

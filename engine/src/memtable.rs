@@ -42,8 +42,6 @@ pub struct MemTable {
     approximate_bytes: AtomicUsize,
     /// Number of the WAL file whose records this memtable holds (0 when logging is off).
     wal_number: u64,
-    /// Highest sequence number inserted.
-    max_seq: AtomicU64,
     /// The last sequence number assigned to this memtable once it was made immutable
     /// (`u64::MAX` while it is active): a flush waits until it is visible, which means every
     /// write assigned to this memtable has finished inserting.
@@ -57,7 +55,6 @@ impl MemTable {
             map: SkipMap::new(),
             approximate_bytes: AtomicUsize::new(0),
             wal_number,
-            max_seq: AtomicU64::new(0),
             sealed_seq: AtomicU64::new(u64::MAX),
         }
     }
@@ -72,7 +69,6 @@ impl MemTable {
         let size = user_key.len() + value.len() + ENTRY_OVERHEAD;
         self.map.insert(InternalKey::new(user_key, seq, kind), value);
         self.approximate_bytes.fetch_add(size, Ordering::Relaxed);
-        self.max_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// The newest version of `user_key` with sequence `<= seq`.
@@ -101,11 +97,6 @@ impl MemTable {
 
     pub(crate) fn sealed_seq(&self) -> SeqNo {
         self.sealed_seq.load(Ordering::Acquire)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn max_seq(&self) -> SeqNo {
-        self.max_seq.load(Ordering::Relaxed)
     }
 
     /// Every entry in internal-key order, borrowing the memtable: the cheap way to read it
@@ -197,7 +188,6 @@ mod tests {
         assert_eq!(m.get(b"k", 5).map(|x| x.0), Some(ValueKind::Delete));
         assert_eq!(m.get(b"k", 100), Some((ValueKind::Put, Bytes::from_static(b"v9"))));
         assert_eq!(m.get(b"j", 100), None);
-        assert_eq!(m.max_seq(), 9);
     }
 
     #[test]

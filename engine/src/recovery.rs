@@ -160,7 +160,6 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         write: Mutex::new(WriteState {
             next_seq: last_seq + 1,
             wal,
-            wal_number,
             periodic: None,
             retired_wal_stats: Default::default(),
             unlogged: false,

@@ -220,7 +220,6 @@ impl DbInner {
         let old = std::mem::replace(&mut w.wal, wal);
         let _ = old.close(); // already synced; closing only refuses further appends
         add_stats(&mut w.retired_wal_stats, &old.stats());
-        w.wal_number = number;
         if let Some((every, _)) = w.periodic.take() {
             ensure_periodic_sync(w, every);
         }
