@@ -6,6 +6,7 @@
 //! * [`Error`]: the one error vocabulary (corruption with file and offset, I/O, misuse).
 //! * [`key`]: internal keys (user key + sequence number + kind) and their one ordering.
 //! * [`coding`]: bounds-checked varint and fixed-width integer coding for decoders.
+//! * [`spin`]: bounded spinning before a blocking wait, for the write path's short waits.
 //!
 //! `strata-wal` and `strata-sstable` depend on this crate and on nothing of each other, so
 //! the dependency arrows stay one-way: `core` <- `wal`, `sstable` <- `compaction` <- `engine`.
@@ -19,5 +20,6 @@ pub mod iter;
 pub mod key;
 pub mod merge;
 pub mod sim;
+pub mod spin;
 
 pub use error::{Error, IoResultExt, Result};

@@ -83,8 +83,8 @@ pub(crate) fn build_table(
     mem: &MemTable,
 ) -> Result<Option<FileMeta>> {
     let mut builder = TableBuilder::new(&**fs, path, options)?;
-    for (key, value) in mem.entries() {
-        builder.add(key.encoded(), &value)?;
+    for entry in mem.entries() {
+        builder.add(entry.key(), entry.value())?;
     }
     if builder.num_entries() == 0 {
         builder.abandon()?;

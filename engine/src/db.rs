@@ -188,7 +188,9 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        let mut b = WriteBatch::new();
+        let (key, value) = (key.as_ref(), value.as_ref());
+        // Sized exactly: the memtable then keeps this very buffer as the value's storage.
+        let mut b = WriteBatch::with_capacity(WriteBatch::put_len(key, value));
         b.put(key, value);
         self.write(b)
     }

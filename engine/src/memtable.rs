@@ -6,8 +6,11 @@
 //! search. Entries are never removed or changed: a memtable only grows, then becomes
 //! immutable, is flushed, and is dropped once no reader holds it.
 //!
-//! Values are `Bytes` slices of the write batch's own buffer: a batch's values share one
-//! allocation with the batch, which the memtable keeps alive.
+//! Keys of up to [`INLINE_KEY_LEN`] encoded bytes live inside the skiplist node
+//! ([`MemKey`]): an insert or a search compares keys at every step down the skiplist, and a
+//! key behind a pointer costs a second cache miss per step (and an allocation per entry).
+//! Values are `Bytes`; the write path gives each a buffer of its own or, for a batch of
+//! several entries, a slice of the batch's one buffer.
 //!
 //! Public for benchmarks and tools; a [`crate::Db`] user never needs it.
 //!
@@ -25,20 +28,116 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::cmp::Ordering as KeyOrdering;
+
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use strata_core::iter::InternalIterator;
-use strata_core::key::{InternalKey, SeqNo, ValueKind};
+use strata_core::key::{compare_internal, encode_internal_key, pack_trailer, SeqNo, ValueKind};
 use strata_core::Result;
 
-/// Per-entry bookkeeping the size estimate adds to key and value bytes (skiplist node,
-/// tower, key allocation).
-const ENTRY_OVERHEAD: usize = 64;
+/// Per-entry bookkeeping the size estimate adds to key and value bytes (skiplist node with
+/// its inline key and tower, the value's allocation).
+const ENTRY_OVERHEAD: usize = 80;
+
+/// Encoded internal keys up to this length (user keys up to 24 bytes) are stored inside the
+/// skiplist node.
+pub const INLINE_KEY_LEN: usize = 32;
+
+/// An encoded internal key as the memtable stores it: inline when short, boxed otherwise.
+/// Ordered by [`compare_internal`].
+///
+/// ```
+/// use strata::memtable::MemKey;
+/// use strata_core::key::{InternalKey, ValueKind};
+/// let short = MemKey::new(b"k", 7, ValueKind::Put);
+/// let long = MemKey::new(&[b'k'; 100], 7, ValueKind::Put);
+/// assert_eq!(short.encoded(), InternalKey::new(b"k", 7, ValueKind::Put).encoded());
+/// assert!(short < long);
+/// ```
+#[derive(Clone)]
+pub enum MemKey {
+    /// `bytes[..len]` is the encoded key.
+    Inline {
+        /// Length of the encoded key.
+        len: u8,
+        /// The encoded key, zero-padded.
+        bytes: [u8; INLINE_KEY_LEN],
+    },
+    /// A key longer than [`INLINE_KEY_LEN`].
+    Heap(Box<[u8]>),
+}
+
+impl MemKey {
+    /// Encodes `(user_key, seq, kind)`.
+    #[inline]
+    pub fn new(user_key: &[u8], seq: SeqNo, kind: ValueKind) -> Self {
+        let len = user_key.len() + 8;
+        if len <= INLINE_KEY_LEN {
+            let mut bytes = [0u8; INLINE_KEY_LEN];
+            bytes[..user_key.len()].copy_from_slice(user_key);
+            bytes[user_key.len()..len].copy_from_slice(&pack_trailer(seq, kind).to_le_bytes());
+            MemKey::Inline { len: len as u8, bytes }
+        } else {
+            let mut v = Vec::with_capacity(len);
+            encode_internal_key(&mut v, user_key, seq, kind);
+            MemKey::Heap(v.into_boxed_slice())
+        }
+    }
+
+    /// Copies an already-encoded internal key.
+    pub fn from_encoded(encoded: &[u8]) -> Self {
+        match encoded.len() {
+            len @ 0..=INLINE_KEY_LEN => {
+                let mut bytes = [0u8; INLINE_KEY_LEN];
+                bytes[..len].copy_from_slice(encoded);
+                MemKey::Inline { len: len as u8, bytes }
+            }
+            _ => MemKey::Heap(encoded.into()),
+        }
+    }
+
+    /// The encoded internal key.
+    #[inline]
+    pub fn encoded(&self) -> &[u8] {
+        match self {
+            MemKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            MemKey::Heap(b) => b,
+        }
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoded() == other.encoded()
+    }
+}
+
+impl Eq for MemKey {}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<KeyOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MemKey {
+    #[inline]
+    fn cmp(&self, other: &Self) -> KeyOrdering {
+        compare_internal(self.encoded(), other.encoded())
+    }
+}
+
+impl std::fmt::Debug for MemKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemKey({:?})", self.encoded())
+    }
+}
 
 /// A sorted in-memory table of versions.
 #[derive(Debug)]
 pub struct MemTable {
-    map: SkipMap<InternalKey, Bytes>,
+    map: SkipMap<MemKey, Bytes>,
     approximate_bytes: AtomicUsize,
     /// Number of the WAL file whose records this memtable holds (0 when logging is off).
     wal_number: u64,
@@ -66,16 +165,21 @@ impl MemTable {
 
     /// Inserts one version. Safe to call from many threads at once.
     pub fn insert(&self, user_key: &[u8], seq: SeqNo, kind: ValueKind, value: Bytes) {
-        let size = user_key.len() + value.len() + ENTRY_OVERHEAD;
-        self.map.insert(InternalKey::new(user_key, seq, kind), value);
+        self.insert_key(MemKey::new(user_key, seq, kind), value);
+    }
+
+    /// Inserts one version whose key is already built.
+    pub(crate) fn insert_key(&self, key: MemKey, value: Bytes) {
+        let size = key.encoded().len() + value.len() + ENTRY_OVERHEAD;
+        self.map.insert(key, value);
         self.approximate_bytes.fetch_add(size, Ordering::Relaxed);
     }
 
     /// The newest version of `user_key` with sequence `<= seq`.
     pub fn get(&self, user_key: &[u8], seq: SeqNo) -> Option<(ValueKind, Bytes)> {
-        let target = InternalKey::new(user_key, seq, ValueKind::FOR_SEEK);
+        let target = MemKey::new(user_key, seq, ValueKind::FOR_SEEK);
         let entry = self.map.range((Bound::Included(target), Bound::Unbounded)).next()?;
-        let parsed = entry.key().parse()?;
+        let parsed = strata_core::key::parse_internal_key(entry.key().encoded())?;
         (parsed.user_key == user_key).then(|| (parsed.kind, entry.value().clone()))
     }
 
@@ -100,14 +204,41 @@ impl MemTable {
     }
 
     /// Every entry in internal-key order, borrowing the memtable: the cheap way to read it
-    /// whole (a flush), without the owned cursor's re-seek per step.
-    pub fn entries(&self) -> impl Iterator<Item = (InternalKey, Bytes)> + '_ {
-        self.map.iter().map(|e| (e.key().clone(), e.value().clone()))
+    /// whole (a flush), without the owned cursor's re-seek per step and without copying.
+    ///
+    /// ```
+    /// use strata::memtable::MemTable;
+    /// use strata::Bytes;
+    /// use strata_core::key::{InternalKey, ValueKind};
+    /// let mem = MemTable::new(1);
+    /// mem.insert(b"b", 1, ValueKind::Put, Bytes::from_static(b"2"));
+    /// mem.insert(b"a", 2, ValueKind::Put, Bytes::from_static(b"1"));
+    /// let first = mem.entries().next().unwrap();
+    /// assert_eq!(first.key(), InternalKey::new(b"a", 2, ValueKind::Put).encoded());
+    /// assert_eq!(first.value(), &Bytes::from_static(b"1"));
+    /// ```
+    pub fn entries(&self) -> impl Iterator<Item = MemEntry<'_>> + '_ {
+        self.map.iter().map(MemEntry)
     }
 
     /// A cursor over the memtable that keeps it alive.
     pub fn iter(self: &Arc<Self>) -> MemTableIterator {
         MemTableIterator { mem: Arc::clone(self), current: None }
+    }
+}
+
+/// One entry of [`MemTable::entries`], borrowed from the memtable.
+pub struct MemEntry<'a>(crossbeam_skiplist::map::Entry<'a, MemKey, Bytes>);
+
+impl MemEntry<'_> {
+    /// The encoded internal key.
+    pub fn key(&self) -> &[u8] {
+        self.0.key().encoded()
+    }
+
+    /// The value (empty for a deletion).
+    pub fn value(&self) -> &Bytes {
+        self.0.value()
     }
 }
 
@@ -119,12 +250,12 @@ impl MemTable {
 /// most a few hundred thousand entries and read mostly from its tables after a flush.
 pub struct MemTableIterator {
     mem: Arc<MemTable>,
-    current: Option<(InternalKey, Bytes)>,
+    current: Option<(MemKey, Bytes)>,
 }
 
 fn owned(
-    entry: Option<crossbeam_skiplist::map::Entry<'_, InternalKey, Bytes>>,
-) -> Option<(InternalKey, Bytes)> {
+    entry: Option<crossbeam_skiplist::map::Entry<'_, MemKey, Bytes>>,
+) -> Option<(MemKey, Bytes)> {
     entry.map(|e| (e.key().clone(), e.value().clone()))
 }
 
@@ -142,7 +273,7 @@ impl InternalIterator for MemTableIterator {
     }
 
     fn seek(&mut self, target: &[u8]) {
-        let target = InternalKey::from_encoded(target.to_vec());
+        let target = MemKey::from_encoded(target);
         self.current =
             owned(self.mem.map.range((Bound::Included(target), Bound::Unbounded)).next());
     }
@@ -174,7 +305,7 @@ impl InternalIterator for MemTableIterator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_core::key::parse_internal_key;
+    use strata_core::key::{parse_internal_key, InternalKey};
 
     #[test]
     fn get_sees_newest_version_at_or_below_sequence() {

@@ -13,15 +13,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use parking_lot::MutexGuard;
 use strata_compaction::log_file_name;
 use strata_core::key::{SeqNo, ValueKind, MAX_SEQ};
+use strata_core::spin::{spin_until, DEFAULT_SPIN};
 use strata_core::{Error, Result};
 use strata_wal::{BatchIter, Durability, Wal, WalOptions, WalStats, WriteBatch};
 
 use crate::db::{DbInner, SuperVersion, WriteState};
-use crate::memtable::MemTable;
+use crate::memtable::{MemKey, MemTable};
 use crate::metrics::StallCause;
 use crate::options::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
 
@@ -163,7 +164,15 @@ impl DbInner {
         if advanced {
             self.publish_cv.notify_all();
         }
-        while self.visible_seq.load(Ordering::Acquire) < last_seq {
+        if self.visible_seq.load(Ordering::Acquire) >= last_seq {
+            return;
+        }
+        // An earlier batch is still inserting, which takes microseconds: spin before sleeping.
+        let visible = || self.visible_seq.load(Ordering::Acquire) >= last_seq;
+        if MutexGuard::unlocked(&mut q, || spin_until(DEFAULT_SPIN, visible)) {
+            return;
+        }
+        while !visible() {
             self.publish_cv.wait(&mut q);
         }
     }
@@ -299,10 +308,32 @@ fn ensure_periodic_sync(w: &mut WriteState, every: Duration) {
     w.periodic = Some((every, w.wal.spawn_periodic_sync(every)));
 }
 
-/// Inserts every entry of `batch` into `mem`. Values become slices of the batch's own
-/// buffer, so a batch costs one allocation for all its values.
+/// Inserts every entry of `batch` into `mem`, without copying values: they stay in the
+/// batch's buffer.
 fn insert_batch(mem: &MemTable, batch: WriteBatch) {
     let seq = batch.sequence();
+    if batch.len() == 1 {
+        // A single write (every `put`): its value is the tail of the batch's buffer, so the
+        // buffer itself becomes the value's `Bytes`, advanced past the header and key. Sharing
+        // it (as below) would cost an allocation for the shared owner and a free for it at
+        // flush, per write.
+        let rep = batch.into_bytes();
+        let Some(e) = BatchIter::over(&rep).next() else { return };
+        let key = MemKey::new(e.key, seq, e.kind);
+        // Where the value sits in `rep`: `value_len` bytes before its end when it is the tail.
+        let value_start = rep.len() - e.value.len();
+        let value = if e.value.is_empty() {
+            Bytes::new()
+        } else if std::ptr::eq(e.value, &rep[value_start..]) {
+            let mut value = Bytes::from(rep.into_boxed_slice());
+            value.advance(value_start);
+            value
+        } else {
+            Bytes::copy_from_slice(e.value)
+        };
+        mem.insert_key(key, value);
+        return;
+    }
     let buf = Bytes::from(batch.into_bytes());
     for (i, e) in BatchIter::over(&buf).enumerate() {
         // `slice_ref` shares `buf` (an empty value, a delete's, gives an empty `Bytes`).

@@ -77,6 +77,33 @@ impl WriteBatch {
         WriteBatch { rep: vec![0; BATCH_HEADER_LEN], count: 0 }
     }
 
+    /// An empty batch with room for `entry_bytes` bytes of entries (see
+    /// [`WriteBatch::put_len`]) before it reallocates.
+    ///
+    /// ```
+    /// use strata_wal::WriteBatch;
+    /// let mut b = WriteBatch::with_capacity(WriteBatch::put_len(b"key", b"value"));
+    /// b.put("key", "value");
+    /// assert_eq!(b.as_bytes().len(), b.as_bytes().len().max(b.len()));
+    /// ```
+    pub fn with_capacity(entry_bytes: usize) -> Self {
+        let mut rep = Vec::with_capacity(BATCH_HEADER_LEN.saturating_add(entry_bytes));
+        rep.resize(BATCH_HEADER_LEN, 0);
+        WriteBatch { rep, count: 0 }
+    }
+
+    /// The bytes one [`WriteBatch::put`] of `key` and `value` adds to a batch.
+    ///
+    /// ```
+    /// use strata_wal::{WriteBatch, BATCH_HEADER_LEN};
+    /// let mut b = WriteBatch::new();
+    /// b.put("key", "value");
+    /// assert_eq!(b.as_bytes().len(), BATCH_HEADER_LEN + WriteBatch::put_len(b"key", b"value"));
+    /// ```
+    pub fn put_len(key: &[u8], value: &[u8]) -> usize {
+        1 + varint_len(key.len() as u64) + key.len() + varint_len(value.len() as u64) + value.len()
+    }
+
     /// Adds a put of `key` to `value`.
     ///
     /// # Panics
@@ -84,12 +111,7 @@ impl WriteBatch {
     /// long before that).
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.rep.reserve(
-            1 + varint_len(key.len() as u64)
-                + key.len()
-                + varint_len(value.len() as u64)
-                + value.len(),
-        );
+        self.rep.reserve(Self::put_len(key, value));
         self.rep.push(ValueKind::Put as u8);
         put_varint(&mut self.rep, key.len() as u64);
         self.rep.extend_from_slice(key);

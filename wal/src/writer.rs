@@ -8,7 +8,10 @@
 //! of the group asked for it — one `sync_data`, then publishes the outcome and wakes the
 //! waiters. Records enqueued meanwhile collect in the next group, so no writer waits for
 //! more than the group in flight plus its own (unless its group filled up to
-//! [`WalOptions::max_group_bytes`]). Waiters sleep on a condition variable; nobody spins.
+//! [`WalOptions::max_group_bytes`]). A waiter whose own record needs no sync first spins
+//! for a few microseconds (see [`strata_core::spin`]): a group without a sync is one small
+//! `write(2)`, usually over before a futex sleep and wake would be. Waiters for a sync, and
+//! spinners whose wait runs long, sleep on a condition variable.
 //!
 //! # Failure
 //! A failed write or `sync_data` may have left any part of the group on disk, or dropped
@@ -20,12 +23,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use strata_core::fs::{parent_dir, FileSystem, WritableFile};
+use strata_core::spin::{spin_until, DEFAULT_SPIN};
 use strata_core::{Error, IoResultExt, Result};
 
 use crate::format::{file_header, frame_record, framed_len, BLOCK_SIZE, FILE_HEADER_LEN};
@@ -117,6 +122,9 @@ struct Shared {
     queue: Mutex<QueueState>,
     /// Signalled whenever a leader finishes a group.
     group_done: Condvar,
+    /// Bumped (under the queue lock) whenever a leader finishes or fails a group: what a
+    /// spinning waiter watches instead of taking the queue lock.
+    groups_finished: AtomicU64,
     /// Locked only by the leader (there is at most one), so never contended; the lock
     /// exists to give the leader `&mut` access.
     file: Mutex<FileState>,
@@ -164,6 +172,8 @@ impl fmt::Debug for Wal {
 pub struct CommitTicket {
     shared: Arc<Shared>,
     group: u64,
+    /// Whether this record asked for a sync (its wait is milliseconds, not worth a spin).
+    sync: bool,
 }
 
 impl fmt::Debug for CommitTicket {
@@ -178,7 +188,7 @@ impl CommitTicket {
     /// of the group's own write or sync is returned as is; a record queued behind a failed
     /// group gets [`Error::Poisoned`].
     pub fn wait(self) -> Result<()> {
-        self.shared.wait_for(self.group)
+        self.shared.wait_for(self.group, !self.sync)
     }
 }
 
@@ -221,6 +231,7 @@ impl Wal {
                 options,
                 queue: Mutex::new(queue),
                 group_done: Condvar::new(),
+                groups_finished: AtomicU64::new(0),
                 file: Mutex::new(FileState { file, synced_len: header_len }),
             }),
         }))
@@ -277,7 +288,7 @@ impl Wal {
         group.payload_bytes += payload.len() as u64;
         let id = group.id;
         q.block_offset = new_offset;
-        Ok(CommitTicket { shared: self.shared.clone(), group: id })
+        Ok(CommitTicket { shared: self.shared.clone(), group: id, sync })
     }
 
     /// [`Wal::enqueue`] and wait: returns when the record is written (handed to the OS) and,
@@ -296,7 +307,7 @@ impl Wal {
                 None => return Ok(()),
             }
         };
-        self.shared.wait_for(group)
+        self.shared.wait_for(group, false)
     }
 
     /// Writes and syncs everything queued, then refuses new records with [`Error::Closed`].
@@ -311,7 +322,7 @@ impl Wal {
             sync_group(&mut q)
         };
         match group {
-            Some(group) => self.shared.wait_for(group),
+            Some(group) => self.shared.wait_for(group, false),
             None => Ok(()),
         }
     }
@@ -461,7 +472,9 @@ struct GroupOutcome {
 }
 
 impl Shared {
-    fn wait_for(&self, group: u64) -> Result<()> {
+    /// Waits until `group` is written (leading the write if nobody is); `spin`: spin once
+    /// for a finished group before sleeping.
+    fn wait_for(&self, group: u64, mut spin: bool) -> Result<()> {
         let max_group_bytes = self.options.max_group_bytes;
         let mut q = self.queue.lock();
         loop {
@@ -478,7 +491,18 @@ impl Shared {
                 return Ok(());
             }
             if q.leader_active {
-                self.group_done.wait(&mut q);
+                if std::mem::take(&mut spin) {
+                    // Any finished group changes what this waiter should do (return, lead,
+                    // or wait on): watch the counter, then look again under the lock.
+                    let seen = self.groups_finished.load(Ordering::Acquire);
+                    MutexGuard::unlocked(&mut q, || {
+                        spin_until(DEFAULT_SPIN, || {
+                            self.groups_finished.load(Ordering::Acquire) != seen
+                        })
+                    });
+                } else {
+                    self.group_done.wait(&mut q);
+                }
                 continue;
             }
             // Lead: take the oldest group (ours or one before it).
@@ -529,6 +553,7 @@ impl Shared {
                     q.groups.clear();
                 }
             }
+            self.groups_finished.fetch_add(1, Ordering::Release);
             self.group_done.notify_all();
         }
     }
