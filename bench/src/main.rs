@@ -41,6 +41,9 @@ struct Cli {
     /// Run strata as a ShardedDb of N shards (hash partitioner); without it, a plain Db.
     #[arg(long)]
     shards: Option<usize>,
+    /// strata only: memtable size in MiB (db_bench's --write_buffer_size); default: strata's 64.
+    #[arg(long)]
+    memtable_mib: Option<usize>,
     /// Client threads sharing the key space (readers, for readwhilewriting).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -83,6 +86,9 @@ fn validate(cli: &Cli) -> Result<(), String> {
     if cli.threads == 0 || cli.repeat == 0 || cli.batch_size == 0 || cli.value_size == 0 {
         return Err("--threads, --repeat, --batch-size and --value-size must be at least 1".into());
     }
+    if cli.memtable_mib == Some(0) {
+        return Err("--memtable-mib must be at least 1".into());
+    }
     if cli.shards == Some(0) {
         return Err("--shards must be at least 1".into());
     }
@@ -108,6 +114,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if cli.shards.is_some() && cli.engine.iter().any(|e| *e != EngineKind::Strata) {
         eprintln!("note: --shards applies to strata only; the peers run as single databases");
     }
+    if cli.memtable_mib.is_some() && cli.engine.iter().any(|e| *e != EngineKind::Strata) {
+        eprintln!("note: --memtable-mib applies to strata only; the peers keep their defaults");
+    }
     let db_dir = cli.db.clone().unwrap_or_else(|| std::env::temp_dir().join("strata-bench"));
     let plan = Plan {
         engines: cli.engine.clone(),
@@ -121,7 +130,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             durability: cli.durability,
             compression_ratio: cli.compression_ratio,
         },
-        engine: EngineConfig { durability: cli.durability, shards: cli.shards },
+        engine: EngineConfig {
+            durability: cli.durability,
+            shards: cli.shards,
+            memtable_mib: cli.memtable_mib,
+        },
         db_dir: db_dir.clone(),
         repeat: cli.repeat,
         seed: cli.seed,

@@ -296,7 +296,11 @@ mod tests {
                 durability: Durability::Buffered,
                 compression_ratio: 0.5,
             },
-            engine: EngineConfig { durability: Durability::Buffered, shards: None },
+            engine: EngineConfig {
+                durability: Durability::Buffered,
+                shards: None,
+                memtable_mib: None,
+            },
             db_dir: dir.path().to_path_buf(),
             repeat: 2,
             seed: 1,

@@ -175,6 +175,12 @@ impl MemTable {
         self.approximate_bytes.fetch_add(size, Ordering::Relaxed);
     }
 
+    /// Takes out a version that was never visible (its batch's log write failed). The size
+    /// estimate keeps counting it.
+    pub(crate) fn remove(&self, key: &MemKey) {
+        self.map.remove(key);
+    }
+
     /// The newest version of `user_key` with sequence `<= seq`.
     pub fn get(&self, user_key: &[u8], seq: SeqNo) -> Option<(ValueKind, Bytes)> {
         let target = MemKey::new(user_key, seq, ValueKind::FOR_SEEK);

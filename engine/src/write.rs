@@ -98,7 +98,7 @@ impl DbInner {
         let count = batch.len() as u64;
 
         let (ticket, mem, last_seq) = {
-            let mut w = self.lock_for_write()?;
+            let (mut w, mem) = self.lock_for_write()?;
             let first = w.next_seq;
             let last = first + count - 1;
             if last > MAX_SEQ {
@@ -122,19 +122,23 @@ impl DbInner {
             };
             w.next_seq = last + 1;
             self.publish.lock().pending.push_back(Pending { last_seq: last, done: false });
-            (ticket, Arc::clone(&self.view.read().mem), last)
+            (ticket, mem, last)
         };
 
+        // The batch goes into the memtable while its log record is written (by this thread
+        // or by a group's leader), so that the two overlap. It stays invisible until
+        // published, and publication waits for the log.
+        let inserted = insert_batch(&mem, batch);
         let logged = match ticket {
             Some(t) => t.wait(),
             None => Ok(()),
         };
         if let Err(e) = &logged {
-            // The log may hold the batch or not: it is neither acknowledged nor applied, and
-            // the database goes read-only so nothing later can be acknowledged on top of it.
+            // The log may hold the batch or not: it is neither acknowledged nor applied (it
+            // leaves the memtable before its sequence numbers become visible), and the
+            // database goes read-only so nothing later can be acknowledged on top of it.
             self.poison(e);
-        } else {
-            insert_batch(&mem, batch);
+            inserted.remove_from(&mem);
         }
         self.publish(last_seq);
         logged?;
@@ -186,18 +190,20 @@ impl DbInner {
     }
 
     /// Takes the write lock once the active memtable has room, switching to a new one when
-    /// it is full and stalling while too many wait for flush.
-    fn lock_for_write(&self) -> Result<MutexGuard<'_, WriteState>> {
+    /// it is full and stalling while too many wait for flush. Returns the active memtable,
+    /// which stays the one this write belongs in while the lock is held.
+    fn lock_for_write(&self) -> Result<(MutexGuard<'_, WriteState>, Arc<MemTable>)> {
         loop {
             let mut w = self.write.lock();
             self.check_writable()?;
-            let mem_bytes = self.view.read().mem.approximate_bytes();
-            if mem_bytes < self.opts.memtable_size {
-                return Ok(w);
+            let mem = Arc::clone(&self.view.read().mem);
+            if mem.approximate_bytes() < self.opts.memtable_size {
+                return Ok((w, mem));
             }
             if self.imm_count.load(Ordering::Acquire) < self.opts.max_immutable_memtables {
                 self.switch_memtable(&mut w)?;
-                return Ok(w);
+                let mem = Arc::clone(&self.view.read().mem);
+                return Ok((w, mem));
             }
             drop(w);
             let stalled = Instant::now();
@@ -308,9 +314,30 @@ fn ensure_periodic_sync(w: &mut WriteState, every: Duration) {
     w.periodic = Some((every, w.wal.spawn_periodic_sync(every)));
 }
 
+/// What [`insert_batch`] inserted, to take it out again if the batch's log write fails.
+enum Inserted {
+    Nothing,
+    One(MemKey),
+    Batch { buf: Bytes, seq: SeqNo },
+}
+
+impl Inserted {
+    fn remove_from(self, mem: &MemTable) {
+        match self {
+            Inserted::Nothing => {}
+            Inserted::One(key) => mem.remove(&key),
+            Inserted::Batch { buf, seq } => {
+                for (i, e) in BatchIter::over(&buf).enumerate() {
+                    mem.remove(&MemKey::new(e.key, seq + i as u64, e.kind));
+                }
+            }
+        }
+    }
+}
+
 /// Inserts every entry of `batch` into `mem`, without copying values: they stay in the
 /// batch's buffer.
-fn insert_batch(mem: &MemTable, batch: WriteBatch) {
+fn insert_batch(mem: &MemTable, batch: WriteBatch) -> Inserted {
     let seq = batch.sequence();
     if batch.len() == 1 {
         // A single write (every `put`): its value is the tail of the batch's buffer, so the
@@ -318,7 +345,7 @@ fn insert_batch(mem: &MemTable, batch: WriteBatch) {
         // it (as below) would cost an allocation for the shared owner and a free for it at
         // flush, per write.
         let rep = batch.into_bytes();
-        let Some(e) = BatchIter::over(&rep).next() else { return };
+        let Some(e) = BatchIter::over(&rep).next() else { return Inserted::Nothing };
         let key = MemKey::new(e.key, seq, e.kind);
         // Where the value sits in `rep`: `value_len` bytes before its end when it is the tail.
         let value_start = rep.len() - e.value.len();
@@ -331,12 +358,13 @@ fn insert_batch(mem: &MemTable, batch: WriteBatch) {
         } else {
             Bytes::copy_from_slice(e.value)
         };
-        mem.insert_key(key, value);
-        return;
+        mem.insert_key(key.clone(), value);
+        return Inserted::One(key);
     }
     let buf = Bytes::from(batch.into_bytes());
     for (i, e) in BatchIter::over(&buf).enumerate() {
         // `slice_ref` shares `buf` (an empty value, a delete's, gives an empty `Bytes`).
         mem.insert(e.key, seq + i as u64, e.kind, buf.slice_ref(e.value));
     }
+    Inserted::Batch { buf, seq }
 }

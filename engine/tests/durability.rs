@@ -80,3 +80,33 @@ fn unlogged_writes_survive_a_clean_close() {
     let db = open(&disk, Durability::Buffered);
     assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// A write whose log append or fsync fails is never visible, not even to the process that
+/// made it: the memtable takes it in while the log is written, and must give it back
+/// before its sequence numbers are published. Covers a single put and a batch of several.
+#[test]
+fn a_write_whose_log_fails_is_never_visible() {
+    use strata_core::sim::FaultOp;
+    for (op, durability) in
+        [(FaultOp::Write, Durability::Buffered), (FaultOp::Sync, Durability::Sync)]
+    {
+        for entries in [1usize, 3] {
+            let disk = SimFileSystem::new();
+            let db = open(&disk, Durability::Buffered);
+            db.put("before", "1").expect("put");
+            disk.fail_nth(op, 1);
+            let mut b = strata::WriteBatch::new();
+            for i in 0..entries {
+                b.put(format!("failed{i}"), "x");
+            }
+            assert!(db.write_with(b, durability).is_err(), "{op:?}: the write must fail");
+            for i in 0..entries {
+                let key = format!("failed{i}");
+                assert_eq!(db.get(&key).expect("reads still work"), None, "{op:?} {key}");
+            }
+            let keys: Vec<_> = db.iter().map(|kv| kv.expect("scan").0).collect();
+            assert_eq!(keys, [&b"before"[..]], "{op:?}, {entries} entries");
+            assert!(db.put("after", "1").is_err(), "poisoned after {op:?}");
+        }
+    }
+}

@@ -122,9 +122,9 @@ pub struct EngineConfig {
     /// Default durability of writes (a workload may ask for more per write, e.g. fillsync).
     pub durability: Durability,
     /// strata only: `Some(n)` opens a `ShardedDb` of `n` shards; peers ignore it.
-    // Read by the strata adapter, which is hooked in once the engine crate exists.
-    #[allow(dead_code)]
     pub shards: Option<usize>,
+    /// strata only: the memtable size in MiB (each shard's, when sharded); peers ignore it.
+    pub memtable_mib: Option<usize>,
 }
 
 /// One operation of a write batch.

@@ -1,7 +1,4 @@
 //! strata: a plain `Db`, or a `ShardedDb` of `--shards N` (hash partitioner).
-//!
-//! Not in the module tree until the lead hooks it in (see the note at the top of `engines/mod.rs`).
-//! It type-checks against the engine crate as of commit fa65cb7 (checked in a scratch crate).
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,22 +31,31 @@ macro_rules! with_db {
     };
 }
 
-/// strata opened with `Options::default()` and the run's durability.
+/// strata opened with `Options::default()`, the run's durability and `--memtable-mib`.
 pub struct StrataEngine {
     handle: Handle,
     default_durability: Durability,
     shards: Option<usize>,
+    memtable_mib: Option<usize>,
 }
 
 impl StrataEngine {
     /// Open (or create) strata in `dir`.
     pub fn open(dir: &Path, config: &EngineConfig) -> BenchResult<Self> {
-        let opts = Options::default().durability(strata_durability(config.durability));
+        let mut opts = Options::default().durability(strata_durability(config.durability));
+        if let Some(mib) = config.memtable_mib {
+            opts = opts.memtable_size(mib << 20);
+        }
         let handle = match config.shards {
             None => Handle::Plain(Db::open(dir, opts)?),
             Some(n) => Handle::Sharded(ShardedDb::open(dir, ShardedOptions::new(n).engine(opts))?),
         };
-        Ok(StrataEngine { handle, default_durability: config.durability, shards: config.shards })
+        Ok(StrataEngine {
+            handle,
+            default_durability: config.durability,
+            shards: config.shards,
+            memtable_mib: config.memtable_mib,
+        })
     }
 
     fn batch_of(ops: &[BatchOp<'_>]) -> WriteBatch {
@@ -67,10 +73,14 @@ impl StrataEngine {
 impl Engine for StrataEngine {
     fn settings(&self) -> String {
         format!(
-            "strata {}: Options::default(); durability {}",
+            "strata {}: Options::default(){}; durability {}",
             match self.shards {
                 None => "Db".to_string(),
                 Some(n) => format!("ShardedDb of {n} shards (hash partitioner)"),
+            },
+            match self.memtable_mib {
+                None => String::new(),
+                Some(mib) => format!(", memtable {mib} MiB"),
             },
             self.default_durability
         )

@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
 use crate::metrics::Metrics;
 
 /// A monotonic time source for write-rate windows. [`SystemClock`] is the default;
@@ -72,29 +70,50 @@ impl Clock for ManualClock {
 pub(crate) const RATE_WINDOW_SECS: u64 = 10;
 
 /// Writes counted per second over the last [`RATE_WINDOW_SECS`] seconds: a ring of
-/// `(second, count)` buckets; a bucket from an older second is reset when reused.
+/// one-second buckets; a bucket from an older second is reset when reused.
+///
+/// Every write of every thread to the shard lands here, so a bucket is one atomic word
+/// (the second in the high half, the count in the low half) updated with a
+/// compare-and-swap: no lock for writers to queue on.
 #[derive(Debug)]
 pub(crate) struct RateWindow {
-    buckets: Mutex<[(u64, u64); RATE_WINDOW_SECS as usize]>,
+    buckets: [AtomicU64; RATE_WINDOW_SECS as usize],
     created_sec: u64,
+}
+
+/// A bucket's word: `(second + 1) << 32 | count`; 0 is a bucket never used.
+fn pack_bucket(sec: u64, count: u64) -> u64 {
+    ((sec + 1) << 32) | count.min(u64::from(u32::MAX))
+}
+
+/// The second a used bucket counts (`None` for an unused one) and its count.
+fn unpack_bucket(word: u64) -> (Option<u64>, u64) {
+    ((word >> 32).checked_sub(1), word & u64::from(u32::MAX))
 }
 
 impl RateWindow {
     pub(crate) fn new(clock: &dyn Clock) -> Self {
         RateWindow {
-            buckets: Mutex::new([(u64::MAX, 0); RATE_WINDOW_SECS as usize]),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             created_sec: clock.now().as_secs(),
         }
     }
 
     pub(crate) fn record(&self, clock: &dyn Clock, writes: u64) {
-        let sec = clock.now().as_secs();
-        let mut b = self.buckets.lock();
-        if let Some(bucket) = b.get_mut((sec % RATE_WINDOW_SECS) as usize) {
-            if bucket.0 != sec {
-                *bucket = (sec, 0);
+        // Seconds past 2^32 - 2 (136 years) would not fit the bucket's high half.
+        let sec = clock.now().as_secs().min(u64::from(u32::MAX) - 1);
+        let Some(bucket) = self.buckets.get((sec % RATE_WINDOW_SECS) as usize) else { return };
+        let mut current = bucket.load(Ordering::Relaxed);
+        loop {
+            let next = match unpack_bucket(current) {
+                (Some(s), count) if s == sec => pack_bucket(sec, count.saturating_add(writes)),
+                _ => pack_bucket(sec, writes),
+            };
+            match bucket.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(seen) => current = seen,
             }
-            bucket.1 += writes;
         }
     }
 
@@ -104,10 +123,11 @@ impl RateWindow {
         let oldest = now.saturating_sub(RATE_WINDOW_SECS - 1);
         let total: u64 = self
             .buckets
-            .lock()
             .iter()
-            .filter(|(s, _)| *s != u64::MAX && *s >= oldest && *s <= now)
-            .map(|(_, c)| c)
+            .filter_map(|b| match unpack_bucket(b.load(Ordering::Relaxed)) {
+                (Some(s), count) if s >= oldest && s <= now => Some(count),
+                _ => None,
+            })
             .sum();
         let span = (now - self.created_sec.min(now) + 1).min(RATE_WINDOW_SECS);
         total as f64 / span as f64
@@ -263,6 +283,22 @@ mod tests {
         assert_eq!(w.rate(&clock), 10.0); // the first second left the window
         clock.advance(Duration::from_secs(30));
         assert_eq!(w.rate(&clock), 0.0);
+    }
+
+    #[test]
+    fn concurrent_records_lose_no_count_and_reused_buckets_restart() {
+        let clock = ManualClock::default();
+        let w = RateWindow::new(&clock);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| (0..10_000).for_each(|_| w.record(&clock, 1)));
+            }
+        });
+        assert_eq!(w.rate(&clock), 40_000.0);
+        // Second 10 reuses second 0's bucket: it counts afresh, it does not add.
+        clock.advance(Duration::from_secs(10));
+        w.record(&clock, 5);
+        assert_eq!(w.rate(&clock), 0.5); // 5 writes over the 10-second window
     }
 
     #[test]
