@@ -140,7 +140,10 @@ impl DbInner {
             self.poison(e);
             inserted.remove_from(&mem);
         }
-        self.publish(last_seq);
+        // After an fdatasync, the whole group wakes at once, usually more writers than
+        // cores: the batch this one waits for is then often on a thread not yet running,
+        // and spinning would hold the core it needs.
+        self.publish(last_seq, !durability.syncs_each_write());
         logged?;
 
         let m = &self.metrics;
@@ -152,8 +155,9 @@ impl DbInner {
         Ok(())
     }
 
-    /// Marks the batch ending at `last_seq` finished and waits until it is visible.
-    fn publish(&self, last_seq: SeqNo) {
+    /// Marks the batch ending at `last_seq` finished and waits until it is visible;
+    /// `spin`: spin for a while before sleeping.
+    fn publish(&self, last_seq: SeqNo, spin: bool) {
         let mut q = self.publish.lock();
         if let Some(p) = q.pending.iter_mut().find(|p| p.last_seq == last_seq) {
             p.done = true;
@@ -173,7 +177,7 @@ impl DbInner {
         }
         // An earlier batch is still inserting, which takes microseconds: spin before sleeping.
         let visible = || self.visible_seq.load(Ordering::Acquire) >= last_seq;
-        if MutexGuard::unlocked(&mut q, || spin_until(DEFAULT_SPIN, visible)) {
+        if spin && MutexGuard::unlocked(&mut q, || spin_until(DEFAULT_SPIN, visible)) {
             return;
         }
         while !visible() {
