@@ -33,7 +33,9 @@ use std::cmp::Ordering as KeyOrdering;
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use strata_core::iter::InternalIterator;
-use strata_core::key::{compare_internal, encode_internal_key, pack_trailer, SeqNo, ValueKind};
+use strata_core::key::{
+    compare_internal, encode_internal_key, pack_trailer, SeqNo, ValueKind, TRAILER_LEN,
+};
 use strata_core::Result;
 
 /// Per-entry bookkeeping the size estimate adds to key and value bytes (skiplist node with
@@ -56,14 +58,12 @@ pub const INLINE_KEY_LEN: usize = 32;
 /// assert!(short < long);
 /// ```
 #[derive(Clone)]
-pub enum MemKey {
-    /// `bytes[..len]` is the encoded key.
-    Inline {
-        /// Length of the encoded key.
-        len: u8,
-        /// The encoded key, zero-padded.
-        bytes: [u8; INLINE_KEY_LEN],
-    },
+pub struct MemKey(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
+    /// `bytes[..len]` is the encoded key (`len <= INLINE_KEY_LEN`).
+    Inline { len: u8, bytes: [u8; INLINE_KEY_LEN] },
     /// A key longer than [`INLINE_KEY_LEN`].
     Heap(Box<[u8]>),
 }
@@ -72,16 +72,16 @@ impl MemKey {
     /// Encodes `(user_key, seq, kind)`.
     #[inline]
     pub fn new(user_key: &[u8], seq: SeqNo, kind: ValueKind) -> Self {
-        let len = user_key.len() + 8;
+        let len = user_key.len() + TRAILER_LEN;
         if len <= INLINE_KEY_LEN {
             let mut bytes = [0u8; INLINE_KEY_LEN];
             bytes[..user_key.len()].copy_from_slice(user_key);
             bytes[user_key.len()..len].copy_from_slice(&pack_trailer(seq, kind).to_le_bytes());
-            MemKey::Inline { len: len as u8, bytes }
+            MemKey(KeyRepr::Inline { len: len as u8, bytes })
         } else {
             let mut v = Vec::with_capacity(len);
             encode_internal_key(&mut v, user_key, seq, kind);
-            MemKey::Heap(v.into_boxed_slice())
+            MemKey(KeyRepr::Heap(v.into_boxed_slice()))
         }
     }
 
@@ -91,18 +91,18 @@ impl MemKey {
             len @ 0..=INLINE_KEY_LEN => {
                 let mut bytes = [0u8; INLINE_KEY_LEN];
                 bytes[..len].copy_from_slice(encoded);
-                MemKey::Inline { len: len as u8, bytes }
+                MemKey(KeyRepr::Inline { len: len as u8, bytes })
             }
-            _ => MemKey::Heap(encoded.into()),
+            _ => MemKey(KeyRepr::Heap(encoded.into())),
         }
     }
 
     /// The encoded internal key.
     #[inline]
     pub fn encoded(&self) -> &[u8] {
-        match self {
-            MemKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            MemKey::Heap(b) => b,
+        match &self.0 {
+            KeyRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyRepr::Heap(b) => b,
         }
     }
 }
@@ -325,6 +325,39 @@ mod tests {
         assert_eq!(m.get(b"k", 5).map(|x| x.0), Some(ValueKind::Delete));
         assert_eq!(m.get(b"k", 100), Some((ValueKind::Put, Bytes::from_static(b"v9"))));
         assert_eq!(m.get(b"j", 100), None);
+    }
+
+    #[test]
+    fn inline_and_boxed_keys_sort_like_internal_keys() {
+        // User keys around the inline limit (24 bytes), sharing prefixes.
+        let mut mem_keys = Vec::new();
+        let mut internal = Vec::new();
+        for len in [0usize, 1, 8, 23, 24, 25, 40] {
+            for fill in [b'a', b'b'] {
+                for seq in [1u64, 7] {
+                    let user = vec![fill; len];
+                    mem_keys.push(MemKey::new(&user, seq, ValueKind::Put));
+                    internal.push(InternalKey::new(&user, seq, ValueKind::Put));
+                    assert_eq!(
+                        MemKey::from_encoded(internal.last().unwrap().encoded()).encoded(),
+                        internal.last().unwrap().encoded()
+                    );
+                }
+            }
+        }
+        mem_keys.sort();
+        internal.sort();
+        let a: Vec<&[u8]> = mem_keys.iter().map(MemKey::encoded).collect();
+        let b: Vec<&[u8]> = internal.iter().map(InternalKey::encoded).collect();
+        assert_eq!(a, b);
+
+        let m = MemTable::new(1);
+        let long = [b'x'; 100];
+        m.insert(&long, 3, ValueKind::Put, Bytes::from_static(b"long"));
+        m.insert(&long[..20], 4, ValueKind::Put, Bytes::from_static(b"short"));
+        assert_eq!(m.get(&long, 10).map(|x| x.1), Some(Bytes::from_static(b"long")));
+        assert_eq!(m.get(&long[..20], 10).map(|x| x.1), Some(Bytes::from_static(b"short")));
+        assert_eq!(m.get(&long[..50], 10), None);
     }
 
     #[test]

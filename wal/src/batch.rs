@@ -81,10 +81,11 @@ impl WriteBatch {
     /// [`WriteBatch::put_len`]) before it reallocates.
     ///
     /// ```
-    /// use strata_wal::WriteBatch;
+    /// use strata_wal::{WriteBatch, BATCH_HEADER_LEN};
     /// let mut b = WriteBatch::with_capacity(WriteBatch::put_len(b"key", b"value"));
-    /// b.put("key", "value");
-    /// assert_eq!(b.as_bytes().len(), b.as_bytes().len().max(b.len()));
+    /// assert_eq!(b.as_bytes().len(), BATCH_HEADER_LEN); // room reserved, nothing added yet
+    /// b.put("key", "value"); // fills the reserved room exactly, no reallocation
+    /// assert_eq!(b.len(), 1);
     /// ```
     pub fn with_capacity(entry_bytes: usize) -> Self {
         let mut rep = Vec::with_capacity(BATCH_HEADER_LEN.saturating_add(entry_bytes));
