@@ -86,8 +86,10 @@ fn validate(cli: &Cli) -> Result<(), String> {
     if cli.threads == 0 || cli.repeat == 0 || cli.batch_size == 0 || cli.value_size == 0 {
         return Err("--threads, --repeat, --batch-size and --value-size must be at least 1".into());
     }
-    if cli.memtable_mib == Some(0) {
-        return Err("--memtable-mib must be at least 1".into());
+    if let Some(mib) = cli.memtable_mib {
+        if mib == 0 || mib.checked_mul(1 << 20).is_none() {
+            return Err("--memtable-mib must be at least 1 and fit in memory".into());
+        }
     }
     if cli.shards == Some(0) {
         return Err("--shards must be at least 1".into());
