@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata::memtable::MemTable;
-use strata::Bytes;
 use strata_core::iter::{InternalIterator, VecIterator};
 use strata_core::key::{compare_internal, InternalKey, ValueKind};
 use strata_core::merge::MergingIterator;
@@ -25,9 +24,9 @@ fn key(i: u64) -> [u8; 16] {
 
 fn filled_memtable() -> Arc<MemTable> {
     let mem = Arc::new(MemTable::new(1));
-    let value = Bytes::from(vec![7u8; 100]);
+    let value = [7u8; 100];
     for i in 0..N {
-        mem.insert(&key(i), i + 1, ValueKind::Put, value.clone());
+        mem.insert(&key(i), i + 1, ValueKind::Put, &value);
     }
     mem
 }
@@ -36,13 +35,13 @@ fn memtable(c: &mut Criterion) {
     let mut g = c.benchmark_group("memtable");
     g.throughput(Throughput::Elements(N));
     g.sample_size(10);
-    let value = Bytes::from(vec![7u8; 100]);
+    let value = [7u8; 100];
     g.bench_function("insert 100k (16 B keys, 100 B values)", |b| {
         b.iter_batched(
             || MemTable::new(1),
             |mem| {
                 for i in 0..N {
-                    mem.insert(&key(i), i + 1, ValueKind::Put, value.clone());
+                    mem.insert(&key(i), i + 1, ValueKind::Put, &value);
                 }
                 mem
             },
@@ -50,6 +49,9 @@ fn memtable(c: &mut Criterion) {
         )
     });
     let mem = filled_memtable();
+    g.bench_function("read all 100k in order (a flush's pass)", |b| {
+        b.iter(|| mem.entries().map(|e| e.key().len() + e.value().len()).sum::<usize>())
+    });
     g.throughput(Throughput::Elements(1));
     g.sample_size(50);
     let mut i = 0u64;

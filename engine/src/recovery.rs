@@ -96,7 +96,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
             })?;
             let first = batch.sequence();
             for (j, e) in batch.iter().enumerate() {
-                mem.insert(e.key, first + j as u64, e.kind, bytes::Bytes::copy_from_slice(e.value));
+                mem.insert(e.key, first + j as u64, e.kind, e.value);
             }
             last_seq = last_seq.max(first + batch.len() as u64 - 1);
             if mem.approximate_bytes() >= opts.memtable_size {

@@ -13,16 +13,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
 use parking_lot::MutexGuard;
 use strata_compaction::log_file_name;
 use strata_core::key::{SeqNo, ValueKind, MAX_SEQ};
 use strata_core::spin::{spin_until, DEFAULT_SPIN};
 use strata_core::{Error, Result};
-use strata_wal::{BatchIter, Durability, Wal, WalOptions, WalStats, WriteBatch};
+use strata_wal::{Durability, Wal, WalOptions, WalStats, WriteBatch};
 
 use crate::db::{DbInner, SuperVersion, WriteState};
-use crate::memtable::{MemKey, MemTable};
+use crate::memtable::MemTable;
 use crate::metrics::StallCause;
 use crate::options::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
 
@@ -128,7 +127,7 @@ impl DbInner {
         // The batch goes into the memtable while its log record is written (by this thread
         // or by a group's leader), so that the two overlap. It stays invisible until
         // published, and publication waits for the log.
-        let inserted = insert_batch(&mem, batch);
+        insert_batch(&mem, &batch);
         let logged = match ticket {
             Some(t) => t.wait(),
             None => Ok(()),
@@ -138,7 +137,7 @@ impl DbInner {
             // leaves the memtable before its sequence numbers become visible), and the
             // database goes read-only so nothing later can be acknowledged on top of it.
             self.poison(e);
-            inserted.remove_from(&mem);
+            remove_batch(&mem, &batch);
         }
         // After an fdatasync, the whole group wakes at once, usually more writers than
         // cores: the batch this one waits for is then often on a thread not yet running,
@@ -318,57 +317,18 @@ fn ensure_periodic_sync(w: &mut WriteState, every: Duration) {
     w.periodic = Some((every, w.wal.spawn_periodic_sync(every)));
 }
 
-/// What [`insert_batch`] inserted, to take it out again if the batch's log write fails.
-enum Inserted {
-    Nothing,
-    One(MemKey),
-    Batch { buf: Bytes, seq: SeqNo },
-}
-
-impl Inserted {
-    fn remove_from(self, mem: &MemTable) {
-        match self {
-            Inserted::Nothing => {}
-            Inserted::One(key) => mem.remove(&key),
-            Inserted::Batch { buf, seq } => {
-                for (i, e) in BatchIter::over(&buf).enumerate() {
-                    mem.remove(&MemKey::new(e.key, seq + i as u64, e.kind));
-                }
-            }
-        }
-    }
-}
-
-/// Inserts every entry of `batch` into `mem`, without copying values: they stay in the
-/// batch's buffer.
-fn insert_batch(mem: &MemTable, batch: WriteBatch) -> Inserted {
+/// Copies every entry of `batch` into `mem`.
+fn insert_batch(mem: &MemTable, batch: &WriteBatch) {
     let seq = batch.sequence();
-    if batch.len() == 1 {
-        // A single write (every `put`): its value is the tail of the batch's buffer, so the
-        // buffer itself becomes the value's `Bytes`, advanced past the header and key. Sharing
-        // it (as below) would cost an allocation for the shared owner and a free for it at
-        // flush, per write.
-        let rep = batch.into_bytes();
-        let Some(e) = BatchIter::over(&rep).next() else { return Inserted::Nothing };
-        let key = MemKey::new(e.key, seq, e.kind);
-        // Where the value sits in `rep`: `value_len` bytes before its end when it is the tail.
-        let value_start = rep.len() - e.value.len();
-        let value = if e.value.is_empty() {
-            Bytes::new()
-        } else if std::ptr::eq(e.value, &rep[value_start..]) {
-            let mut value = Bytes::from(rep.into_boxed_slice());
-            value.advance(value_start);
-            value
-        } else {
-            Bytes::copy_from_slice(e.value)
-        };
-        mem.insert_key(key.clone(), value);
-        return Inserted::One(key);
+    for (i, e) in batch.iter().enumerate() {
+        mem.insert(e.key, seq + i as u64, e.kind, e.value);
     }
-    let buf = Bytes::from(batch.into_bytes());
-    for (i, e) in BatchIter::over(&buf).enumerate() {
-        // `slice_ref` shares `buf` (an empty value, a delete's, gives an empty `Bytes`).
-        mem.insert(e.key, seq + i as u64, e.kind, buf.slice_ref(e.value));
+}
+
+/// Takes the entries of `batch` out of `mem` again, after its log write failed.
+fn remove_batch(mem: &MemTable, batch: &WriteBatch) {
+    let seq = batch.sequence();
+    for (i, e) in batch.iter().enumerate() {
+        mem.remove(e.key, seq + i as u64, e.kind);
     }
-    Inserted::Batch { buf, seq }
 }
