@@ -44,6 +44,11 @@ struct Cli {
     /// strata only: memtable size in MiB (db_bench's --write_buffer_size); default: strata's 64.
     #[arg(long)]
     memtable_mib: Option<usize>,
+    /// strata only: block compression per level, comma-separated, `none` or `zstd:LEVEL`,
+    /// the last repeating for deeper levels (RocksDB's compression_per_level); e.g.
+    /// `none,zstd:1` leaves level 0 raw. Default: zstd:1 everywhere.
+    #[arg(long, value_parser = parse_compression_per_level)]
+    compression_per_level: Option<CompressionPerLevel>,
     /// Client threads sharing the key space (readers, for readwhilewriting).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -77,6 +82,26 @@ struct Cli {
     /// Seed of the random keys (the same for every engine).
     #[arg(long, default_value_t = 0x5EED)]
     seed: u64,
+}
+
+/// The parsed `--compression-per-level` (a newtype, so that clap takes it as one value).
+#[derive(Clone, Debug)]
+struct CompressionPerLevel(Vec<strata::Compression>);
+
+/// Parses `none,zstd:1,...`.
+fn parse_compression_per_level(s: &str) -> Result<CompressionPerLevel, String> {
+    let levels = s
+        .split(',')
+        .map(|part| match part.trim() {
+            "none" => Ok(strata::Compression::None),
+            other => other
+                .strip_prefix("zstd:")
+                .and_then(|level| level.parse().ok())
+                .map(|level| strata::Compression::Zstd { level })
+                .ok_or_else(|| format!("'{other}' is neither none nor zstd:LEVEL")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CompressionPerLevel(levels))
 }
 
 fn validate(cli: &Cli) -> Result<(), String> {
@@ -119,6 +144,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if cli.memtable_mib.is_some() && cli.engine.iter().any(|e| *e != EngineKind::Strata) {
         eprintln!("note: --memtable-mib applies to strata only; the peers keep their defaults");
     }
+    if cli.compression_per_level.is_some() && cli.engine.iter().any(|e| *e != EngineKind::Strata) {
+        eprintln!(
+            "note: --compression-per-level applies to strata only; the peers keep their defaults"
+        );
+    }
     let db_dir = cli.db.clone().unwrap_or_else(|| std::env::temp_dir().join("strata-bench"));
     let plan = Plan {
         engines: cli.engine.clone(),
@@ -136,6 +166,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             durability: cli.durability,
             shards: cli.shards,
             memtable_mib: cli.memtable_mib,
+            compression_per_level: cli.compression_per_level.clone().map(|c| c.0),
         },
         db_dir: db_dir.clone(),
         repeat: cli.repeat,
@@ -188,6 +219,20 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("strata-bench: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_per_level_parses_none_and_zstd_levels() {
+        let parsed = parse_compression_per_level("none, zstd:3").unwrap().0;
+        assert_eq!(parsed, vec![strata::Compression::None, strata::Compression::Zstd { level: 3 }]);
+        for bad in ["", "zstd", "zstd:x", "lz4", "none,,zstd:1"] {
+            assert!(parse_compression_per_level(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -300,6 +300,7 @@ mod tests {
                 durability: Durability::Buffered,
                 shards: None,
                 memtable_mib: None,
+                compression_per_level: None,
             },
             db_dir: dir.path().to_path_buf(),
             repeat: 2,

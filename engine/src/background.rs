@@ -103,7 +103,7 @@ impl DbInner {
         let number = self.allocate_table_number();
         let result = (|| {
             let path = self.tables.table_path(number);
-            let meta = build_table(&self.fs, &path, &self.opts.table_options(), number, imm)?;
+            let meta = build_table(&self.fs, &path, &self.opts.table_options(0), number, imm)?;
             self.fs.sync_dir(&self.dir).ctx("fsync directory", &self.dir)?;
             let mut edit = VersionEdit::default();
             if let Some(meta) = &meta {

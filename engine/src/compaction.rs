@@ -82,7 +82,7 @@ impl DbInner {
         };
         let rate_limiter = self.rate_limiter.as_ref();
         let should_stop = || self.bg.lock().shutdown;
-        let table_options = self.opts.table_options();
+        let table_options = self.opts.table_options(c.output_level);
         let result = run_compaction(
             c,
             inputs,

@@ -30,6 +30,7 @@ pub struct Options {
     pub(crate) max_immutable_memtables: usize,
     pub(crate) block_size: usize,
     pub(crate) compression: Compression,
+    pub(crate) compression_per_level: Vec<Compression>,
     pub(crate) bloom_bits_per_key: u32,
     pub(crate) block_cache_size: usize,
     pub(crate) background_threads: usize,
@@ -54,6 +55,7 @@ impl Default for Options {
             max_immutable_memtables: 2,
             block_size: 4096,
             compression: Compression::Zstd { level: 1 },
+            compression_per_level: Vec::new(),
             bloom_bits_per_key: 10,
             block_cache_size: 64 << 20,
             background_threads: 2,
@@ -80,6 +82,7 @@ impl std::fmt::Debug for Options {
             .field("max_immutable_memtables", &self.max_immutable_memtables)
             .field("block_size", &self.block_size)
             .field("compression", &self.compression)
+            .field("compression_per_level", &self.compression_per_level)
             .field("bloom_bits_per_key", &self.bloom_bits_per_key)
             .field("block_cache_size", &self.block_cache_size)
             .field("background_threads", &self.background_threads)
@@ -131,6 +134,24 @@ impl Options {
         /// Block compression of tables. Default zstd level 1: fast to write, still
         /// shrinks typical data by half (RocksDB `compression`).
         compression: Compression
+    );
+    setter!(
+        /// Block compression per level, overriding [`Options::compression`]: level `i`
+        /// uses entry `i`, and levels past the end use the last entry. Empty (the default)
+        /// means [`Options::compression`] everywhere (RocksDB `compression_per_level`).
+        ///
+        /// Level 0 holds freshly flushed tables that compaction soon rewrites, so leaving it
+        /// uncompressed takes the compressor off the flush, the one background job that
+        /// every write waits on when memtables pile up:
+        ///
+        /// ```
+        /// use strata::{Compression, Options};
+        /// let opts = Options::default()
+        ///     .compression_per_level(vec![Compression::None, Compression::Zstd { level: 1 }]);
+        /// assert_eq!(opts.compression_for_level(0), Compression::None);
+        /// assert_eq!(opts.compression_for_level(6), Compression::Zstd { level: 1 });
+        /// ```
+        compression_per_level: Vec<Compression>
     );
     setter!(
         /// Bloom filter bits per key in tables; 10 gives about 1% false positives, 0
@@ -209,10 +230,20 @@ impl Options {
         self.durability
     }
 
-    pub(crate) fn table_options(&self) -> strata_sstable::TableOptions {
+    /// The compression of tables written to `level` (see
+    /// [`Options::compression_per_level`]).
+    pub fn compression_for_level(&self, level: usize) -> Compression {
+        match self.compression_per_level.as_slice() {
+            [] => self.compression,
+            levels => levels[level.min(levels.len() - 1)],
+        }
+    }
+
+    /// The options of tables written to `level`.
+    pub(crate) fn table_options(&self, level: usize) -> strata_sstable::TableOptions {
         strata_sstable::TableOptions::default()
             .with_block_size(self.block_size)
-            .with_compression(self.compression)
+            .with_compression(self.compression_for_level(level))
             .with_bloom_bits_per_key(self.bloom_bits_per_key)
     }
 
@@ -235,6 +266,9 @@ impl Options {
             || self.l0_stop_trigger < self.l0_slowdown_trigger
         {
             return bad("need 0 < l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger");
+        }
+        for level in 0..strata_compaction::NUM_LEVELS {
+            self.table_options(level).validate()?;
         }
         if self.level_multiplier < 2 {
             return bad("level_multiplier must be at least 2");

@@ -176,3 +176,43 @@ fn randomized_against_model() {
         db.wait_for_compaction().unwrap();
     }
 }
+
+#[test]
+fn compression_per_level_leaves_level0_raw_and_compresses_below() {
+    let fs = SimFileSystem::new();
+    let opts = Options::default().file_system(Arc::new(fs.clone())).compression_per_level(vec![
+        strata::Compression::None,
+        strata::Compression::Zstd { level: 1 },
+    ]);
+    let db = Db::open(Path::new("/db"), opts).unwrap();
+    // 1,000 values of 1 KiB that compress about 100-fold.
+    let value = |i: u32| format!("{i:04}").repeat(256).into_bytes();
+    for i in 0..1000u32 {
+        db.put(format!("key{i:04}"), value(i)).unwrap();
+    }
+    db.flush().unwrap();
+    let l0 = db.metrics().levels[0].bytes;
+    assert!(l0 > 1000 * 1024, "level 0 is stored raw: {l0} bytes");
+
+    db.compact().unwrap();
+    let m = db.metrics();
+    assert_eq!(m.levels[0].files, 0);
+    let below: u64 = m.levels[1..].iter().map(|l| l.bytes).sum();
+    assert!(below < l0 / 10, "compaction output is compressed: {below} vs {l0} bytes");
+    for i in (0..1000u32).step_by(97) {
+        assert_eq!(db.get(format!("key{i:04}")).unwrap().as_deref(), Some(&value(i)[..]));
+    }
+}
+
+#[test]
+fn an_invalid_compression_level_is_refused_at_open() {
+    let fs = SimFileSystem::new();
+    let opts = Options::default().file_system(Arc::new(fs)).compression_per_level(vec![
+        strata::Compression::None,
+        strata::Compression::Zstd { level: 99 },
+    ]);
+    match Db::open(Path::new("/db"), opts) {
+        Err(strata::Error::InvalidArgument(msg)) => assert!(msg.contains("zstd level 99"), "{msg}"),
+        other => panic!("expected InvalidArgument, got {:?}", other.map(|_| ())),
+    }
+}

@@ -125,6 +125,8 @@ pub struct EngineConfig {
     pub shards: Option<usize>,
     /// strata only: the memtable size in MiB (each shard's, when sharded); peers ignore it.
     pub memtable_mib: Option<usize>,
+    /// strata only: `Options::compression_per_level`; peers ignore it.
+    pub compression_per_level: Option<Vec<::strata::Compression>>,
 }
 
 /// One operation of a write batch.

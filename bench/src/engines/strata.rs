@@ -37,6 +37,7 @@ pub struct StrataEngine {
     default_durability: Durability,
     shards: Option<usize>,
     memtable_mib: Option<usize>,
+    compression_per_level: Option<Vec<::strata::Compression>>,
 }
 
 impl StrataEngine {
@@ -45,6 +46,9 @@ impl StrataEngine {
         let mut opts = Options::default().durability(strata_durability(config.durability));
         if let Some(mib) = config.memtable_mib {
             opts = opts.memtable_size(mib << 20);
+        }
+        if let Some(levels) = &config.compression_per_level {
+            opts = opts.compression_per_level(levels.clone());
         }
         let handle = match config.shards {
             None => Handle::Plain(Db::open(dir, opts)?),
@@ -55,6 +59,7 @@ impl StrataEngine {
             default_durability: config.durability,
             shards: config.shards,
             memtable_mib: config.memtable_mib,
+            compression_per_level: config.compression_per_level.clone(),
         })
     }
 
@@ -73,7 +78,7 @@ impl StrataEngine {
 impl Engine for StrataEngine {
     fn settings(&self) -> String {
         format!(
-            "strata {}: Options::default(){}; durability {}",
+            "strata {}: Options::default(){}{}; durability {}",
             match self.shards {
                 None => "Db".to_string(),
                 Some(n) => format!("ShardedDb of {n} shards (hash partitioner)"),
@@ -81,6 +86,10 @@ impl Engine for StrataEngine {
             match self.memtable_mib {
                 None => String::new(),
                 Some(mib) => format!(", memtable {mib} MiB"),
+            },
+            match &self.compression_per_level {
+                None => String::new(),
+                Some(levels) => format!(", compression per level {levels:?}"),
             },
             self.default_durability
         )

@@ -162,6 +162,17 @@ impl MemTable {
 }
 
 /// One entry of [`MemTable::entries`], borrowed from the memtable.
+///
+/// ```
+/// use strata::memtable::MemTable;
+/// use strata_core::key::{parse_internal_key, ValueKind};
+/// let mem = MemTable::new(1);
+/// mem.insert(b"k", 3, ValueKind::Delete, b"");
+/// let entry = mem.entries().next().unwrap();
+/// let key = parse_internal_key(entry.key()).unwrap();
+/// assert_eq!((key.user_key, key.seq, key.kind), (&b"k"[..], 3, ValueKind::Delete));
+/// assert!(entry.value().is_empty());
+/// ```
 pub struct MemEntry<'a>(Node<'a>);
 
 impl<'a> MemEntry<'a> {
@@ -178,6 +189,21 @@ impl<'a> MemEntry<'a> {
 
 /// An [`InternalIterator`] over a memtable: O(1) per step forward, O(log n) back (the
 /// skiplist links only forward).
+///
+/// ```
+/// use std::sync::Arc;
+/// use strata::memtable::MemTable;
+/// use strata_core::iter::InternalIterator;
+/// use strata_core::key::{InternalKey, ValueKind};
+/// let mem = Arc::new(MemTable::new(1));
+/// mem.insert(b"a", 1, ValueKind::Put, b"1");
+/// mem.insert(b"b", 2, ValueKind::Put, b"2");
+/// let mut it = mem.iter();
+/// it.seek(InternalKey::new(b"b", 9, ValueKind::FOR_SEEK).encoded());
+/// assert_eq!(it.value(), b"2");
+/// it.prev();
+/// assert_eq!(it.value(), b"1");
+/// ```
 pub struct MemTableIterator {
     mem: Arc<MemTable>,
     /// The current node, of `mem`'s skiplist.
