@@ -47,7 +47,11 @@ impl DbInner {
     fn run_compaction_step(&self, c: &Compaction) -> Result<()> {
         let started = Instant::now();
         let m = &self.metrics;
-        if c.is_trivial_move() {
+        // A trivial move keeps the table's blocks as they are, so it would carry a level's
+        // compression into a level configured for another (`compression_per_level`).
+        let same_compression = self.opts.compression_for_level(c.level)
+            == self.opts.compression_for_level(c.output_level);
+        if c.is_trivial_move() && same_compression {
             let edit = c.trivial_move_edit();
             self.install(edit.clone(), None)?;
             apply_compact_pointers(&mut self.compact_cursors.lock(), &edit);
