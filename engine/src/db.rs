@@ -189,7 +189,7 @@ impl Db {
     /// ```
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        // Sized exactly: the memtable then keeps this very buffer as the value's storage.
+        // Sized exactly: one allocation, never regrown.
         let mut b = WriteBatch::with_capacity(WriteBatch::put_len(key, value));
         b.put(key, value);
         self.write(b)

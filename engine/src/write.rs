@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  writer ──validate──> [write lock: make room · seq = next_seq · wal.enqueue · queue publish]
-//!         ──ticket.wait (WAL group commit: one write + ≤1 fdatasync for the group)──>
-//!         ──insert into memtable (concurrently with other writers)──>
+//!         ──insert into memtable (concurrently with other writers; invisible until published)──>
+//!         ──ticket.wait (WAL group commit: one write + ≤1 fdatasync for the group;
+//!                        on failure the batch is taken out of the memtable again)──>
 //!         ──publish: visible_seq advances over the contiguous prefix of finished batches──> return
 //! ```
 

@@ -256,9 +256,9 @@ fn validate(bytes: &[u8]) -> Result<u32, String> {
 
 impl<'a> BatchIter<'a> {
     /// Iterates the entries of an encoded batch (the bytes of [`WriteBatch::as_bytes`] or
-    /// [`WriteBatch::into_bytes`]), for a caller that moved the bytes elsewhere — the engine
-    /// turns them into a shared buffer its memtable values point into. Malformed bytes end
-    /// the iteration early; validate untrusted bytes with [`WriteBatch::decode`] first.
+    /// [`WriteBatch::into_bytes`]), for a caller that moved the bytes elsewhere. Malformed
+    /// bytes end the iteration early; validate untrusted bytes with [`WriteBatch::decode`]
+    /// first.
     ///
     /// ```
     /// use strata_wal::{BatchIter, WriteBatch};
