@@ -1,15 +1,17 @@
 //! [`SkipList`]: the concurrent, insert-only skiplist behind a memtable, with its nodes in an
 //! [`Arena`].
 //!
-//! Each node is one arena allocation holding everything a search touches, so a step costs
-//! one cache miss:
+//! Each node is one arena allocation holding everything a search touches. The tower comes
+//! first, highest level first, so that the level-0 link, the header and the key sit side by
+//! side, usually in one cache line, at fixed offsets from the node's address (a node is
+//! addressed at its header):
 //!
 //! ```text
-//!  0        4          8        9         10      16                    16 + 8h
-//!  ┌────────┬──────────┬────────┬─────────┬───────┬──────────────────────┬─────┬───────┐
-//!  │key_len │value_len │height h│removed  │ pad   │ next[0] … next[h-1]  │ key │ value │
-//!  │u32     │u32       │u8      │u8 atomic│       │ 8-byte atomic ptrs   │     │       │
-//!  └────────┴──────────┴────────┴─────────┴───────┴──────────────────────┴─────┴───────┘
+//!  -8h                   -8        0        4          8       9         10    16
+//!  ┌─────────────────────┬─────────┬────────┬──────────┬───────┬─────────┬─────┬─────┬───────┐
+//!  │ next[h-1] … next[1] │ next[0] │key_len │value_len │height │removed  │ pad │ key │ value │
+//!  │ 8-byte atomic ptrs  │         │u32     │u32       │u8 (h) │u8 atomic│     │     │       │
+//!  └─────────────────────┴─────────┴────────┴──────────┴───────┴─────────┴─────┴─────┴───────┘
 //! ```
 //!
 //! Keys are encoded internal keys, ordered by [`compare_internal`]; they are unique, since
@@ -91,10 +93,10 @@ impl<'a> Node<'a> {
     /// asks only at levels where it reached or links the node (the head is full height).
     fn link(self, level: usize) -> &'a AtomicPtr<u8> {
         debug_assert!(level < self.height(), "level {level} above the node's tower");
-        // SAFETY: the tower holds `height` initialized `AtomicPtr`s at 8-aligned offsets
-        // from HEADER (the node is 8-aligned); `level < height` (above); the list outlives
-        // `'a`.
-        unsafe { &*self.ptr.as_ptr().add(HEADER + 8 * level).cast::<AtomicPtr<u8>>() }
+        // SAFETY: the `height` initialized `AtomicPtr`s of the tower end at the header, which
+        // is 8-aligned, inside the node's allocation; `level < height` (above); the list
+        // outlives `'a`.
+        unsafe { &*self.ptr.as_ptr().sub(8 * (level + 1)).cast::<AtomicPtr<u8>>() }
     }
 
     fn next(self, level: usize) -> Option<Node<'a>> {
@@ -105,17 +107,16 @@ impl<'a> Node<'a> {
 
     /// The encoded internal key.
     pub(crate) fn key(self) -> &'a [u8] {
-        let start = HEADER + 8 * self.height();
-        // SAFETY: `key_len` bytes after the tower were written before linking and are never
-        // written again; the list outlives `'a`.
+        // SAFETY: the `key_len` bytes after the header were written before linking and are
+        // never written again; the list outlives `'a`.
         unsafe {
-            std::slice::from_raw_parts(self.ptr.as_ptr().add(start), self.read_u32(KEY_LEN_AT))
+            std::slice::from_raw_parts(self.ptr.as_ptr().add(HEADER), self.read_u32(KEY_LEN_AT))
         }
     }
 
     /// The value (empty for a deletion).
     pub(crate) fn value(self) -> &'a [u8] {
-        let start = HEADER + 8 * self.height() + self.read_u32(KEY_LEN_AT);
+        let start = HEADER + self.read_u32(KEY_LEN_AT);
         // SAFETY: as in `key`, for the `value_len` bytes after the key.
         unsafe {
             std::slice::from_raw_parts(self.ptr.as_ptr().add(start), self.read_u32(VALUE_LEN_AT))
@@ -168,24 +169,29 @@ impl SkipList {
         SkipList { arena, head, height: AtomicUsize::new(1) }
     }
 
-    /// Allocates a node with a null tower and zero-filled key and value space.
+    /// Allocates a node with a null tower and a zero-filled key, and returns the address of
+    /// its header. The value bytes are left for the caller to write.
     fn new_node(arena: &Arena, height: usize, key_len: usize, value_len: usize) -> NonNull<u8> {
         let (Ok(key_len32), Ok(value_len32)) = (u32::try_from(key_len), u32::try_from(value_len))
         else {
             // The write path limits keys to 64 KiB and values to 256 MiB.
             panic!("memtable entry of {key_len} + {value_len} bytes exceeds the u32 node fields")
         };
-        let size = HEADER + 8 * height + key_len + value_len;
-        let p = arena.allocate(size).as_ptr();
-        // SAFETY: `p` is `size` fresh, 8-aligned bytes of the arena, exclusively ours until
-        // linked. Zeroing makes the tower null pointers and the removed flag false.
-        unsafe {
-            ptr::write_bytes(p, 0, size);
+        let tower = 8 * height;
+        let base = arena.allocate(tower + HEADER + key_len + value_len).as_ptr();
+        // SAFETY: `base` starts `tower + HEADER + key_len + value_len` fresh, 8-aligned bytes
+        // of the arena, exclusively ours until linked; `p` is 8-aligned inside them. Zeroing
+        // makes the tower null pointers and the removed flag false, and initializes the key
+        // bytes the caller writes through a slice.
+        let p = unsafe {
+            ptr::write_bytes(base, 0, tower + HEADER + key_len);
+            let p = base.add(tower);
             ptr::write_unaligned(p.add(KEY_LEN_AT).cast::<u32>(), key_len32);
             ptr::write_unaligned(p.add(VALUE_LEN_AT).cast::<u32>(), value_len32);
             *p.add(HEIGHT_AT) = height as u8;
-        }
-        // SAFETY: from `allocate`, never null.
+            p
+        };
+        // SAFETY: inside an allocation from `allocate`, never null.
         unsafe { NonNull::new_unchecked(p) }
     }
 
@@ -212,9 +218,9 @@ impl SkipList {
         let height = random_height();
         let raw = Self::new_node(&self.arena, height, key_len, value.len());
         // SAFETY: `raw` is our fresh node, not yet linked: nothing else reads its key or
-        // value bytes, which lie within its allocation after the tower.
+        // value bytes, which lie within its allocation after the header.
         unsafe {
-            let key_at = raw.as_ptr().add(HEADER + 8 * height);
+            let key_at = raw.as_ptr().add(HEADER);
             write_key(std::slice::from_raw_parts_mut(key_at, key_len));
             ptr::copy_nonoverlapping(value.as_ptr(), key_at.add(key_len), value.len());
         }
