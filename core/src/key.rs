@@ -69,9 +69,31 @@ pub fn pack_trailer(seq: SeqNo, kind: ValueKind) -> u64 {
 /// ```
 #[inline]
 pub fn encode_internal_key(out: &mut Vec<u8>, user_key: &[u8], seq: SeqNo, kind: ValueKind) {
-    out.reserve(user_key.len() + TRAILER_LEN);
-    out.extend_from_slice(user_key);
-    out.extend_from_slice(&pack_trailer(seq, kind).to_le_bytes());
+    let start = out.len();
+    out.resize(start + user_key.len() + TRAILER_LEN, 0);
+    write_internal_key(&mut out[start..], user_key, seq, kind);
+}
+
+/// Writes the encoded internal key `(user_key, seq, kind)` into `out`, which must be exactly
+/// `user_key.len() + TRAILER_LEN` bytes long (for callers that own the memory, such as the
+/// memtable's arena).
+///
+/// ```
+/// use strata_core::key::{encode_internal_key, write_internal_key, ValueKind, TRAILER_LEN};
+/// let mut buf = [0u8; 3 + TRAILER_LEN];
+/// write_internal_key(&mut buf, b"abc", 9, ValueKind::Delete);
+/// let mut v = Vec::new();
+/// encode_internal_key(&mut v, b"abc", 9, ValueKind::Delete);
+/// assert_eq!(&buf[..], &v[..]);
+/// ```
+///
+/// # Panics
+/// If `out` has another length.
+#[inline]
+pub fn write_internal_key(out: &mut [u8], user_key: &[u8], seq: SeqNo, kind: ValueKind) {
+    let (user, trailer) = out.split_at_mut(user_key.len());
+    user.copy_from_slice(user_key);
+    trailer.copy_from_slice(&pack_trailer(seq, kind).to_le_bytes());
 }
 
 /// An encoded internal key, split into its parts.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
-use strata::{Db, Options, WriteBatch};
+use strata::{Compression, Db, Options, WriteBatch};
 use strata_core::sim::SimFileSystem;
 
 /// Key to value: what the database must hold.
@@ -177,19 +177,39 @@ fn randomized_against_model() {
     }
 }
 
+/// Level 0 raw, zstd below.
+fn level0_raw() -> Vec<Compression> {
+    vec![Compression::None, Compression::Zstd { level: 1 }]
+}
+
+/// A value of `4 * repeats` bytes that compresses about `repeats`-fold.
+fn compressible(i: u32, repeats: usize) -> Vec<u8> {
+    format!("{i:04}").repeat(repeats).into_bytes()
+}
+
+/// Writes `n` keys with `compressible(i, repeats)` values.
+fn fill_compressible(db: &Db, n: u32, repeats: usize) {
+    for i in 0..n {
+        db.put(format!("key{i:05}"), compressible(i, repeats)).unwrap();
+    }
+}
+
+/// Every 97th of the `n` keys reads back its value.
+fn check_compressible(db: &Db, n: u32, repeats: usize) {
+    for i in (0..n).step_by(97) {
+        let got = db.get(format!("key{i:05}")).unwrap();
+        assert_eq!(got.as_deref(), Some(&compressible(i, repeats)[..]));
+    }
+}
+
 #[test]
 fn compression_per_level_leaves_level0_raw_and_compresses_below() {
     let fs = SimFileSystem::new();
-    let opts = Options::default().file_system(Arc::new(fs.clone())).compression_per_level(vec![
-        strata::Compression::None,
-        strata::Compression::Zstd { level: 1 },
-    ]);
+    let opts =
+        Options::default().file_system(Arc::new(fs.clone())).compression_per_level(level0_raw());
     let db = Db::open(Path::new("/db"), opts).unwrap();
     // 1,000 values of 1 KiB that compress about 100-fold.
-    let value = |i: u32| format!("{i:04}").repeat(256).into_bytes();
-    for i in 0..1000u32 {
-        db.put(format!("key{i:04}"), value(i)).unwrap();
-    }
+    fill_compressible(&db, 1000, 256);
     db.flush().unwrap();
     let l0 = db.metrics().levels[0].bytes;
     assert!(l0 > 1000 * 1024, "level 0 is stored raw: {l0} bytes");
@@ -199,18 +219,15 @@ fn compression_per_level_leaves_level0_raw_and_compresses_below() {
     assert_eq!(m.levels[0].files, 0);
     let below: u64 = m.levels[1..].iter().map(|l| l.bytes).sum();
     assert!(below < l0 / 10, "compaction output is compressed: {below} vs {l0} bytes");
-    for i in (0..1000u32).step_by(97) {
-        assert_eq!(db.get(format!("key{i:04}")).unwrap().as_deref(), Some(&value(i)[..]));
-    }
+    check_compressible(&db, 1000, 256);
 }
 
 #[test]
 fn an_invalid_compression_level_is_refused_at_open() {
     let fs = SimFileSystem::new();
-    let opts = Options::default().file_system(Arc::new(fs)).compression_per_level(vec![
-        strata::Compression::None,
-        strata::Compression::Zstd { level: 99 },
-    ]);
+    let opts = Options::default()
+        .file_system(Arc::new(fs))
+        .compression_per_level(vec![Compression::None, Compression::Zstd { level: 99 }]);
     match Db::open(Path::new("/db"), opts) {
         Err(strata::Error::InvalidArgument(msg)) => assert!(msg.contains("zstd level 99"), "{msg}"),
         other => panic!("expected InvalidArgument, got {:?}", other.map(|_| ())),
@@ -222,23 +239,17 @@ fn a_table_moving_to_a_level_with_other_compression_is_rewritten_not_moved() {
     // Sequential keys make disjoint level-0 tables, which would otherwise move down to
     // level 1 unchanged (a trivial move), still raw.
     let fs = SimFileSystem::new();
-    let opts =
-        small(&fs).memtable_size(64 << 10).level_base_bytes(64 << 20).compression_per_level(vec![
-            strata::Compression::None,
-            strata::Compression::Zstd { level: 1 },
-        ]);
+    let opts = small(&fs)
+        .memtable_size(64 << 10)
+        .level_base_bytes(64 << 20)
+        .compression_per_level(level0_raw());
     let db = Db::open(Path::new("/db"), opts).unwrap();
-    let value = |i: u32| format!("{i:04}").repeat(64).into_bytes();
-    for i in 0..2000u32 {
-        db.put(format!("key{i:05}"), value(i)).unwrap();
-    }
+    fill_compressible(&db, 2000, 64);
     db.flush().unwrap();
     db.wait_for_compaction().unwrap();
     let m = db.metrics();
     let below: u64 = m.levels[1..].iter().map(|l| l.bytes).sum();
     assert!(m.levels[1].files > 0, "compaction ran: {:?}", m.levels);
     assert!(below < 2000 * 256 / 5, "level 1 is compressed: {below} bytes");
-    for i in (0..2000u32).step_by(101) {
-        assert_eq!(db.get(format!("key{i:05}")).unwrap().as_deref(), Some(&value(i)[..]));
-    }
+    check_compressible(&db, 2000, 64);
 }

@@ -8,7 +8,7 @@
 //!
 //! Each entry (skiplist tower, key and value) is one piece of an [`arena`]: an insert
 //! costs a bump of an offset and a copy instead of heap allocations, a search step touches
-//! one cache line per node, and dropping a flushed memtable frees a few large chunks rather
+//! usually one cache line per node, and dropping a flushed memtable frees a few large chunks rather
 //! than every entry. This replaced crossbeam-skiplist, whose node-per-allocation design
 //! had a flush spend about a third of its time in `free` (see `docs/design.md`).
 //!
@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_core::iter::InternalIterator;
-use strata_core::key::{pack_trailer, parse_internal_key, SeqNo, ValueKind, TRAILER_LEN};
+use strata_core::key::{parse_internal_key, write_internal_key, SeqNo, ValueKind, TRAILER_LEN};
 use strata_core::Result;
 
 use skiplist::{Node, SkipList};
@@ -47,13 +47,6 @@ pub struct MemTable {
     /// (`u64::MAX` while it is active): a flush waits until it is visible, which means every
     /// write assigned to this memtable has finished inserting.
     sealed_seq: AtomicU64,
-}
-
-/// Encodes the internal key `(user_key, seq, kind)` into `out` (exactly its length).
-fn write_internal_key(out: &mut [u8], user_key: &[u8], seq: SeqNo, kind: ValueKind) {
-    let (user, trailer) = out.split_at_mut(user_key.len());
-    user.copy_from_slice(user_key);
-    trailer.copy_from_slice(&pack_trailer(seq, kind).to_le_bytes());
 }
 
 /// A small encoded internal key on the stack, for searches.
