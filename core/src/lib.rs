@@ -21,5 +21,6 @@ pub mod key;
 pub mod merge;
 pub mod sim;
 pub mod spin;
+pub mod stripe;
 
 pub use error::{Error, IoResultExt, Result};

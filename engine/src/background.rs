@@ -156,6 +156,7 @@ impl DbInner {
                 .cloned()
                 .collect::<Vec<_>>();
             let retired = imms.len() < current.imms.len();
+            self.l0_files.store(version.num_files(0), Ordering::Release);
             *current = Arc::new(SuperVersion { mem: Arc::clone(&current.mem), imms, version });
             retired
         };

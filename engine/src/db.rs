@@ -53,6 +53,9 @@ pub(crate) struct SuperVersion {
 /// State guarded by the commit-order lock.
 pub(crate) struct WriteState {
     pub(crate) next_seq: SeqNo,
+    /// The active memtable, the same as the view's: writers take it from here, under the
+    /// lock they hold anyway, rather than from the view's lock, which readers share.
+    pub(crate) mem: Arc<MemTable>,
     pub(crate) wal: Arc<Wal>,
     pub(crate) periodic: Option<(std::time::Duration, PeriodicSync)>,
     /// WAL statistics of logs already retired, so totals survive rotation.
@@ -93,6 +96,9 @@ pub(crate) struct DbInner {
     /// Table numbers being written (not yet in a version): never purged as garbage.
     pub(crate) pending_outputs: Mutex<Vec<u64>>,
     pub(crate) imm_count: AtomicUsize,
+    /// Tables in level 0 of the current version, for the write path's stall check (kept
+    /// beside the view so that writers need not take the view's lock on every write).
+    pub(crate) l0_files: AtomicUsize,
     pub(crate) bg: Mutex<BgState>,
     pub(crate) bg_cv: Condvar,
     pub(crate) poisoned: AtomicBool,
@@ -472,11 +478,12 @@ impl DbInner {
                 )),
             })
             .collect();
+        let writes = m.write_totals();
         Metrics {
-            puts: load(&m.puts),
-            deletes: load(&m.deletes),
-            batches: load(&m.batches),
-            user_bytes: load(&m.user_bytes),
+            puts: writes.puts,
+            deletes: writes.deletes,
+            batches: writes.batches,
+            user_bytes: writes.user_bytes,
             wal_bytes: wal.0,
             wal_writes: wal.1,
             wal_syncs: wal.2,

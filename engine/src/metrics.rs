@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use strata_compaction::NUM_LEVELS;
 
+use strata_core::stripe::Striped;
+
 use crate::histogram::{Histogram, HistogramSummary};
 
 /// Why a writer waited. Every stall is counted under its cause.
@@ -23,13 +25,28 @@ pub enum StallCause {
 pub(crate) const STALL_CAUSES: [StallCause; 3] =
     [StallCause::MemtableLimit, StallCause::L0Slowdown, StallCause::L0Stop];
 
-/// Live counters, updated with relaxed atomics (no lock on the write path).
+/// What every write counts, one set per thread stripe: two writers on two cores would
+/// otherwise take these lines from each other on every write.
 #[derive(Default)]
+pub(crate) struct WriteCounts {
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    batches: AtomicU64,
+    user_bytes: AtomicU64,
+}
+
+/// Totals of [`WriteCounts`] over all stripes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WriteTotals {
+    pub(crate) puts: u64,
+    pub(crate) deletes: u64,
+    pub(crate) batches: u64,
+    pub(crate) user_bytes: u64,
+}
+
+/// Live counters, updated with relaxed atomics (no lock on the write path).
 pub(crate) struct MetricsRecorder {
-    pub(crate) puts: AtomicU64,
-    pub(crate) deletes: AtomicU64,
-    pub(crate) batches: AtomicU64,
-    pub(crate) user_bytes: AtomicU64,
+    writes: Striped<WriteCounts>,
     pub(crate) flushes: AtomicU64,
     pub(crate) flush_bytes: AtomicU64,
     pub(crate) stall_counts: [AtomicU64; 3],
@@ -45,7 +62,47 @@ pub(crate) struct MetricsRecorder {
     pub(crate) flush_duration: Histogram,
 }
 
+impl Default for MetricsRecorder {
+    fn default() -> Self {
+        MetricsRecorder {
+            writes: Striped::default(),
+            flushes: AtomicU64::default(),
+            flush_bytes: AtomicU64::default(),
+            stall_counts: Default::default(),
+            stall_nanos: Default::default(),
+            wal_tail_dropped_bytes: AtomicU64::default(),
+            compactions: AtomicU64::default(),
+            level_read_bytes: Default::default(),
+            level_written_bytes: Default::default(),
+            level_compactions: Default::default(),
+            level_compaction_nanos: Default::default(),
+            write_latency: Histogram::striped(),
+            wal_sync_latency: Default::default(),
+            flush_duration: Histogram::default(),
+        }
+    }
+}
+
 impl MetricsRecorder {
+    /// Counts one finished write batch.
+    pub(crate) fn wrote(&self, puts: u64, deletes: u64, user_bytes: u64, took: Duration) {
+        let c = self.writes.mine();
+        c.puts.fetch_add(puts, Ordering::Relaxed);
+        c.deletes.fetch_add(deletes, Ordering::Relaxed);
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
+        self.write_latency.record(took);
+    }
+
+    pub(crate) fn write_totals(&self) -> WriteTotals {
+        self.writes.iter().fold(WriteTotals::default(), |t, c| WriteTotals {
+            puts: t.puts + c.puts.load(Ordering::Relaxed),
+            deletes: t.deletes + c.deletes.load(Ordering::Relaxed),
+            batches: t.batches + c.batches.load(Ordering::Relaxed),
+            user_bytes: t.user_bytes + c.user_bytes.load(Ordering::Relaxed),
+        })
+    }
+
     pub(crate) fn stall(&self, cause: StallCause, waited: Duration) {
         let i = STALL_CAUSES.iter().position(|c| *c == cause).unwrap_or(0);
         self.stall_counts[i].fetch_add(1, Ordering::Relaxed);

@@ -153,19 +153,21 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     let manifest = Manifest::create_new(Arc::clone(&fs), dir, manifest_number, &snapshot)?;
 
     let version = Arc::new(version);
+    let mem = Arc::new(MemTable::new(wal_number));
     let inner = Arc::new(DbInner {
         dir: dir.to_path_buf(),
         fs: Arc::clone(&fs),
         lock_file: Mutex::new(Some(lock)),
         write: Mutex::new(WriteState {
             next_seq: last_seq + 1,
+            mem: Arc::clone(&mem),
             wal,
             periodic: None,
             retired_wal_stats: Default::default(),
             unlogged: false,
         }),
         view: RwLock::new(Arc::new(SuperVersion {
-            mem: Arc::new(MemTable::new(wal_number)),
+            mem,
             imms: Vec::new(),
             version: Arc::clone(&version),
         })),
@@ -180,6 +182,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         next_file_number: AtomicU64::new(next_file),
         pending_outputs: Mutex::new(Vec::new()),
         imm_count: AtomicUsize::new(0),
+        l0_files: AtomicUsize::new(version.num_files(0)),
         bg: Mutex::new(BgState::default()),
         bg_cv: Condvar::new(),
         poisoned: AtomicBool::new(false),

@@ -146,12 +146,7 @@ impl DbInner {
         self.publish(last_seq, !durability.syncs_each_write());
         logged?;
 
-        let m = &self.metrics;
-        m.puts.fetch_add(puts, Ordering::Relaxed);
-        m.deletes.fetch_add(deletes, Ordering::Relaxed);
-        m.batches.fetch_add(1, Ordering::Relaxed);
-        m.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
-        m.write_latency.record(start.elapsed());
+        self.metrics.wrote(puts, deletes, user_bytes, start.elapsed());
         Ok(())
     }
 
@@ -200,13 +195,13 @@ impl DbInner {
         loop {
             let mut w = self.write.lock();
             self.check_writable()?;
-            let mem = Arc::clone(&self.view.read().mem);
-            if mem.approximate_bytes() < self.opts.memtable_size {
+            if w.mem.approximate_bytes() < self.opts.memtable_size {
+                let mem = Arc::clone(&w.mem);
                 return Ok((w, mem));
             }
             if self.imm_count.load(Ordering::Acquire) < self.opts.max_immutable_memtables {
                 self.switch_memtable(&mut w)?;
-                let mem = Arc::clone(&self.view.read().mem);
+                let mem = Arc::clone(&w.mem);
                 return Ok((w, mem));
             }
             drop(w);
@@ -245,6 +240,7 @@ impl DbInner {
         w.unlogged = false;
 
         let mem = Arc::new(MemTable::new(number));
+        w.mem = Arc::clone(&mem);
         {
             let mut view = self.view.write();
             view.mem.seal(w.next_seq - 1);
@@ -291,7 +287,7 @@ impl DbInner {
 
     /// Write stalls driven by the number of level-0 tables.
     fn delay_for_level0(&self) -> Result<()> {
-        let l0 = || self.view.read().version.num_files(0);
+        let l0 = || self.l0_files.load(Ordering::Acquire);
         let files = l0();
         if files >= self.opts.l0_stop_trigger {
             let stalled = Instant::now();
@@ -331,5 +327,36 @@ fn remove_batch(mem: &MemTable, batch: &WriteBatch) {
     let seq = batch.sequence();
     for (i, e) in batch.iter().enumerate() {
         mem.remove(e.key, seq + i as u64, e.kind);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, Options};
+
+    /// The write path's stall check reads `l0_files`, not the version: it must follow every
+    /// table flushes add and compactions take away, and start right after a reopen.
+    #[test]
+    fn the_level_0_count_of_the_write_path_follows_the_version() {
+        let in_sync = |db: &Db| {
+            let seen = db.inner.l0_files.load(std::sync::atomic::Ordering::Acquire);
+            assert_eq!(seen, db.inner.current_view().version.num_files(0));
+            seen
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let opts = || Options::default().l0_compaction_trigger(8);
+        {
+            let db = Db::open(dir.path(), opts()).unwrap();
+            assert_eq!(in_sync(&db), 0);
+            for i in 1..=3u32 {
+                db.put(i.to_be_bytes(), "v").unwrap();
+                db.flush().unwrap();
+                assert_eq!(in_sync(&db), i as usize);
+            }
+        }
+        let db = Db::open(dir.path(), opts()).unwrap();
+        assert_eq!(in_sync(&db), 3);
+        db.compact().unwrap();
+        assert_eq!(in_sync(&db), 0);
     }
 }

@@ -17,6 +17,7 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
+use strata_core::stripe::{thread_stripe, STRIPES};
 
 /// Alignment of every allocation: enough for the atomic pointers in skiplist nodes.
 pub(crate) const ALIGN: usize = 8;
@@ -70,11 +71,10 @@ fn chunk_layout(cap: usize) -> Layout {
     }
 }
 
-/// Allocation stripes: each thread bumps in the chunk of its own stripe, so that writers
-/// on different cores neither contend on one offset nor write nodes into the same cache
-/// lines (which would bounce those lines between cores on every insert and every search
-/// that passes them).
-const STRIPES: usize = 8;
+// Allocation stripes (`strata_core::stripe`): each thread bumps in the chunk of its own
+// stripe, so that writers on different cores neither contend on one offset nor write nodes
+// into the same cache lines (which would bounce those lines between cores on every insert
+// and every search that passes them).
 
 /// The chunk a stripe allocates from, alone on its cache lines.
 #[repr(align(128))]
@@ -105,16 +105,6 @@ unsafe impl Send for Arena {}
 // SAFETY: as above; concurrent `allocate` calls claim disjoint ranges by `fetch_add`.
 unsafe impl Sync for Arena {}
 
-/// This thread's stripe: threads are numbered as they first allocate, so that a few
-/// writer threads get distinct stripes.
-fn stripe_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-    }
-    INDEX.with(|i| *i)
-}
-
 impl Arena {
     pub(crate) fn new() -> Self {
         Arena {
@@ -131,7 +121,7 @@ impl Arena {
         if size > DEDICATED_ABOVE {
             return self.dedicated(size);
         }
-        let stripe = &self.stripes[stripe_index()];
+        let stripe = &self.stripes[thread_stripe()];
         loop {
             let current = stripe.current.load(Ordering::Acquire);
             // SAFETY: a non-null `current` points at a chunk in `state.chunks`, which are
