@@ -41,6 +41,11 @@ struct Cli {
     /// Run strata as a ShardedDb of N shards (hash partitioner); without it, a plain Db.
     #[arg(long)]
     shards: Option<usize>,
+    /// With --shards: writer thread t writes only keys of shard t mod N (random keys, redrawn
+    /// until one routes there), so that writers do not share shards. For fillrandom,
+    /// overwrite and fillsync.
+    #[arg(long)]
+    shard_affine: bool,
     /// strata only: memtable size in MiB (db_bench's --write_buffer_size); default: strata's 64.
     #[arg(long)]
     memtable_mib: Option<usize>,
@@ -119,6 +124,9 @@ fn validate(cli: &Cli) -> Result<(), String> {
     if cli.shards == Some(0) {
         return Err("--shards must be at least 1".into());
     }
+    if cli.shard_affine && cli.shards.is_none() {
+        return Err("--shard-affine needs --shards".into());
+    }
     if !(0.0..=1.0).contains(&cli.compression_ratio) {
         return Err("--compression-ratio must be within 0..=1".into());
     }
@@ -161,6 +169,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             batch_size: cli.batch_size,
             durability: cli.durability,
             compression_ratio: cli.compression_ratio,
+            shard_affine: cli.shard_affine,
         },
         engine: EngineConfig {
             durability: cli.durability,

@@ -295,6 +295,7 @@ mod tests {
                 batch_size: 10,
                 durability: Durability::Buffered,
                 compression_ratio: 0.5,
+                shard_affine: false,
             },
             engine: EngineConfig {
                 durability: Durability::Buffered,

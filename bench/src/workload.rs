@@ -182,6 +182,9 @@ pub struct WorkloadConfig {
     pub durability: Durability,
     /// Compressed size / raw size that generated values aim for.
     pub compression_ratio: f64,
+    /// Random writes of writer thread `t` go only to keys of shard `t mod shards` (for a
+    /// sharded engine; keys are redrawn until one routes there).
+    pub shard_affine: bool,
 }
 
 /// The set of keys currently in the database, so space amplification can divide by live data.
@@ -268,6 +271,8 @@ struct Worker<'a> {
     key: Vec<u8>,
     unpublished: u64,
     user_bytes_written: u64,
+    /// The thread's number among the workload's threads.
+    thread: u64,
 }
 
 impl<'a> Worker<'a> {
@@ -293,6 +298,7 @@ impl<'a> Worker<'a> {
             key: Vec::with_capacity(cfg.codec.key_size() + 1),
             unpublished: 0,
             user_bytes_written: 0,
+            thread: i,
         }
     }
 
@@ -333,9 +339,24 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
+    /// A random key index; with `shard_affine`, one whose key routes to this thread's shard.
+    fn random_write_index(&mut self) -> u64 {
+        loop {
+            let index = self.random_index();
+            if !self.cfg.shard_affine {
+                return index;
+            }
+            self.cfg.codec.encode(index, &mut self.key);
+            match self.engine.shard_of(&self.key) {
+                Some((shard, shards)) if shard as u64 != self.thread % shards as u64 => {}
+                _ => return index,
+            }
+        }
+    }
+
     fn fill_random(&mut self, count: u64, durability: Durability) -> BenchResult<()> {
         for _ in 0..count {
-            let index = self.random_index();
+            let index = self.random_write_index();
             self.put_index(index, durability)?;
         }
         Ok(())
@@ -590,7 +611,30 @@ mod tests {
             batch_size: 7,
             durability: Durability::Buffered,
             compression_ratio: 0.5,
+            shard_affine: false,
         }
+    }
+
+    #[test]
+    fn shard_affine_writers_keep_to_their_own_shard() {
+        let cfg = WorkloadConfig { shard_affine: true, ..config(3000, 3) };
+        let e = MemoryEngine::sharded(3);
+        let live = LiveSet::new(cfg.num);
+        let m = run_one(Benchmark::FillRandom, &e, &live, &cfg);
+        assert_eq!(m.stats.ops, 3000);
+        let by_thread = e.shards_by_thread.lock().unwrap();
+        let shards: Vec<_> = by_thread.values().cloned().collect();
+        assert_eq!(shards.len(), 3, "{by_thread:?}");
+        assert!(shards.iter().all(|s| s.len() == 1), "a thread wrote two shards: {by_thread:?}");
+        let mut all: Vec<usize> = shards.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2]);
+
+        // Without the flag, every thread writes every shard.
+        let cfg = config(3000, 3);
+        let e = MemoryEngine::sharded(3);
+        run_one(Benchmark::FillRandom, &e, &LiveSet::new(cfg.num), &cfg);
+        assert!(e.shards_by_thread.lock().unwrap().values().all(|s| s.len() == 3));
     }
 
     fn run_one(

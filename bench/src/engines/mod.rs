@@ -191,6 +191,11 @@ pub trait Engine: Send + Sync {
     fn metrics(&self) -> Option<String> {
         None
     }
+    /// For an engine that shards its key space (strata's `ShardedDb`): the shard `key` goes
+    /// to, and the number of shards.
+    fn shard_of(&self, _key: &[u8]) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Open `kind` in `dir` (created if missing).
@@ -263,6 +268,17 @@ pub mod memory {
     #[derive(Default)]
     pub struct MemoryEngine {
         map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+        /// Pretend to shard keys by their last byte over this many shards.
+        shards: Option<usize>,
+        /// With `shards`: the shards each thread put keys into.
+        pub shards_by_thread: Mutex<BTreeMap<String, std::collections::BTreeSet<usize>>>,
+    }
+
+    impl MemoryEngine {
+        /// An engine that shards keys by their last byte over `shards` shards.
+        pub fn sharded(shards: usize) -> Self {
+            MemoryEngine { shards: Some(shards), ..MemoryEngine::default() }
+        }
     }
 
     impl Engine for MemoryEngine {
@@ -270,6 +286,10 @@ pub mod memory {
             "BTreeMap test double".into()
         }
         fn put(&self, key: &[u8], value: &[u8], _: Durability) -> BenchResult<()> {
+            if let Some((shard, _)) = self.shard_of(key) {
+                let thread = format!("{:?}", std::thread::current().id());
+                self.shards_by_thread.lock().unwrap().entry(thread).or_default().insert(shard);
+            }
             self.map.lock().unwrap().insert(key.to_vec(), value.to_vec());
             Ok(())
         }
@@ -321,6 +341,10 @@ pub mod memory {
         }
         fn close(self: Box<Self>) -> BenchResult<()> {
             Ok(())
+        }
+        fn shard_of(&self, key: &[u8]) -> Option<(usize, usize)> {
+            let shards = self.shards?;
+            Some((usize::from(*key.last()?) % shards, shards))
         }
     }
 }

@@ -156,6 +156,13 @@ impl Engine for StrataEngine {
         Ok(())
     }
 
+    fn shard_of(&self, key: &[u8]) -> Option<(usize, usize)> {
+        match &self.handle {
+            Handle::Plain(_) => None,
+            Handle::Sharded(db) => Some((db.shard_for(key), db.shard_count())),
+        }
+    }
+
     fn metrics(&self) -> Option<String> {
         Some(with_db!(&self.handle, db => db.metrics().to_string()))
     }
