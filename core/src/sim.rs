@@ -84,6 +84,8 @@ pub enum FaultOp {
 struct Inode {
     data: Vec<u8>,
     synced_len: usize,
+    /// Bytes named in writeback hints: counted only, since a hint makes nothing durable.
+    writeback_hinted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -210,7 +212,7 @@ impl SimFileSystem {
             };
             let data = inode.data[..inode.synced_len + keep].to_vec();
             let synced_len = data.len();
-            survivors.insert(*ino, Inode { data, synced_len });
+            survivors.insert(*ino, Inode { data, synced_len, writeback_hinted: 0 });
         }
         st.inodes = survivors;
         st.live = durable;
@@ -249,7 +251,7 @@ impl SimFileSystem {
         let mut st = self.state.lock();
         let ino = st.inode_of(path)?;
         let synced_len = data.len();
-        st.inodes.insert(ino, Inode { data, synced_len });
+        st.inodes.insert(ino, Inode { data, synced_len, writeback_hinted: 0 });
         Ok(())
     }
 
@@ -258,6 +260,14 @@ impl SimFileSystem {
         let st = self.state.lock();
         let ino = st.inode_of(path)?;
         Ok(st.inodes.get(&ino).map_or(0, |i| i.synced_len as u64))
+    }
+
+    /// Bytes of `path` named in [`WritableFile::start_writeback`] hints so far. A hint
+    /// changes nothing else here: like on a real disk, only a sync makes data durable.
+    pub fn writeback_hinted(&self, path: &Path) -> io::Result<u64> {
+        let st = self.state.lock();
+        let ino = st.inode_of(path)?;
+        Ok(st.inodes.get(&ino).map_or(0, |i| i.writeback_hinted))
     }
 
     /// Every live file path, sorted.
@@ -324,6 +334,18 @@ impl WritableFile for SimWritableFile {
     fn len(&self) -> u64 {
         self.len
     }
+
+    fn start_writeback(&mut self, _offset: u64, len: u64) -> io::Result<()> {
+        // Not counted as an operation for fault injection: the faults tests aim at the
+        // writes and syncs that decide durability, and a hint is neither.
+        let mut st = self.state.lock();
+        if st.epoch != self.epoch {
+            return Err(dead_process());
+        }
+        let inode = st.inodes.get_mut(&self.ino).ok_or_else(dead_process)?;
+        inode.writeback_hinted += len;
+        Ok(())
+    }
 }
 
 struct SimLock {
@@ -349,7 +371,7 @@ impl FileSystem for SimFileSystem {
         st.check_parent(path)?;
         let ino = st.next_inode;
         st.next_inode += 1;
-        st.inodes.insert(ino, Inode { data: Vec::new(), synced_len: 0 });
+        st.inodes.insert(ino, Inode { data: Vec::new(), synced_len: 0, writeback_hinted: 0 });
         st.live.insert(path.to_path_buf(), ino);
         let epoch = st.epoch;
         Ok(Box::new(SimWritableFile { state: self.state.clone(), ino, epoch, len: 0 }))

@@ -134,8 +134,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     let manifest_number = next_file + 1;
     next_file += 2;
     let wal_sync = Arc::clone(&metrics.wal_sync_latency);
-    let wal =
-        Wal::create(Arc::clone(&fs), dir.join(log_file_name(wal_number)), wal_options(&wal_sync))?;
+    let wal = Wal::create(
+        Arc::clone(&fs),
+        dir.join(log_file_name(wal_number)),
+        wal_options(&opts, &wal_sync),
+    )?;
     let mut cursors = vec![None; strata_compaction::NUM_LEVELS];
     if let Some(r) = &recovered {
         for (level, key) in &r.compact_pointers {

@@ -62,10 +62,14 @@ fn validate(batch: &WriteBatch) -> Result<(u64, u64, u64)> {
     Ok((puts, deletes, bytes))
 }
 
-pub(crate) fn wal_options(inner_metrics: &Arc<crate::histogram::Histogram>) -> WalOptions {
-    let hist = Arc::clone(inner_metrics);
+pub(crate) fn wal_options(
+    opts: &crate::Options,
+    sync_latency: &Arc<crate::histogram::Histogram>,
+) -> WalOptions {
+    let hist = Arc::clone(sync_latency);
     WalOptions {
         on_sync: Some(Arc::new(move |d: Duration| hist.record(d))),
+        bytes_per_sync: opts.wal_bytes_per_sync,
         ..WalOptions::default()
     }
 }
@@ -228,7 +232,11 @@ impl DbInner {
             .wal
             .sync()
             .and_then(|()| {
-                Wal::create(Arc::clone(&self.fs), path, wal_options(&self.metrics.wal_sync_latency))
+                Wal::create(
+                    Arc::clone(&self.fs),
+                    path,
+                    wal_options(&self.opts, &self.metrics.wal_sync_latency),
+                )
             })
             .inspect_err(|e| self.poison(e))?;
         let old = std::mem::replace(&mut w.wal, wal);
