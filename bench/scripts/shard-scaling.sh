@@ -2,10 +2,11 @@
 # Interleaved fillrandom runs of the sharding configurations of docs/benchmarks.md
 # ("Sharding"), printing every round and the median per configuration.
 #
-# The last configuration is a reference, not a strata mode: two independent strata-bench
-# processes with one writer each, run at the same time, their throughputs added. Nothing is
-# shared between them but the machine, so it is the most two writers on this machine can
-# reach with strata's per-write work (flushes included): the ceiling for sharding.
+# With `--shard-affine` each writer keeps to the keys of one shard. The last configuration
+# is a reference, not a strata mode: two independent strata-bench processes with one writer
+# each, run at the same time, their throughputs added. Nothing is shared between them but
+# the machine, so it is the most two writers on this machine can reach with strata's
+# per-write work (flushes included): the ceiling for sharding.
 #
 # usage: bench/scripts/shard-scaling.sh [ROUNDS] [NUM] [extra strata-bench flags...]
 # e.g.   bench/scripts/shard-scaling.sh 5 1000000
@@ -29,7 +30,7 @@ run() { # flags...
 
 two_processes="2 processes x 1 writer"
 configs=("--threads 1" "--threads 2" "--threads 2 --shards 2" "--threads 1 --shards 1"
-  "$two_processes")
+  "--threads 2 --shards 2 --shard-affine" "$two_processes")
 declare -A results
 for _ in $(seq "$rounds"); do
   for c in "${configs[@]}"; do
