@@ -96,6 +96,16 @@ pub trait WritableFile: Send + Sync {
     /// `SYNC_FILE_RANGE_WRITE`). Only a hint: it makes nothing durable and orders nothing,
     /// but a later [`WritableFile::sync_data`] finds that much less to write. An error is
     /// still an I/O error of the file. The default does nothing.
+    ///
+    /// ```
+    /// use strata_core::fs::{FileSystem, OsFileSystem};
+    /// let dir = tempfile::tempdir()?;
+    /// let mut log = OsFileSystem.create(&dir.path().join("log"))?;
+    /// log.append(&[0u8; 1 << 20])?;
+    /// log.start_writeback(0, 1 << 20)?; // returns at once; nothing is durable yet
+    /// log.sync_data()?;                 // now it is, and this sync had less to do
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn start_writeback(&mut self, offset: u64, len: u64) -> io::Result<()> {
         let _ = (offset, len);
         Ok(())

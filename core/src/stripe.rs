@@ -35,6 +35,13 @@ pub fn thread_stripe() -> usize {
 
 /// A value padded to its own pair of cache lines (the adjacent-line prefetcher of x86 pulls
 /// lines in pairs, so 64 bytes would still let two stripes disturb each other).
+///
+/// ```
+/// use strata_core::stripe::CachePadded;
+/// let pair = [CachePadded(1u64), CachePadded(2u64)];
+/// assert_eq!(std::mem::size_of_val(&pair), 256);
+/// assert_eq!(pair[1].0, 2);
+/// ```
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct CachePadded<T>(pub T);
