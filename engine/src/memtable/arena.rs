@@ -13,11 +13,11 @@
 //! into one stays valid for the arena's whole life.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
-use std::ptr::{self, NonNull};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
-use strata_core::stripe::{thread_stripe, STRIPES};
+use strata_core::stripe::Striped;
 
 /// Alignment of every allocation: enough for the atomic pointers in skiplist nodes.
 pub(crate) const ALIGN: usize = 8;
@@ -71,21 +71,14 @@ fn chunk_layout(cap: usize) -> Layout {
     }
 }
 
-// Allocation stripes (`strata_core::stripe`): each thread bumps in the chunk of its own
-// stripe, so that writers on different cores neither contend on one offset nor write nodes
-// into the same cache lines (which would bounce those lines between cores on every insert
-// and every search that passes them).
-
-/// The chunk a stripe allocates from, alone on its cache lines.
-#[repr(align(128))]
-struct Stripe {
-    /// Null until the stripe's first allocation; then always one of `state.chunks`.
-    current: AtomicPtr<Chunk>,
-}
-
 /// A concurrent bump allocator. See the module documentation.
 pub(crate) struct Arena {
-    stripes: [Stripe; STRIPES],
+    /// The chunk each allocation stripe bumps in (`strata_core::stripe`), so that writers on
+    /// different cores neither contend on one offset nor write nodes into the same cache
+    /// lines (which would bounce those lines between cores on every insert and every search
+    /// that passes them). Null until the stripe's first allocation; then always one of
+    /// `state.chunks`.
+    stripes: Striped<AtomicPtr<Chunk>>,
     /// Bytes in use in every chunk no stripe allocates from any more (changed under `state`).
     retired_used: AtomicUsize,
     state: Mutex<ArenaState>,
@@ -108,7 +101,7 @@ unsafe impl Sync for Arena {}
 impl Arena {
     pub(crate) fn new() -> Self {
         Arena {
-            stripes: std::array::from_fn(|_| Stripe { current: AtomicPtr::new(ptr::null_mut()) }),
+            stripes: Striped::default(),
             retired_used: AtomicUsize::new(0),
             state: Mutex::new(ArenaState { chunks: Vec::new(), next_chunk: FIRST_CHUNK }),
         }
@@ -121,9 +114,9 @@ impl Arena {
         if size > DEDICATED_ABOVE {
             return self.dedicated(size);
         }
-        let stripe = &self.stripes[thread_stripe()];
+        let stripe = self.stripes.mine();
         loop {
-            let current = stripe.current.load(Ordering::Acquire);
+            let current = stripe.load(Ordering::Acquire);
             // SAFETY: a non-null `current` points at a chunk in `state.chunks`, which are
             // never moved or freed until the arena drops.
             if let Some(chunk) = unsafe { current.as_ref() } {
@@ -153,9 +146,9 @@ impl Arena {
     /// Installs a new chunk, unless another thread of the stripe already did; the caller
     /// then retries.
     #[cold]
-    fn grow(&self, stripe: &Stripe, full: *mut Chunk) {
+    fn grow(&self, stripe: &AtomicPtr<Chunk>, full: *mut Chunk) {
         let mut state = self.state.lock();
-        if stripe.current.load(Ordering::Acquire) != full {
+        if stripe.load(Ordering::Acquire) != full {
             return;
         }
         // SAFETY: as in `allocate`; the chunk is retired but still owned by `state`.
@@ -165,7 +158,7 @@ impl Arena {
         let cap = state.next_chunk;
         state.next_chunk = (cap * 2).min(MAX_CHUNK);
         let chunk = NonNull::from(Box::leak(Chunk::new(cap)));
-        stripe.current.store(chunk.as_ptr(), Ordering::Release);
+        stripe.store(chunk.as_ptr(), Ordering::Release);
         state.chunks.push(chunk);
     }
 
@@ -178,7 +171,7 @@ impl Arena {
             .iter()
             .map(|stripe| {
                 // SAFETY: as in `allocate`: a retired chunk is still owned by `state`.
-                unsafe { stripe.current.load(Ordering::Acquire).as_ref() }.map_or(0, Chunk::used)
+                unsafe { stripe.load(Ordering::Acquire).as_ref() }.map_or(0, Chunk::used)
             })
             .sum();
         self.retired_used.load(Ordering::Relaxed) + in_current
