@@ -25,7 +25,6 @@ pub struct Histogram {
 
 struct Counters {
     counts: Box<[AtomicU64]>,
-    total: AtomicU64,
     sum_nanos: AtomicU64,
     max_nanos: AtomicU64,
 }
@@ -34,7 +33,6 @@ impl Default for Counters {
     fn default() -> Self {
         Counters {
             counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            total: AtomicU64::new(0),
             sum_nanos: AtomicU64::new(0),
             max_nanos: AtomicU64::new(0),
         }
@@ -83,7 +81,6 @@ impl Histogram {
         if let Some(count) = c.counts.get(bucket_of(nanos)) {
             count.fetch_add(1, Ordering::Relaxed);
         }
-        c.total.fetch_add(1, Ordering::Relaxed);
         c.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
         if c.max_nanos.load(Ordering::Relaxed) < nanos {
             c.max_nanos.fetch_max(nanos, Ordering::Relaxed);

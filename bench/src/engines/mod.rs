@@ -260,9 +260,10 @@ pub(crate) fn drive_scan<I: DoubleEndedIterator>(
 #[cfg(test)]
 pub mod memory {
     use super::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
     use std::ops::Bound;
     use std::sync::Mutex;
+    use std::thread::ThreadId;
 
     /// An in-memory engine for the harness's tests.
     #[derive(Default)]
@@ -271,7 +272,7 @@ pub mod memory {
         /// Pretend to shard keys by their last byte over this many shards.
         shards: Option<usize>,
         /// With `shards`: the shards each thread put keys into.
-        pub shards_by_thread: Mutex<BTreeMap<String, std::collections::BTreeSet<usize>>>,
+        pub shards_by_thread: Mutex<HashMap<ThreadId, BTreeSet<usize>>>,
     }
 
     impl MemoryEngine {
@@ -287,7 +288,7 @@ pub mod memory {
         }
         fn put(&self, key: &[u8], value: &[u8], _: Durability) -> BenchResult<()> {
             if let Some((shard, _)) = self.shard_of(key) {
-                let thread = format!("{:?}", std::thread::current().id());
+                let thread = std::thread::current().id();
                 self.shards_by_thread.lock().unwrap().entry(thread).or_default().insert(shard);
             }
             self.map.lock().unwrap().insert(key.to_vec(), value.to_vec());
