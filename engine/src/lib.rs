@@ -44,6 +44,7 @@ mod recovery;
 mod sharded;
 mod snapshot;
 mod table_cache;
+mod verify;
 mod write;
 
 pub use bytes::Bytes;
@@ -60,3 +61,4 @@ pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};
 pub use strata_sstable::Compression;
 pub use strata_wal::{Durability, RecoveryMode, WriteBatch};
+pub use verify::VerifyReport;

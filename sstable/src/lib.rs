@@ -55,6 +55,7 @@ mod iter;
 mod properties;
 mod stats;
 mod table;
+mod verify;
 
 pub use builder::{TableBuilder, TableOptions, MAX_BLOCK_SIZE};
 pub use cache::BlockCache;
@@ -66,3 +67,4 @@ pub use iter::TableIterator;
 pub use properties::TableProperties;
 pub use stats::TableStats;
 pub use table::Table;
+pub use verify::TableCheck;

@@ -86,7 +86,7 @@ pub struct Table {
     file: Bytes,
     /// End of the data region (= start of the filter block): data block handles must lie
     /// below it.
-    data_end: u64,
+    pub(crate) data_end: u64,
     props: TableProperties,
     index: Block,
     filter: Filter,
@@ -322,7 +322,7 @@ impl Table {
     /// Reads the block at `handle`, which must end (with its trailer) at or before
     /// `region_end`; verifies its CRC and decompresses it. Returns the contents and whether
     /// they are an owned buffer (true) or a view of the mapping (false).
-    fn read_block(
+    pub(crate) fn read_block(
         &self,
         handle: BlockHandle,
         region_end: u64,
