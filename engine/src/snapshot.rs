@@ -208,8 +208,9 @@ impl Iter {
         self.db.check_open().is_err()
     }
 
-    /// Ends the iterator with [`Error::Closed`], dropping the cursors and the view so that
-    /// a closed database's memtables and table mappings are not kept alive by it.
+    /// Ends the iterator with [`Error::Closed`], dropping the cursors and the view: it stops
+    /// pinning old memtables and tables now (the `DbInner` it shares, with its current view
+    /// and table cache, lives until the iterator drops).
     fn closed(&mut self) -> Option<Result<(Bytes, Bytes)>> {
         self.front = None;
         self.back = None;
