@@ -344,18 +344,50 @@ impl Db {
     /// Waits until no flush or compaction is pending or running (like RocksDB's
     /// `WaitForCompact`): for benchmarks and tests that need a settled tree.
     pub fn wait_for_compaction(&self) -> Result<()> {
+        self.inner.check_open()?;
         self.inner.wait_for_compaction()
     }
 
-    /// A snapshot of the database's counters and latency histograms.
+    /// A snapshot of the database's counters and latency histograms. It stays readable
+    /// after [`Db::close`] (it holds no user data), giving the final counters.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("k", "v")?;
+    /// db.close()?;
+    /// assert_eq!(db.metrics().puts, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> Metrics {
         self.inner.metrics()
     }
 
     /// Closes the database: waits for in-flight writes, syncs the log, flushes memtables
     /// that hold unlogged writes, stops background work and releases the directory lock.
-    /// Later calls on any handle fail with [`Error::Closed`]. Dropping the last handle
-    /// closes too, ignoring errors; call `close` to see them.
+    ///
+    /// Afterwards every read and write on every clone of the handle fails with
+    /// [`Error::Closed`]: `get`, `put`, `delete`, `write*`, `flush`, `compact*`,
+    /// `wait_for_compaction`, `snapshot().get()`, and the first step of any iterator. A
+    /// [`Snapshot`] or [`Iter`] made before the close and still alive fails the same way on
+    /// its next call (an iterator yields `Err(Closed)` once, then `None`), so none of them
+    /// reads the directory after another handle reopened it. Only [`Db::metrics`],
+    /// [`Db::path`] and [`Snapshot::sequence`] still answer. Closing again returns `Ok`.
+    /// Dropping the last handle closes too, ignoring errors; call `close` to see them.
+    ///
+    /// ```
+    /// use strata::{Db, Error, Options};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// db.put("k", "v")?;
+    /// let (other, snap, mut it) = (db.clone(), db.snapshot(), db.iter());
+    /// db.close()?;
+    /// assert!(matches!(other.get("k"), Err(Error::Closed)));
+    /// assert!(matches!(other.iter().next(), Some(Err(Error::Closed))));
+    /// assert!(matches!(snap.get("k"), Err(Error::Closed)));
+    /// assert!(matches!(it.next(), Some(Err(Error::Closed))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) -> Result<()> {
         self.inner.close()
     }

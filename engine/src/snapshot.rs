@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_core::key::SeqNo;
-use strata_core::Result;
+use strata_core::{Error, Result};
 
 use crate::db::{DbInner, SuperVersion};
 use crate::db_iter::{ForwardCursor, KeyRange, ReverseCursor};
@@ -85,8 +85,22 @@ impl Snapshot {
         self.reg.seq
     }
 
-    /// The value of `key` as of the snapshot.
+    /// The value of `key` as of the snapshot; [`Error::Closed`] once the database is
+    /// closed, even though the snapshot outlives the close.
+    ///
+    /// ```
+    /// use strata::{Db, Error, Options};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// db.put("k", "v")?;
+    /// let snap = db.snapshot();
+    /// assert_eq!(snap.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// db.close()?;
+    /// assert!(matches!(snap.get("k"), Err(Error::Closed)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.reg.db.check_open()?;
         let view = self.reg.db.current_view();
         self.reg.db.get_at(&view, key.as_ref(), self.reg.seq)
     }
@@ -123,10 +137,28 @@ impl Snapshot {
 ///
 /// It pins the memtables and tables it reads, so files it needs are not deleted under it;
 /// drop it when done. Errors (corruption met while reading) are yielded once, then the
-/// iterator ends.
+/// iterator ends. Once the database is closed, the next step from either end yields
+/// [`Error::Closed`] (once, then `None`) and releases the pins, however far the iterator
+/// had got: an iterator never returns data after `close`.
+///
+/// ```
+/// use strata::{Db, Error, Options};
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open(dir.path(), Options::default())?;
+/// for k in ["a", "b", "c"] { db.put(k, k)?; }
+/// let mut it = db.iter();
+/// assert_eq!(&it.next().unwrap()?.0[..], b"a");
+/// db.close()?;
+/// assert!(matches!(it.next(), Some(Err(Error::Closed))));
+/// assert!(it.next().is_none());
+/// assert!(it.next_back().is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Iter {
     db: Arc<DbInner>,
-    view: Arc<SuperVersion>,
+    /// `None` once the iterator saw the database closed (or was made after close): what it
+    /// pinned is released then, not when the iterator is dropped.
+    view: Option<Arc<SuperVersion>>,
     seq: SeqNo,
     range: KeyRange,
     front: Option<ForwardCursor<MergingIterator>>,
@@ -153,7 +185,7 @@ impl Iter {
         seq: SeqNo,
         range: KeyRange,
     ) -> Self {
-        let view = db.current_view();
+        let view = db.check_open().ok().map(|()| db.current_view());
         Iter {
             db,
             view,
@@ -172,6 +204,20 @@ impl Iter {
         Iter::new(db, None, seq, range)
     }
 
+    pub(crate) fn db_closed(&self) -> bool {
+        self.db.check_open().is_err()
+    }
+
+    /// Ends the iterator with [`Error::Closed`], dropping the cursors and the view: it stops
+    /// pinning old memtables and tables now (the `DbInner` it shares, with its current view
+    /// and table cache, lives until the iterator drops).
+    fn closed(&mut self) -> Option<Result<(Bytes, Bytes)>> {
+        self.front = None;
+        self.back = None;
+        self.view = None;
+        self.finish(Some(Err(Error::Closed)))
+    }
+
     fn finish(&mut self, item: Option<Result<(Bytes, Bytes)>>) -> Option<Result<(Bytes, Bytes)>> {
         if !matches!(item, Some(Ok(_))) {
             self.done = true;
@@ -187,8 +233,13 @@ impl Iterator for Iter {
         if self.done {
             return None;
         }
+        // One load per step: a close between two steps ends the iterator at the next.
+        if self.db_closed() {
+            return self.closed();
+        }
         if self.front.is_none() {
-            match self.db.merged_iter(&self.view) {
+            let Some(view) = &self.view else { return self.closed() };
+            match self.db.merged_iter(view) {
                 Ok(it) => self.front = Some(ForwardCursor::new(it, self.seq, self.range.clone())),
                 Err(e) => return self.finish(Some(Err(e))),
             }
@@ -209,8 +260,12 @@ impl DoubleEndedIterator for Iter {
         if self.done {
             return None;
         }
+        if self.db_closed() {
+            return self.closed();
+        }
         if self.back.is_none() {
-            match self.db.merged_iter(&self.view) {
+            let Some(view) = &self.view else { return self.closed() };
+            match self.db.merged_iter(view) {
                 Ok(it) => self.back = Some(ReverseCursor::new(it, self.seq, self.range.clone())),
                 Err(e) => return self.finish(Some(Err(e))),
             }

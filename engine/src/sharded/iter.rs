@@ -1,7 +1,10 @@
 //! [`ShardedIter`]: one ordered, double-ended stream over the per-shard iterators of a scan.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use bytes::Bytes;
-use strata_core::Result;
+use strata_core::{Error, Result};
 
 use crate::snapshot::Iter;
 
@@ -24,7 +27,9 @@ struct Child {
 /// [`crate::Partitioner::Range`] the shards hold ascending, disjoint ranges, and the
 /// iterator only opens a shard when the shards before it (or after it, from the back) are
 /// exhausted. Each shard's part is consistent with itself; see [`crate::ShardedDb::snapshot`]
-/// for what holds across shards. An error is yielded once, then the iterator ends.
+/// for what holds across shards. An error is yielded once, then the iterator ends. Once the
+/// database is closed (or a shard it reads), the next step yields [`Error::Closed`], entries
+/// already read ahead from the shards included: see [`crate::ShardedDb::close`].
 ///
 /// ```
 /// use strata::{ShardedDb, ShardedOptions};
@@ -42,6 +47,9 @@ pub struct ShardedIter {
     children: Vec<Child>,
     ordered: bool,
     done: bool,
+    /// The sharded database's flag, set by its close or its last handle's drop: an iterator
+    /// that reads no shard (an empty range) must fail too.
+    closed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ShardedIter {
@@ -61,12 +69,12 @@ enum End {
 
 impl ShardedIter {
     /// `iters` in shard order; `ordered` when the shards hold ascending disjoint ranges.
-    pub(crate) fn new(iters: Vec<Iter>, ordered: bool) -> Self {
+    pub(crate) fn new(iters: Vec<Iter>, ordered: bool, closed: Arc<AtomicBool>) -> Self {
         let children = iters
             .into_iter()
             .map(|iter| Child { iter, front: None, back: None, exhausted: false })
             .collect();
-        ShardedIter { children, ordered, done: false }
+        ShardedIter { children, ordered, done: false, closed }
     }
 
     /// Makes sure child `i` shows its smallest (front) or largest (back) remaining entry,
@@ -119,9 +127,20 @@ impl ShardedIter {
         own.take().or_else(|| other.take())
     }
 
+    /// Ends the iterator with [`Error::Closed`], releasing the shard iterators (and what
+    /// they pin) now rather than at drop.
+    fn fail_closed(&mut self) -> Option<Result<Entry>> {
+        self.done = true;
+        self.children.clear();
+        Some(Err(Error::Closed))
+    }
+
     fn step(&mut self, end: End) -> Option<Result<Entry>> {
         if self.done {
             return None;
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return self.fail_closed();
         }
         let n = self.children.len();
         let order: Vec<usize> = match end {
@@ -150,6 +169,12 @@ impl ShardedIter {
             if self.ordered {
                 break;
             }
+        }
+        // The entry may have been read ahead before its shard closed (alone, through
+        // `ShardedDb::shard`): the shards that were stepped checked themselves, this one
+        // is checked here, so a step costs one more load, not one per shard.
+        if best.and_then(|b| self.children.get(b)).is_some_and(|c| c.iter.db_closed()) {
+            return self.fail_closed();
         }
         match best.and_then(|b| self.take(b, end)) {
             Some(e) => Some(Ok(e)),

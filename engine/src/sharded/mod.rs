@@ -192,7 +192,17 @@ struct ShardedInner {
     rates: Vec<RateWindow>,
     clock: Arc<dyn Clock>,
     root_lock: Mutex<Option<FileLock>>,
-    closed: AtomicBool,
+    /// Shared with every [`ShardedIter`], which checks it on each step; iterators hold no
+    /// handle, so they do not keep the database open.
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for ShardedInner {
+    fn drop(&mut self) {
+        // The last handle is gone and the shards close as `shards` drops: iterators still
+        // alive must see that without reaching the shards.
+        self.closed.store(true, Ordering::Release);
+    }
 }
 
 /// A key-value store whose keyspace is split across independent [`Db`] shards. It has the
@@ -318,7 +328,7 @@ impl ShardedDb {
                 rates,
                 clock,
                 root_lock: Mutex::new(Some(root_lock)),
-                closed: AtomicBool::new(false),
+                closed: Arc::new(AtomicBool::new(false)),
             }),
         })
     }
@@ -543,7 +553,7 @@ impl ShardedDb {
             .filter_map(|i| self.inner.shards.get(i))
             .map(|db| db.range((range.start.clone(), range.end.clone())))
             .collect();
-        ShardedIter::new(iters, self.inner.router.is_ordered())
+        ShardedIter::new(iters, self.inner.router.is_ordered(), Arc::clone(&self.inner.closed))
     }
 
     /// The entries in `range`, in key order, double-ended. Under [`Partitioner::Hash`] every
@@ -626,7 +636,17 @@ impl ShardedDb {
         self.inner.shards.iter().try_for_each(f)
     }
 
-    /// Per-shard write rates, queue depths and engine metrics.
+    /// Per-shard write rates, queue depths and engine metrics; still readable after
+    /// [`ShardedDb::close`] (see [`Db::metrics`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::ShardedDb::open(dir.path(), strata::ShardedOptions::new(2))?;
+    /// db.put("k", "v")?;
+    /// db.close()?;
+    /// assert_eq!(db.metrics().shards.iter().map(|s| s.engine.puts).sum::<u64>(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> ShardedMetrics {
         let clock = self.inner.clock.as_ref();
         let shards = self
@@ -662,8 +682,27 @@ impl ShardedDb {
     }
 
     /// Closes every shard (each first applies its queued async writes; see [`Db::close`])
-    /// and releases the root lock. Returns the first error; later calls fail with
-    /// [`Error::Closed`].
+    /// and releases the root lock. Returns the first error.
+    ///
+    /// Afterwards every read and write on every clone fails with [`Error::Closed`], and so
+    /// does every [`ShardedSnapshot`] read and the next step of every [`ShardedIter`], made
+    /// before the close or after (an iterator yields `Err(Closed)` once, then `None`). Only
+    /// [`ShardedDb::metrics`], [`ShardedDb::hot_shards`] and the layout accessors still
+    /// answer. Dropping the last handle (and snapshot) closes too, ignoring errors.
+    ///
+    /// ```
+    /// use strata::{Error, ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(3))?;
+    /// for k in ["a", "b", "c"] { db.put(k, k)?; }
+    /// let (other, mut it) = (db.clone(), db.iter());
+    /// assert!(it.next().unwrap().is_ok());
+    /// db.close()?;
+    /// assert!(matches!(other.iter().next(), Some(Err(Error::Closed))));
+    /// assert!(matches!(it.next(), Some(Err(Error::Closed))));
+    /// assert!(it.next().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -719,8 +758,21 @@ impl ShardedSnapshot {
         self.snaps.iter().map(Snapshot::sequence).collect()
     }
 
-    /// The value of `key` as of the snapshot of its shard.
+    /// The value of `key` as of the snapshot of its shard; [`Error::Closed`] once the
+    /// database is closed.
+    ///
+    /// ```
+    /// use strata::{Error, ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(2))?;
+    /// db.put("k", "v")?;
+    /// let snap = db.snapshot();
+    /// db.close()?;
+    /// assert!(matches!(snap.get("k"), Err(Error::Closed)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.db.check_open()?;
         let i = self.db.shard_for(key.as_ref());
         self.snaps.get(i).ok_or(Error::Closed)?.get(key)
     }
@@ -733,7 +785,7 @@ impl ShardedSnapshot {
             .filter_map(|i| self.snaps.get(i))
             .map(|s| s.range((range.start.clone(), range.end.clone())))
             .collect();
-        ShardedIter::new(iters, router.is_ordered())
+        ShardedIter::new(iters, router.is_ordered(), Arc::clone(&self.db.inner.closed))
     }
 
     /// The entries in `range` as of the snapshot (double-ended).
