@@ -137,11 +137,15 @@ impl DbInner {
             edit.log_number = oldest_log;
         }
         edit.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
+        edit.sealed_logs = self.take_unrecorded_seals(edit.log_number.unwrap_or(vs.log_number));
         let version = Arc::new(view.version.apply(&edit)?);
         vs.manifest.log_edit(&edit)?;
         if let Some(log) = edit.log_number {
             vs.log_number = log;
         }
+        vs.sealed_logs.extend_from_slice(&edit.sealed_logs);
+        let log_number = vs.log_number;
+        vs.sealed_logs.retain(|s| s.number >= log_number);
         vs.handed_out.push(Arc::downgrade(&version));
         if flushed.is_some() {
             // Counted before the swap: a `flush()` waiter returns as soon as it sees it.
@@ -177,6 +181,7 @@ impl DbInner {
                 .filter_map(|(l, k)| Some((l, k.clone()?)))
                 .collect();
             snapshot.log_number = Some(vs.log_number);
+            snapshot.sealed_logs = vs.sealed_logs.clone();
             snapshot.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
             snapshot.last_sequence =
                 edit.last_sequence.or(Some(self.visible_seq.load(Ordering::Acquire)));
