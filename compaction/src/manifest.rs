@@ -1081,12 +1081,13 @@ mod tests {
         let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
         let mut m = Manifest::create_new(fs.clone(), dir(), 1, &initial_snapshot()).unwrap();
         let seal = |number, length| SealedLog { number, length, last_sequence: number * 10 };
-        let mut e = VersionEdit::default();
-        e.sealed_logs = vec![seal(1, 100), seal(2, 200), seal(3, 300)];
+        let e = VersionEdit {
+            sealed_logs: vec![seal(1, 100), seal(2, 200), seal(3, 300)],
+            ..VersionEdit::default()
+        };
         m.log_edit(&e).unwrap();
         // A later record for the same log wins.
-        let mut e = VersionEdit::default();
-        e.sealed_logs = vec![seal(3, 333)];
+        let e = VersionEdit { sealed_logs: vec![seal(3, 333)], ..VersionEdit::default() };
         m.log_edit(&e).unwrap();
         sim.crash(CrashMode::SyncedOnly);
         // initial_snapshot() has log_number 2: log 1 is flushed, its seal is dropped.

@@ -291,7 +291,7 @@ pub(crate) fn recover_manifest(
         return Ok(None);
     }
     Err(Error::corruption(
-        &dir.join(CURRENT_FILE_NAME),
+        dir.join(CURRENT_FILE_NAME),
         0,
         format!(
             "CURRENT is missing, but the directory holds a database: {}; refusing to start a \
@@ -332,7 +332,7 @@ pub(crate) fn validate(dir: &Path, state: &RecoveredState, listing: &DirListing)
         Err(match state.dropped_tail {
             // The dropped "torn" record is the likely culprit: it was synced after all.
             Some((at, _)) => Error::corruption(
-                &dir.join(manifest_file_name(state.manifest_number)),
+                dir.join(manifest_file_name(state.manifest_number)),
                 at,
                 format!("the last record was dropped as a torn write, but {why}"),
             ),
@@ -421,8 +421,10 @@ impl DbInner {
             }
         };
         let mut vs = self.versions.lock();
-        let mut edit = VersionEdit::default();
-        edit.sealed_logs = self.take_unrecorded_seals(vs.log_number);
+        let mut edit = VersionEdit {
+            sealed_logs: self.take_unrecorded_seals(vs.log_number),
+            ..VersionEdit::default()
+        };
         edit.sealed_logs.push(active);
         vs.manifest.log_edit(&edit)?;
         vs.sealed_logs.extend_from_slice(&edit.sealed_logs);

@@ -1,8 +1,9 @@
 //! What recovery refuses and what it still tolerates, on the simulated disk:
 //! * a directory that lost `CURRENT` is not a new database;
 //! * a manifest whose dropped "torn" tail the rest of the directory proves was synced;
-//! * a cleanly closed (sealed) log that is damaged, cut short or deleted;
-//! and, on the other side, the torn tails a real crash leaves, which must still open.
+//! * a cleanly closed (sealed) log that is damaged, cut short or deleted.
+//!
+//! And, on the other side, the torn tails a real crash leaves, which must still open.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
