@@ -203,6 +203,12 @@ impl DbInner {
     /// manifests and temporary files. Failures are harmless (the file is garbage and the
     /// next purge or open retries), so they are ignored.
     ///
+    /// Only what the live state proves obsolete goes, and only files of this database's
+    /// own canonical names ([`parse_file_name`]): anything else in the directory is never
+    /// touched. At open this runs only after recovery validated the state against the
+    /// directory, so a state that lost synced edits (whose tables a purge would delete) never
+    /// gets here.
+    ///
     /// The directory is listed after the live set is computed, so it may show files born
     /// in between: only numbers allocated before the live set was taken are candidates.
     /// Allocation and registration as a pending output happen under one lock
@@ -221,7 +227,19 @@ impl DbInner {
             let allocated_below = self.next_file_number.load(Ordering::SeqCst);
             (live, vs.log_number, vs.manifest.number(), allocated_below)
         };
-        let Ok(names) = self.fs.list(&self.dir) else { return };
+        let Ok(mut names) = self.fs.list(&self.dir) else { return };
+        // Oldest first: if this purge stops part way, the log an older manifest state names
+        // is gone before any newer one, and recovery refuses that state instead of
+        // replaying around a hole (`docs/design.md`, "What recovery trusts").
+        names.sort_by_key(|name| {
+            parse_file_name(name).map(|kind| match kind {
+                FileKind::Log(n)
+                | FileKind::Table(n)
+                | FileKind::Manifest(n)
+                | FileKind::Temp(n) => n,
+                _ => u64::MAX,
+            })
+        });
         for name in names {
             let obsolete = match parse_file_name(&name) {
                 Some(FileKind::Table(n)) => n < allocated_below && !live.contains(&n),
