@@ -39,4 +39,4 @@ pub use picker::{
 };
 pub use rate_limiter::RateLimiter;
 pub use version::{Version, NUM_LEVELS};
-pub use version_edit::VersionEdit;
+pub use version_edit::{SealedLog, VersionEdit};

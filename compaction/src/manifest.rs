@@ -42,13 +42,20 @@ use crate::file_name::{
     manifest_file_name, parse_file_name, FileKind, CURRENT_FILE_NAME, CURRENT_TEMP_FILE_NAME,
 };
 use crate::version::{Version, NUM_LEVELS};
-use crate::version_edit::VersionEdit;
+use crate::version_edit::{SealedLog, VersionEdit};
 
 /// The first 8 bytes of a manifest's first record.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
 
-/// The manifest format version this crate writes and reads (bytes 8..12 of the first record).
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// The manifest format version this crate writes (bytes 8..12 of the first record).
+///
+/// 2 added the sealed-log field (tag 7). Version 1 manifests are still read: they simply
+/// record no sealed logs. Version 1 readers refuse version 2 by this number rather than by
+/// an unknown tag in some later record.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+
+/// The oldest manifest format version this crate reads.
+const OLDEST_READABLE_FORMAT_VERSION: u32 = 1;
 
 const HEADER_LEN: usize = MANIFEST_MAGIC.len() + 4;
 
@@ -70,6 +77,9 @@ pub struct RecoveredState {
     pub compact_pointers: Vec<(usize, InternalKey)>,
     /// A torn last record that was dropped: `(offset, bytes)` (for the engine's log).
     pub dropped_tail: Option<(u64, u64)>,
+    /// The sealed logs numbered `>= log_number` (the ones WAL replay reads), by number, with
+    /// the latest record for each.
+    pub sealed_logs: Vec<SealedLog>,
 }
 
 impl RecoveredState {
@@ -80,6 +90,7 @@ impl RecoveredState {
         edit.next_file_number = Some(self.next_file_number);
         edit.last_sequence = Some(self.last_sequence);
         edit.compact_pointers = self.compact_pointers.clone();
+        edit.sealed_logs = self.sealed_logs.clone();
         edit
     }
 }
@@ -216,6 +227,7 @@ impl Manifest {
         let mut version = Version::default();
         let (mut log_number, mut next_file_number, mut last_sequence) = (None, None, None);
         let mut compact_pointers: [Option<InternalKey>; NUM_LEVELS] = Default::default();
+        let mut sealed_logs = std::collections::BTreeMap::new();
         let mut first = true;
         while let Some(record) = reader.next_record()? {
             let at = record.offset;
@@ -243,6 +255,9 @@ impl Manifest {
                 if let Some(slot) = compact_pointers.get_mut(level) {
                     *slot = Some(key);
                 }
+            }
+            for log in edit.sealed_logs {
+                sealed_logs.insert(log.number, log);
             }
             first = false;
         }
@@ -276,7 +291,55 @@ impl Manifest {
                 .filter_map(|(level, key)| Some((level, key?)))
                 .collect(),
             dropped_tail: reader.dropped_tail(),
+            // Logs below log_number are flushed and may be gone: their seals mean nothing.
+            sealed_logs: sealed_logs.split_off(&log_number).into_values().collect(),
         }))
+    }
+
+    /// Whether the manifest at `path`, which no `CURRENT` names, is what a crash during the
+    /// very first [`Manifest::create_new`] of a database can leave: no record at all (a torn
+    /// or missing first record included), or exactly one snapshot of an empty tree at
+    /// sequence 0. Anything else in it (tables, later edits, sequence numbers in use,
+    /// unreadable bytes) means a database lived here: its `CURRENT` is missing, and the
+    /// directory must not be taken for a new one.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use std::sync::Arc;
+    /// use strata_compaction::{Manifest, VersionEdit};
+    /// use strata_core::fs::FileSystem;
+    /// use strata_core::sim::SimFileSystem;
+    /// let fs = Arc::new(SimFileSystem::new());
+    /// let dir = Path::new("/db");
+    /// fs.create_dir_all(dir).unwrap();
+    /// let mut snapshot = VersionEdit::default();
+    /// snapshot.log_number = Some(2);
+    /// snapshot.next_file_number = Some(4);
+    /// snapshot.last_sequence = Some(0);
+    /// let mut manifest = Manifest::create_new(fs.clone(), dir, 3, &snapshot)?;
+    /// let path = dir.join("MANIFEST-000003");
+    /// assert!(Manifest::is_unused(&*fs, &path)?);
+    /// let mut edit = VersionEdit::default();
+    /// edit.last_sequence = Some(9);
+    /// manifest.log_edit(&edit)?;
+    /// assert!(!Manifest::is_unused(&*fs, &path)?);
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn is_unused(fs: &dyn FileSystem, path: &Path) -> Result<bool> {
+        let Ok(mut reader) = LogReader::open(fs, path, RecoveryMode::PointInTime) else {
+            return Ok(false);
+        };
+        let Some(record) = reader.next_record()? else {
+            return Ok(!reader.stopped_at_corruption());
+        };
+        let (at, payload) = (record.offset, record.payload);
+        let Ok(edit) = check_header(path, at, payload).map(VersionEdit::decode) else {
+            return Ok(false);
+        };
+        let empty_snapshot = edit.is_ok_and(|e| {
+            e.new_files.is_empty() && e.deleted_files.is_empty() && e.last_sequence == Some(0)
+        });
+        Ok(empty_snapshot && reader.next_record()?.is_none() && !reader.stopped_at_corruption())
     }
 
     /// Appends `edit` as one record and fdatasyncs it. Only after `Ok` may the engine install
@@ -479,7 +542,9 @@ fn check_header<'a>(path: &Path, at: u64, payload: &'a [u8]) -> Result<&'a [u8]>
         .get(MANIFEST_MAGIC.len()..HEADER_LEN)
         .and_then(|v| v.try_into().ok())
         .map(u32::from_le_bytes);
-    if version != Some(MANIFEST_FORMAT_VERSION) {
+    if !version
+        .is_some_and(|v| (OLDEST_READABLE_FORMAT_VERSION..=MANIFEST_FORMAT_VERSION).contains(&v))
+    {
         return Err(Error::corruption(
             path,
             at,
@@ -682,6 +747,7 @@ mod tests {
                 .filter_map(|(l, k)| Some((l, k?)))
                 .collect(),
             dropped_tail: None,
+            sealed_logs: Vec::new(),
         }
     }
 
@@ -1007,6 +1073,81 @@ mod tests {
                 assert_eq!(state, expected(1, 1));
             }
         }
+    }
+
+    #[test]
+    fn sealed_logs_at_or_above_the_log_number_are_recovered_and_carried_by_snapshots() {
+        let sim = setup();
+        let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
+        let mut m = Manifest::create_new(fs.clone(), dir(), 1, &initial_snapshot()).unwrap();
+        let seal = |number, length| SealedLog { number, length, last_sequence: number * 10 };
+        let e = VersionEdit {
+            sealed_logs: vec![seal(1, 100), seal(2, 200), seal(3, 300)],
+            ..VersionEdit::default()
+        };
+        m.log_edit(&e).unwrap();
+        // A later record for the same log wins.
+        let e = VersionEdit { sealed_logs: vec![seal(3, 333)], ..VersionEdit::default() };
+        m.log_edit(&e).unwrap();
+        sim.crash(CrashMode::SyncedOnly);
+        // initial_snapshot() has log_number 2: log 1 is flushed, its seal is dropped.
+        let state = recover_state(&sim).unwrap();
+        assert_eq!(state.sealed_logs, vec![seal(2, 200), seal(3, 333)]);
+        let n = state.next_file_number;
+        let mut snapshot = state.snapshot_edit();
+        snapshot.next_file_number = Some(n + 1);
+        Manifest::create_new(fs, dir(), n, &snapshot).unwrap();
+        assert_eq!(recover_state(&sim).unwrap().sealed_logs, state.sealed_logs);
+    }
+
+    #[test]
+    fn format_version_1_manifest_still_opens() {
+        let sim = setup();
+        let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
+        let log =
+            Wal::create(fs.clone(), dir().join("MANIFEST-000001"), WalOptions::default()).unwrap();
+        let mut record = MANIFEST_MAGIC.to_vec();
+        record.extend_from_slice(&1u32.to_le_bytes());
+        initial_snapshot().encode(&mut record);
+        log.append(&record, true).unwrap();
+        let mut edit_record = Vec::new();
+        edit(0).encode(&mut edit_record);
+        log.append(&edit_record, true).unwrap();
+        set_current(&*fs, dir(), 1).unwrap();
+        assert_eq!(recover_state(&sim), Some(expected(1, 1)));
+        // A version from the future is refused by its number.
+        let mut future = MANIFEST_MAGIC.to_vec();
+        future.extend_from_slice(&(MANIFEST_FORMAT_VERSION + 1).to_le_bytes());
+        initial_snapshot().encode(&mut future);
+        let log =
+            Wal::create(fs.clone(), dir().join("MANIFEST-000002"), WalOptions::default()).unwrap();
+        log.append(&future, true).unwrap();
+        set_current(&*fs, dir(), 2).unwrap();
+        let err = Manifest::recover(fs, dir()).unwrap_err();
+        assert!(err.to_string().contains("format version"), "{err}");
+    }
+
+    #[test]
+    fn only_an_empty_first_snapshot_counts_as_an_unused_manifest() {
+        let sim = setup();
+        let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
+        let path = dir().join("MANIFEST-000001");
+        let mut empty = initial_snapshot();
+        empty.new_files.clear();
+        empty.last_sequence = Some(0);
+        let mut m = Manifest::create_new(fs.clone(), dir(), 1, &empty).unwrap();
+        let full = sim.read(&path).unwrap();
+        for cut in [0, 10, 16, 20, full.len() - 1, full.len()] {
+            sim.overwrite(&path, full[..cut].to_vec()).unwrap();
+            assert!(Manifest::is_unused(&*fs, &path).unwrap(), "cut at {cut}");
+        }
+        m.log_edit(&edit(0)).unwrap();
+        assert!(!Manifest::is_unused(&*fs, &path).unwrap(), "a later edit");
+        Manifest::create_new(fs.clone(), dir(), 2, &initial_snapshot()).unwrap();
+        let path2 = dir().join("MANIFEST-000002");
+        assert!(!Manifest::is_unused(&*fs, &path2).unwrap(), "tables and sequences");
+        sim.overwrite(&path2, b"garbage, not a log".to_vec()).unwrap();
+        assert!(!Manifest::is_unused(&*fs, &path2).unwrap(), "unreadable");
     }
 
     #[test]

@@ -19,6 +19,31 @@ mod tag {
     pub const DELETED_FILE: u64 = 4;
     pub const NEW_FILE: u64 = 5;
     pub const COMPACT_POINTER: u64 = 6;
+    pub const SEALED_LOG: u64 = 7;
+}
+
+/// A write-ahead log that will never grow again, recorded once all its bytes are durable: at
+/// a memtable switch (in the next edit the engine writes) and at a clean close. Recovery
+/// holds a sealed log to exactly this length and last sequence, so damage, truncation or
+/// deletion is corruption rather than a torn tail (`docs/format/wal.md`).
+///
+/// ```
+/// use strata_compaction::{SealedLog, VersionEdit};
+/// let mut edit = VersionEdit::default();
+/// edit.sealed_logs.push(SealedLog { number: 7, length: 4096, last_sequence: 120 });
+/// let mut bytes = Vec::new();
+/// edit.encode(&mut bytes);
+/// assert_eq!(VersionEdit::decode(&bytes).unwrap(), edit);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SealedLog {
+    /// The log's file number (`{number:06}.log`).
+    pub number: u64,
+    /// Its final length in bytes, file header included.
+    pub length: u64,
+    /// The largest sequence number of a batch logged so far, in this log or an earlier one
+    /// (a log without records carries its predecessor's).
+    pub last_sequence: SeqNo,
 }
 
 /// One change to the tree: tables added and removed per level, plus the counters that must
@@ -57,6 +82,8 @@ pub struct VersionEdit {
     pub new_files: Vec<(usize, FileMeta)>,
     /// Round-robin compaction cursor per level: the largest key of the last compaction.
     pub compact_pointers: Vec<(usize, InternalKey)>,
+    /// Logs sealed since the last edit (see [`SealedLog`]).
+    pub sealed_logs: Vec<SealedLog>,
 }
 
 impl VersionEdit {
@@ -93,6 +120,12 @@ impl VersionEdit {
             put_varint(out, tag::COMPACT_POINTER);
             put_varint(out, *level as u64);
             put_bytes(out, key.encoded());
+        }
+        for log in &self.sealed_logs {
+            put_varint(out, tag::SEALED_LOG);
+            put_varint(out, log.number);
+            put_varint(out, log.length);
+            put_varint(out, log.last_sequence);
         }
     }
 
@@ -148,6 +181,11 @@ impl VersionEdit {
                     let level = level(&mut d, at)?;
                     let key = internal_key(&mut d, at)?;
                     edit.compact_pointers.push((level, key));
+                }
+                tag::SEALED_LOG => {
+                    let mut v = || d.varint().ok_or_else(truncated);
+                    let log = SealedLog { number: v()?, length: v()?, last_sequence: v()? };
+                    edit.sealed_logs.push(log);
                 }
                 _ => return Err(format!("unknown field tag {t} at byte {at}")),
             }
@@ -217,17 +255,28 @@ pub(crate) mod tests {
             proptest::collection::vec((level.clone(), any::<u64>()), 0..4),
             proptest::collection::vec((level.clone(), arb_meta()), 0..4),
             proptest::collection::vec((level, arb_key()), 0..3),
+            proptest::collection::vec(any::<[u64; 3]>(), 0..3),
         )
-            .prop_map(|(log, next, last, deleted_files, new_files, compact_pointers)| {
-                VersionEdit {
-                    log_number: log,
-                    next_file_number: next,
-                    last_sequence: last,
-                    deleted_files,
-                    new_files,
-                    compact_pointers,
-                }
-            })
+            .prop_map(
+                |(log, next, last, deleted_files, new_files, compact_pointers, sealed)| {
+                    VersionEdit {
+                        log_number: log,
+                        next_file_number: next,
+                        last_sequence: last,
+                        deleted_files,
+                        new_files,
+                        compact_pointers,
+                        sealed_logs: sealed
+                            .into_iter()
+                            .map(|[number, length, last_sequence]| SealedLog {
+                                number,
+                                length,
+                                last_sequence,
+                            })
+                            .collect(),
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -316,6 +365,7 @@ pub(crate) mod tests {
                 },
             )],
             compact_pointers: vec![(1, InternalKey::new(b"b", 2, ValueKind::Delete))],
+            sealed_logs: vec![SealedLog { number: 11, length: 300, last_sequence: 2 }],
         };
         let mut bytes = Vec::new();
         edit.encode(&mut bytes);
@@ -325,6 +375,7 @@ pub(crate) mod tests {
             &[9, b'b', 0x00, 0x02, 0, 0, 0, 0, 0, 0],
             &[1, 2, 2, 1],
             &[6, 1, 9, b'b', 0x00, 0x02, 0, 0, 0, 0, 0, 0],
+            &[7, 11, 0xac, 0x02, 2],
         ]
         .concat();
         assert_eq!(bytes, expected);

@@ -137,11 +137,15 @@ impl DbInner {
             edit.log_number = oldest_log;
         }
         edit.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
+        edit.sealed_logs = self.take_unrecorded_seals(edit.log_number.unwrap_or(vs.log_number));
         let version = Arc::new(view.version.apply(&edit)?);
         vs.manifest.log_edit(&edit)?;
         if let Some(log) = edit.log_number {
             vs.log_number = log;
         }
+        vs.sealed_logs.extend_from_slice(&edit.sealed_logs);
+        let log_number = vs.log_number;
+        vs.sealed_logs.retain(|s| s.number >= log_number);
         vs.handed_out.push(Arc::downgrade(&version));
         if flushed.is_some() {
             // Counted before the swap: a `flush()` waiter returns as soon as it sees it.
@@ -177,6 +181,7 @@ impl DbInner {
                 .filter_map(|(l, k)| Some((l, k.clone()?)))
                 .collect();
             snapshot.log_number = Some(vs.log_number);
+            snapshot.sealed_logs = vs.sealed_logs.clone();
             snapshot.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
             snapshot.last_sequence =
                 edit.last_sequence.or(Some(self.visible_seq.load(Ordering::Acquire)));
@@ -198,6 +203,12 @@ impl DbInner {
     /// manifests and temporary files. Failures are harmless (the file is garbage and the
     /// next purge or open retries), so they are ignored.
     ///
+    /// Only what the live state proves obsolete goes, and only files of this database's
+    /// own canonical names ([`parse_file_name`]): anything else in the directory is never
+    /// touched. At open this runs only after recovery validated the state against the
+    /// directory, so a state that lost synced edits (whose tables a purge would delete) never
+    /// gets here.
+    ///
     /// The directory is listed after the live set is computed, so it may show files born
     /// in between: only numbers allocated before the live set was taken are candidates.
     /// Allocation and registration as a pending output happen under one lock
@@ -216,7 +227,19 @@ impl DbInner {
             let allocated_below = self.next_file_number.load(Ordering::SeqCst);
             (live, vs.log_number, vs.manifest.number(), allocated_below)
         };
-        let Ok(names) = self.fs.list(&self.dir) else { return };
+        let Ok(mut names) = self.fs.list(&self.dir) else { return };
+        // Oldest first: if this purge stops part way, the log an older manifest state names
+        // is gone before any newer one, and recovery refuses that state instead of
+        // replaying around a hole (`docs/design.md`, "What recovery trusts").
+        names.sort_by_key(|name| {
+            parse_file_name(name).map(|kind| match kind {
+                FileKind::Log(n)
+                | FileKind::Table(n)
+                | FileKind::Manifest(n)
+                | FileKind::Temp(n) => n,
+                _ => u64::MAX,
+            })
+        });
         for name in names {
             let obsolete = match parse_file_name(&name) {
                 Some(FileKind::Table(n)) => n < allocated_below && !live.contains(&n),

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
-use strata_compaction::{Manifest, Version, NUM_LEVELS};
+use strata_compaction::{Manifest, SealedLog, Version, NUM_LEVELS};
 use strata_core::fs::{FileLock, FileSystem};
 use strata_core::iter::InternalIterator;
 use strata_core::key::{SeqNo, ValueKind};
@@ -63,6 +63,9 @@ pub(crate) struct WriteState {
     /// Whether the active memtable holds writes made with `Durability::None`, which only a
     /// flush makes durable.
     pub(crate) unlogged: bool,
+    /// The last sequence number enqueued in a log (this one or an earlier one): what a seal
+    /// of the active log records.
+    pub(crate) logged_seq: SeqNo,
 }
 
 /// State guarded by the version lock.
@@ -71,6 +74,9 @@ pub(crate) struct VersionState {
     pub(crate) log_number: u64,
     /// Every version handed out, so that a table is deleted only when none reads it.
     pub(crate) handed_out: Vec<Weak<Version>>,
+    /// Sealed logs recorded in the manifest and not yet below `log_number`: a rotation's
+    /// snapshot must carry them.
+    pub(crate) sealed_logs: Vec<SealedLog>,
 }
 
 /// Background-work bookkeeping, guarded by `bg` and signalled by `bg_cv`.
@@ -95,6 +101,9 @@ pub(crate) struct DbInner {
     pub(crate) next_file_number: AtomicU64,
     /// Table numbers being written (not yet in a version): never purged as garbage.
     pub(crate) pending_outputs: Mutex<Vec<u64>>,
+    /// Logs sealed by a memtable switch and not yet recorded in the manifest: the next edit
+    /// carries them (a leaf lock, taken under `write` or `versions`).
+    pub(crate) unrecorded_seals: Mutex<Vec<SealedLog>>,
     pub(crate) imm_count: AtomicUsize,
     /// Tables in level 0 of the current version, for the write path's stall check (kept
     /// beside the view so that writers need not take the view's lock on every write).
@@ -520,6 +529,7 @@ impl DbInner {
             wal_writes: wal.1,
             wal_syncs: wal.2,
             wal_tail_dropped_bytes: load(&m.wal_tail_dropped_bytes),
+            wal_sealed_lost_bytes: load(&m.wal_sealed_lost_bytes),
             flushes: load(&m.flushes),
             flush_bytes: load(&m.flush_bytes),
             compactions: load(&m.compactions),
@@ -567,6 +577,11 @@ impl DbInner {
             }
         }
         crate::background::stop(self);
+        // Only a log whose every byte is durable may be sealed; the next open holds it to
+        // that length.
+        if result.is_ok() && !self.poisoned.load(Ordering::Acquire) {
+            result = self.record_clean_close();
+        }
         self.lock_file.lock().take();
         if let Some(e) = self.error.lock().clone() {
             if result.is_ok() {

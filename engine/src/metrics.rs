@@ -52,6 +52,7 @@ pub(crate) struct MetricsRecorder {
     pub(crate) stall_counts: [AtomicU64; 3],
     pub(crate) stall_nanos: [AtomicU64; 3],
     pub(crate) wal_tail_dropped_bytes: AtomicU64,
+    pub(crate) wal_sealed_lost_bytes: AtomicU64,
     pub(crate) compactions: AtomicU64,
     pub(crate) level_read_bytes: [AtomicU64; NUM_LEVELS],
     pub(crate) level_written_bytes: [AtomicU64; NUM_LEVELS],
@@ -71,6 +72,7 @@ impl Default for MetricsRecorder {
             stall_counts: Default::default(),
             stall_nanos: Default::default(),
             wal_tail_dropped_bytes: AtomicU64::default(),
+            wal_sealed_lost_bytes: AtomicU64::default(),
             compactions: AtomicU64::default(),
             level_read_bytes: Default::default(),
             level_written_bytes: Default::default(),
@@ -164,6 +166,10 @@ pub struct Metrics {
     pub wal_syncs: u64,
     /// Bytes of torn log tails dropped at recovery (writes that were never acknowledged).
     pub wal_tail_dropped_bytes: u64,
+    /// Bytes of sealed logs (durable at a memtable switch or a clean close, so acknowledged)
+    /// that `RecoveryMode::PointInTime` recovery found damaged, cut short or unreadable and did
+    /// not replay: lost writes. Always 0 under `Strict`, which refuses to open instead.
+    pub wal_sealed_lost_bytes: u64,
     /// Memtables flushed to level-0 tables.
     pub flushes: u64,
     /// Bytes of tables written by flushes.

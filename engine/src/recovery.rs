@@ -7,15 +7,17 @@
 //! only after `CURRENT` names that manifest. A crash anywhere before leaves the old manifest
 //! and old logs in charge, and the next open simply redoes the work.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use strata_compaction::{
-    log_file_name, parse_file_name, FileKind, Manifest, Version, VersionEdit, LOCK_FILE_NAME,
+    log_file_name, manifest_file_name, parse_file_name, table_file_name, FileKind, Manifest,
+    RecoveredState, SealedLog, Version, VersionEdit, CURRENT_FILE_NAME, LOCK_FILE_NAME,
 };
-use strata_core::fs::parent_dir;
+use strata_core::fs::{parent_dir, FileSystem};
 use strata_core::{Error, IoResultExt, Result};
 use strata_wal::{Durability, LogReader, RecoveryMode, Wal, WriteBatch};
 
@@ -43,31 +45,22 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         }
     })?;
 
-    let recovered = Manifest::recover(Arc::clone(&fs), dir)?;
+    let listing = scan_directory(&*fs, dir)?;
+    let recovered = recover_manifest(&fs, dir, &listing)?;
+    if let Some(r) = &recovered {
+        validate(dir, r, &listing)?;
+    }
     let (mut version, log_number, mut next_file, mut last_seq) = match &recovered {
         Some(r) => (r.version.clone(), r.log_number, r.next_file_number, r.last_sequence),
         None => (Version::default(), 0, 2, 0),
     };
-
-    // Logs the manifest does not cover, oldest first. File numbers seen on disk also bound
-    // the next number, since logs are created between manifest edits.
-    let names = fs.list(dir).ctx("list directory", dir)?;
-    let mut logs = Vec::new();
-    for name in &names {
-        match parse_file_name(name) {
-            Some(FileKind::Log(n))
-            | Some(FileKind::Table(n))
-            | Some(FileKind::Manifest(n))
-            | Some(FileKind::Temp(n)) => {
-                next_file = next_file.max(n + 1);
-                if matches!(parse_file_name(name), Some(FileKind::Log(_))) && n >= log_number {
-                    logs.push(n);
-                }
-            }
-            _ => {}
-        }
-    }
-    logs.sort_unstable();
+    // Logs are created between manifest edits, so the numbers on disk also bound the next.
+    next_file = next_file.max(listing.max_number.map_or(0, |n| n + 1));
+    let logs: Vec<u64> = listing.logs.range(log_number..).copied().collect();
+    let sealed: BTreeMap<u64, SealedLog> = recovered
+        .as_ref()
+        .map(|r| r.sealed_logs.iter().map(|s| (s.number, *s)).collect())
+        .unwrap_or_default();
 
     let metrics = MetricsRecorder::default();
     let tables = Arc::new(TableCache::new(Arc::clone(&fs), dir, opts.block_cache_size));
@@ -86,9 +79,13 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     for (i, &number) in logs.iter().enumerate() {
         let path = dir.join(log_file_name(number));
         let last_log = i + 1 == logs.len();
-        // Only the newest log may end torn: older ones were synced before the switch.
-        let mode = if last_log { opts.recovery_mode } else { RecoveryMode::Strict };
+        let seal = sealed.get(&number);
+        // Only the newest log may end torn: older ones were synced before the switch, and a
+        // sealed one was durable to its recorded length.
+        let mode =
+            if last_log || seal.is_some() { opts.recovery_mode } else { RecoveryMode::Strict };
         let mut reader = LogReader::open(&*fs, &path, mode)?;
+        let mut log_last_seq = None;
         while let Some(record) = reader.next_record()? {
             let offset = record.offset;
             let batch = WriteBatch::decode(record.payload.to_vec()).map_err(|reason| {
@@ -98,11 +95,28 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
             for (j, e) in batch.iter().enumerate() {
                 mem.insert(e.key, first + j as u64, e.kind, e.value);
             }
-            last_seq = last_seq.max(first + batch.len() as u64 - 1);
+            let batch_last = first + batch.len() as u64 - 1;
+            log_last_seq = Some(batch_last);
+            last_seq = last_seq.max(batch_last);
             if mem.approximate_bytes() >= opts.memtable_size {
                 flush(&mem, &mut next_file, &mut edit)?;
                 mem = Arc::new(MemTable::new(0));
             }
+        }
+        if let Some(seal) = seal {
+            let size = fs.file_size(&path).ctx("stat", &path)?;
+            if let Some(lost) = check_sealed_log(&path, seal, size, &reader, log_last_seq)? {
+                if opts.recovery_mode == RecoveryMode::Strict {
+                    return Err(lost);
+                }
+                // Point in time: what follows the loss is not replayed, or it would leave a
+                // hole in the history.
+                let replayed = reader.dropped_tail().map_or(size, |(at, _)| at);
+                let lost_bytes = seal.length.saturating_sub(replayed).max(1);
+                metrics.wal_sealed_lost_bytes.fetch_add(lost_bytes, Ordering::Relaxed);
+                break;
+            }
+            continue;
         }
         if let Some((at, len)) = reader.dropped_tail() {
             // Older logs are synced before their memtable is sealed, so only the newest log
@@ -115,7 +129,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
                     "damaged records at the end of a log that is not the newest",
                 ));
             }
-            metrics.wal_tail_dropped_bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+            metrics.wal_tail_dropped_bytes.fetch_add(len, Ordering::Relaxed);
         }
     }
     if !mem.is_empty() {
@@ -168,6 +182,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
             periodic: None,
             retired_wal_stats: Default::default(),
             unlogged: false,
+            logged_seq: last_seq,
         }),
         view: RwLock::new(Arc::new(SuperVersion {
             mem,
@@ -181,9 +196,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
             manifest,
             log_number: wal_number,
             handed_out: vec![Arc::downgrade(&version)],
+            sealed_logs: Vec::new(),
         }),
         next_file_number: AtomicU64::new(next_file),
         pending_outputs: Mutex::new(Vec::new()),
+        unrecorded_seals: Mutex::new(Vec::new()),
         imm_count: AtomicUsize::new(0),
         l0_files: AtomicUsize::new(version.num_files(0)),
         bg: Mutex::new(BgState::default()),
@@ -213,13 +230,219 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     Ok(inner)
 }
 
+/// The database's own files in the directory, by kind (names strata never writes are not
+/// listed, and nothing here ever touches them).
+#[derive(Debug, Default)]
+pub(crate) struct DirListing {
+    pub(crate) logs: BTreeSet<u64>,
+    pub(crate) tables: BTreeSet<u64>,
+    pub(crate) manifests: BTreeSet<u64>,
+    /// The largest number of any numbered file (temporary ones included).
+    pub(crate) max_number: Option<u64>,
+}
+
+/// Step 1 of recovery: what the directory holds.
+pub(crate) fn scan_directory(fs: &dyn FileSystem, dir: &Path) -> Result<DirListing> {
+    let mut listing = DirListing::default();
+    for name in fs.list(dir).ctx("list directory", dir)? {
+        let number = match parse_file_name(&name) {
+            Some(FileKind::Log(n)) => listing.logs.insert(n).then_some(n),
+            Some(FileKind::Table(n)) => listing.tables.insert(n).then_some(n),
+            Some(FileKind::Manifest(n)) => listing.manifests.insert(n).then_some(n),
+            Some(FileKind::Temp(n)) => Some(n),
+            _ => None,
+        };
+        listing.max_number = listing.max_number.max(number);
+    }
+    Ok(listing)
+}
+
+/// Step 2: the state `CURRENT` and its manifest describe; `None` for a new database.
+///
+/// Without `CURRENT`, the directory is new only if it holds nothing of a database's but what
+/// a crash during the very first open can leave (logs without records, a manifest holding an
+/// empty snapshot at sequence 0). Anything else — a table, a log with records, a manifest
+/// that ever held data — means `CURRENT` was lost, and starting over would replay a fraction
+/// of the data and then purge the rest: `Corruption` naming `CURRENT`.
+pub(crate) fn recover_manifest(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    listing: &DirListing,
+) -> Result<Option<RecoveredState>> {
+    if let Some(state) = Manifest::recover(Arc::clone(fs), dir)? {
+        return Ok(Some(state));
+    }
+    let mut found = Vec::new();
+    if let Some(&first) = listing.tables.first() {
+        found.push(format!("{} tables (e.g. {})", listing.tables.len(), table_file_name(first)));
+    }
+    for &n in &listing.logs {
+        if !log_is_unused(&**fs, &dir.join(log_file_name(n))) {
+            found.push(format!("{} with records", log_file_name(n)));
+        }
+    }
+    for &n in &listing.manifests {
+        let path = dir.join(manifest_file_name(n));
+        if !Manifest::is_unused(&**fs, &path).unwrap_or(false) {
+            found.push(manifest_file_name(n));
+        }
+    }
+    if found.is_empty() {
+        return Ok(None);
+    }
+    Err(Error::corruption(
+        dir.join(CURRENT_FILE_NAME),
+        0,
+        format!(
+            "CURRENT is missing, but the directory holds a database: {}; refusing to start a \
+             new database over it (nothing was deleted)",
+            found.join(", ")
+        ),
+    ))
+}
+
+/// Whether the log at `path` holds no record and no damage: what a crash right after its
+/// creation leaves. Unreadable counts as holding something.
+fn log_is_unused(fs: &dyn FileSystem, path: &Path) -> bool {
+    let Ok(mut reader) = LogReader::open(fs, path, RecoveryMode::PointInTime) else {
+        return false;
+    };
+    matches!(reader.next_record(), Ok(None)) && !reader.stopped_at_corruption()
+}
+
+/// Step 3: refuses a recovered state that the directory proves is missing synced edits, or
+/// whose files were lost, before anything is written or deleted.
+///
+/// A manifest edit is synced before any file it makes obsolete is deleted, so:
+/// * the log the state names as `log_number` is deleted only after an edit moved past it:
+///   if it is gone, that edit is missing (or the log was deleted from outside);
+/// * a table the state names is deleted only after an edit removed it: same;
+/// * a sealed log the state records is deleted only after an edit moved past it: same.
+///
+/// Files the state does not name (tables numbered at or above its counter, a log it does
+/// not know) prove nothing: they are the outputs of the flush or compaction the crash
+/// interrupted, whose edit was never acknowledged (`docs/design.md`, "What recovery trusts").
+pub(crate) fn validate(dir: &Path, state: &RecoveredState, listing: &DirListing) -> Result<()> {
+    let refuse = |missing: PathBuf, what: String| {
+        let why = format!(
+            "{} does not exist, but {what}: the database lost files, or the manifest lost synced \
+             edits; refusing to recover an older state (nothing was deleted)",
+            missing.display()
+        );
+        Err(match state.dropped_tail {
+            // The dropped "torn" record is the likely culprit: it was synced after all.
+            Some((at, _)) => Error::corruption(
+                dir.join(manifest_file_name(state.manifest_number)),
+                at,
+                format!("the last record was dropped as a torn write, but {why}"),
+            ),
+            None => Error::corruption(&missing, 0, why),
+        })
+    };
+    if !listing.logs.contains(&state.log_number) {
+        return refuse(
+            dir.join(log_file_name(state.log_number)),
+            "the manifest names it as the oldest log holding unflushed writes".into(),
+        );
+    }
+    for seal in &state.sealed_logs {
+        if !listing.logs.contains(&seal.number) {
+            return refuse(
+                dir.join(log_file_name(seal.number)),
+                format!(
+                    "the manifest records it as sealed with {} bytes through sequence {}",
+                    seal.length, seal.last_sequence
+                ),
+            );
+        }
+    }
+    for number in state.version.live_file_numbers() {
+        if !listing.tables.contains(&number) {
+            return refuse(
+                dir.join(table_file_name(number)),
+                "the manifest names it as a live table".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Step 4's check of a sealed log once read: it must hold exactly its recorded bytes, all
+/// intact, ending at the recorded sequence. Every byte was durable when it was sealed, so a
+/// shortfall is lost acknowledged writes, not a torn tail. Returns the corruption to report.
+fn check_sealed_log(
+    path: &Path,
+    seal: &SealedLog,
+    size: u64,
+    reader: &LogReader,
+    last_seq: Option<u64>,
+) -> Result<Option<Error>> {
+    let sealed = format!(
+        "the log was sealed (at a memtable switch or a clean close) with {} bytes through \
+         sequence {}, so all of it was durable",
+        seal.length, seal.last_sequence
+    );
+    if let Some((at, len)) = reader.dropped_tail() {
+        return Ok(Some(Error::corruption(
+            path,
+            at,
+            format!(
+                "{len} bytes from here are damaged or cut short (file is {size} bytes); {sealed}"
+            ),
+        )));
+    }
+    if size != seal.length {
+        return Ok(Some(Error::corruption(
+            path,
+            size.min(seal.length),
+            format!("the file is {size} bytes; {sealed}"),
+        )));
+    }
+    if last_seq.is_some_and(|s| s != seal.last_sequence) {
+        return Ok(Some(Error::corruption(
+            path,
+            0,
+            format!("its last record ends at sequence {last_seq:?}; {sealed}"),
+        )));
+    }
+    Ok(None)
+}
+
+impl DbInner {
+    /// What a clean close leaves for the next open: the active log (closed, so synced and
+    /// final) and every log sealed since the last edit, recorded in one synced manifest edit.
+    pub(crate) fn record_clean_close(&self) -> Result<()> {
+        let active = {
+            let w = self.write.lock();
+            SealedLog {
+                number: w.mem.wal_number(),
+                length: w.wal.written_len(),
+                last_sequence: w.logged_seq,
+            }
+        };
+        let mut vs = self.versions.lock();
+        let mut edit = VersionEdit {
+            sealed_logs: self.take_unrecorded_seals(vs.log_number),
+            ..VersionEdit::default()
+        };
+        edit.sealed_logs.push(active);
+        vs.manifest.log_edit(&edit)?;
+        vs.sealed_logs.extend_from_slice(&edit.sealed_logs);
+        Ok(())
+    }
+
+    /// The seals of memtable switches not yet in the manifest, for the edit about to be
+    /// written; those below `log_number` (flushed by that edit or earlier) are dropped.
+    pub(crate) fn take_unrecorded_seals(&self, log_number: u64) -> Vec<SealedLog> {
+        let mut seals = std::mem::take(&mut *self.unrecorded_seals.lock());
+        seals.retain(|s| s.number >= log_number);
+        seals
+    }
+}
+
 /// Whether none of the logs `numbers` holds a record (each is empty, a bare header, or a
 /// torn first record).
-fn logs_hold_no_records(
-    fs: &dyn strata_core::fs::FileSystem,
-    dir: &Path,
-    numbers: &[u64],
-) -> Result<bool> {
+fn logs_hold_no_records(fs: &dyn FileSystem, dir: &Path, numbers: &[u64]) -> Result<bool> {
     for &n in numbers {
         let mut reader = LogReader::open(fs, &dir.join(log_file_name(n)), RecoveryMode::Strict)?;
         if reader.next_record()?.is_some() {

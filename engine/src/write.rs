@@ -114,7 +114,10 @@ impl DbInner {
                     ensure_periodic_sync(&mut w, every);
                 }
                 match w.wal.enqueue(batch.as_bytes(), durability.syncs_each_write()) {
-                    Ok(t) => Some(t),
+                    Ok(t) => {
+                        w.logged_seq = last;
+                        Some(t)
+                    }
                     Err(e) => {
                         self.poison(&e);
                         return Err(e);
@@ -239,6 +242,13 @@ impl DbInner {
                 )
             })
             .inspect_err(|e| self.poison(e))?;
+        // The old log is synced and takes no more records: its seal goes into the next
+        // manifest edit (not written here, to keep a manifest sync off the write path).
+        self.unrecorded_seals.lock().push(strata_compaction::SealedLog {
+            number: w.mem.wal_number(),
+            length: w.wal.written_len(),
+            last_sequence: w.logged_seq,
+        });
         let old = std::mem::replace(&mut w.wal, wal);
         let _ = old.close(); // already synced; closing only refuses further appends
         add_stats(&mut w.retired_wal_stats, &old.stats());

@@ -7,11 +7,11 @@
 //!   first entries of the right answer, then possibly one such error, then ends;
 //! * `open` either succeeds or fails with `Error::Corruption` naming the damaged file (for
 //!   `CURRENT`: `CURRENT` itself, or the manifest name it now holds);
-//! * the one tolerated loss: a flip inside the **last record of the newest log** reads as a
-//!   torn tail (a crash during that write looks the same), so that record's batch may be
-//!   missing — whole — and then the engine must report dropped bytes
-//!   (`Metrics::wal_tail_dropped_bytes > 0`). A flip in any earlier log record must fail the
-//!   open (Strict recovery).
+//! * a flip anywhere in the log fails the open (Strict recovery): the database was closed
+//!   cleanly, so its log is sealed in the manifest with its length and last sequence, and
+//!   even damage to the last record is not a torn tail. (After a crash, the one tolerated
+//!   loss is a torn last record of the newest, unsealed log; the checker still accepts that
+//!   outcome, with dropped bytes reported in `Metrics::wal_tail_dropped_bytes`.)
 //! * A flip in the manifest must never lose acknowledged data either: its last record is an
 //!   edit that was synced before the flush that wrote it returned (see the ignored test below
 //!   for what happens today).
@@ -338,11 +338,12 @@ fn count(outcomes: &[Outcome], o: Outcome) -> usize {
     outcomes.iter().filter(|x| **x == o).count()
 }
 
+// BUG (engine recovery, issue 14): a flip in the last record of the closed database's log
+// read as a torn tail, and the open succeeded without the last acknowledged batch.
 #[test]
-fn flipped_log_bytes_fail_open_or_lose_only_the_last_batch() {
+fn flipped_log_bytes_of_a_closed_database_fail_open() {
     let outcomes = flip_kind("log", 60, true);
-    assert!(count(&outcomes, Outcome::OpenFailed) > 0, "{outcomes:?}");
-    assert!(count(&outcomes, Outcome::LastLogBatchLost) > 0, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| *o == Outcome::OpenFailed), "{outcomes:?}");
 }
 
 /// Gets return the right value or an error naming the table; a scan that completes is
