@@ -9,7 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// The variants separate what the caller can act on: damaged data ([`Error::Corruption`]),
 /// a failing disk or OS ([`Error::Io`]), misuse ([`Error::InvalidArgument`]), and states of
-/// the database ([`Error::Locked`], [`Error::Closed`], [`Error::Poisoned`], [`Error::Busy`]).
+/// the database ([`Error::Locked`], [`Error::Closed`], [`Error::Poisoned`], [`Error::Busy`],
+/// [`Error::ReadOnly`]).
 /// `Error` is `Clone` so that one failure (say a failed group-commit `fdatasync`) can be
 /// handed to every writer it affects.
 ///
@@ -61,6 +62,10 @@ pub enum Error {
     /// A bounded queue is full (only from non-blocking calls such as `try_write_async`).
     #[error("the write queue is full")]
     Busy,
+    /// The database was opened read-only (`Db::open_read_only`): writes, flushes and
+    /// compactions are refused.
+    #[error("the database was opened read-only")]
+    ReadOnly,
 }
 
 impl Error {

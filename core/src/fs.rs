@@ -233,9 +233,12 @@ impl FileSystem for OsFileSystem {
         // strata maps only files that no writer has open: finished tables (immutable once
         // `finish` returned, never reopened for writing; names are never reused) and logs at
         // recovery (before any writer starts). The engine holds the directory's LOCK file for
-        // as long as it lives, so no other strata process writes them either. Modification
-        // by a foreign process is outside strata's contract, as it is for every mmap-based
-        // engine (documented in docs/design.md).
+        // as long as it lives, so no other strata process writes them either. The one
+        // exception is a read-only handle (`Db::open_read_only`), which takes no lock and may
+        // map the log another process is appending to: a `WritableFile` can only append, so
+        // the bytes inside the mapping (whose length is fixed when it is made) never change,
+        // and strata never truncates a log. Modification by a foreign process is outside
+        // strata's contract, as it is for every mmap-based engine (docs/design.md).
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(FileBytes(Arc::new(MappedFile(map))))
     }

@@ -139,7 +139,7 @@ impl DbInner {
         edit.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
         edit.sealed_logs = self.take_unrecorded_seals(edit.log_number.unwrap_or(vs.log_number));
         let version = Arc::new(view.version.apply(&edit)?);
-        vs.manifest.log_edit(&edit)?;
+        vs.manifest()?.log_edit(&edit)?;
         if let Some(log) = edit.log_number {
             vs.log_number = log;
         }
@@ -170,7 +170,7 @@ impl DbInner {
             self.imm_count.fetch_sub(1, Ordering::AcqRel);
         }
         self.bg_cv.notify_all();
-        if vs.manifest.size_bytes() > self.opts.max_manifest_size {
+        if vs.manifest()?.size_bytes() > self.opts.max_manifest_size {
             let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
             let mut snapshot = self.current_view().version.snapshot_edit();
             snapshot.compact_pointers = self
@@ -185,7 +185,7 @@ impl DbInner {
             snapshot.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
             snapshot.last_sequence =
                 edit.last_sequence.or(Some(self.visible_seq.load(Ordering::Acquire)));
-            vs.manifest.rotate(number, &snapshot)?;
+            vs.manifest()?.rotate(number, &snapshot)?;
         }
         Ok(())
     }
@@ -225,7 +225,9 @@ impl DbInner {
             let pending = self.pending_outputs.lock();
             live.extend(pending.iter().copied());
             let allocated_below = self.next_file_number.load(Ordering::SeqCst);
-            (live, vs.log_number, vs.manifest.number(), allocated_below)
+            // A read-only database deletes nothing: the files belong to their writer.
+            let Some(manifest) = &vs.manifest else { return };
+            (live, vs.log_number, manifest.number(), allocated_below)
         };
         let Ok(mut names) = self.fs.list(&self.dir) else { return };
         // Oldest first: if this purge stops part way, the log an older manifest state names

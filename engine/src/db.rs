@@ -35,6 +35,20 @@ use strata_core::key::{SeqNo, ValueKind};
 use strata_core::{Error, Result};
 use strata_wal::{Durability, PeriodicSync, Wal, WalStats, WriteBatch};
 
+impl WriteState {
+    /// The log, or [`Error::ReadOnly`] in a read-only database.
+    pub(crate) fn wal(&self) -> Result<&Arc<Wal>> {
+        self.wal.as_ref().ok_or(Error::ReadOnly)
+    }
+}
+
+impl VersionState {
+    /// The manifest, or [`Error::ReadOnly`] in a read-only database.
+    pub(crate) fn manifest(&mut self) -> Result<&mut Manifest> {
+        self.manifest.as_mut().ok_or(Error::ReadOnly)
+    }
+}
+
 use crate::memtable::MemTable;
 use crate::metrics::{LevelMetrics, Metrics, MetricsRecorder, STALL_CAUSES};
 use crate::options::Options;
@@ -56,7 +70,8 @@ pub(crate) struct WriteState {
     /// The active memtable, the same as the view's: writers take it from here, under the
     /// lock they hold anyway, rather than from the view's lock, which readers share.
     pub(crate) mem: Arc<MemTable>,
-    pub(crate) wal: Arc<Wal>,
+    /// The log being written; `None` in a read-only database, which has none.
+    pub(crate) wal: Option<Arc<Wal>>,
     pub(crate) periodic: Option<(std::time::Duration, PeriodicSync)>,
     /// WAL statistics of logs already retired, so totals survive rotation.
     pub(crate) retired_wal_stats: WalStats,
@@ -70,7 +85,8 @@ pub(crate) struct WriteState {
 
 /// State guarded by the version lock.
 pub(crate) struct VersionState {
-    pub(crate) manifest: Manifest,
+    /// The MANIFEST being appended to; `None` in a read-only database, which writes none.
+    pub(crate) manifest: Option<Manifest>,
     pub(crate) log_number: u64,
     /// Every version handed out, so that a table is deleted only when none reads it.
     pub(crate) handed_out: Vec<Weak<Version>>,
@@ -91,6 +107,9 @@ pub(crate) struct DbInner {
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
     pub(crate) fs: Arc<dyn FileSystem>,
+    /// Opened with [`Db::open_read_only`]: no log, no manifest, no lock, no background
+    /// threads; every write path returns [`Error::ReadOnly`].
+    pub(crate) read_only: bool,
     pub(crate) lock_file: Mutex<Option<FileLock>>,
     pub(crate) write: Mutex<WriteState>,
     pub(crate) view: RwLock<Arc<SuperVersion>>,
@@ -188,6 +207,40 @@ impl Db {
         let inner = crate::recovery::open(path.as_ref(), options)?;
         crate::background::start(&inner);
         Ok(Db { _handle: Arc::new(HandleToken(Arc::clone(&inner))), inner })
+    }
+
+    /// Opens the database in `path` for reading only, without taking its lock: another
+    /// process (or handle) may have it open for writing meanwhile. Nothing is written to
+    /// the directory — no log, no manifest, no flush of the recovered logs (they are
+    /// replayed into memory), no purge — and no background thread runs. Every write, flush
+    /// and compaction returns [`Error::ReadOnly`]; reads, snapshots, iterators and
+    /// [`Db::verify`] work as usual.
+    ///
+    /// The handle sees the database as it was when it opened, never later writes. While a
+    /// writer keeps working, the tables that handle reads may be compacted away by the
+    /// writer: a read that opens such a table for the first time fails with
+    /// [`Error::Io`]; reopen to see the current state. A directory that holds no database
+    /// is an error, never created. Damage is reported as by [`Db::open`] with the same
+    /// [`Options::recovery_mode`].
+    ///
+    /// ```
+    /// use strata::{Db, Error, Options};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// db.put("k", "v")?;
+    /// let reader = Db::open_read_only(dir.path(), Options::default())?; // db still open
+    /// assert_eq!(reader.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// assert!(matches!(reader.put("k", "w"), Err(Error::ReadOnly)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let inner = crate::recovery::open_read_only(path.as_ref(), options)?;
+        Ok(Db { _handle: Arc::new(HandleToken(Arc::clone(&inner))), inner })
+    }
+
+    /// Whether this handle was opened with [`Db::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
     }
 
     /// Sets `key` to `value` with the default durability.
@@ -354,6 +407,9 @@ impl Db {
     /// `WaitForCompact`): for benchmarks and tests that need a settled tree.
     pub fn wait_for_compaction(&self) -> Result<()> {
         self.inner.check_open()?;
+        if self.inner.read_only {
+            return Ok(()); // no background work ever runs
+        }
         self.inner.wait_for_compaction()
     }
 
@@ -418,6 +474,9 @@ impl DbInner {
     /// Fails if the database can no longer accept writes.
     pub(crate) fn check_writable(&self) -> Result<()> {
         self.check_open()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         if self.poisoned.load(Ordering::Acquire) {
             if let Some(e) = self.error.lock().clone() {
                 return Err(e.poisoned());
@@ -497,7 +556,7 @@ impl DbInner {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let wal = {
             let w = self.write.lock();
-            let cur = w.wal.stats();
+            let cur = w.wal.as_ref().map(|wal| wal.stats()).unwrap_or_default();
             let old = &w.retired_wal_stats;
             (
                 old.bytes_written + cur.bytes_written,
@@ -571,7 +630,7 @@ impl DbInner {
         }
         // Writers that got past `check_open` finish first: the write lock orders us after
         // their enqueue, and closing the log writes and syncs their groups.
-        if let Err(e) = self.write.lock().wal.close() {
+        if let Some(Err(e)) = self.write.lock().wal.as_ref().map(|wal| wal.close()) {
             if result.is_ok() {
                 result = Err(e);
             }
@@ -579,7 +638,7 @@ impl DbInner {
         crate::background::stop(self);
         // Only a log whose every byte is durable may be sealed; the next open holds it to
         // that length.
-        if result.is_ok() && !self.poisoned.load(Ordering::Acquire) {
+        if result.is_ok() && !self.poisoned.load(Ordering::Acquire) && !self.read_only {
             result = self.record_clean_close();
         }
         self.lock_file.lock().take();

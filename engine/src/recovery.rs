@@ -17,7 +17,8 @@ use strata_compaction::{
     log_file_name, manifest_file_name, parse_file_name, table_file_name, FileKind, Manifest,
     RecoveredState, SealedLog, Version, VersionEdit, CURRENT_FILE_NAME, LOCK_FILE_NAME,
 };
-use strata_core::fs::{parent_dir, FileSystem};
+use strata_core::fs::{parent_dir, FileLock, FileSystem};
+use strata_core::key::{InternalKey, SeqNo};
 use strata_core::{Error, IoResultExt, Result};
 use strata_wal::{Durability, LogReader, RecoveryMode, Wal, WriteBatch};
 
@@ -50,41 +51,212 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     if let Some(r) = &recovered {
         validate(dir, r, &listing)?;
     }
-    let (mut version, log_number, mut next_file, mut last_seq) = match &recovered {
-        Some(r) => (r.version.clone(), r.log_number, r.next_file_number, r.last_sequence),
-        None => (Version::default(), 0, 2, 0),
-    };
-    // Logs are created between manifest edits, so the numbers on disk also bound the next.
-    next_file = next_file.max(listing.max_number.map_or(0, |n| n + 1));
-    let logs: Vec<u64> = listing.logs.range(log_number..).copied().collect();
-    let sealed: BTreeMap<u64, SealedLog> = recovered
-        .as_ref()
-        .map(|r| r.sealed_logs.iter().map(|s| (s.number, *s)).collect())
-        .unwrap_or_default();
-
+    let mut start = RecoveryStart::new(recovered.as_ref(), &listing);
     let metrics = MetricsRecorder::default();
     let tables = Arc::new(TableCache::new(Arc::clone(&fs), dir, opts.block_cache_size));
     let mut edit = VersionEdit::default();
-    let mut mem = Arc::new(MemTable::new(0));
-    let flush = |mem: &Arc<MemTable>, next_file: &mut u64, edit: &mut VersionEdit| -> Result<()> {
-        let number = *next_file;
-        *next_file += 1;
+    let mut next_file = start.next_file;
+    let mut flush = |mem: Arc<MemTable>| -> Result<()> {
+        let number = next_file;
+        next_file += 1;
         let path = tables.table_path(number);
-        let meta = crate::background::build_table(&fs, &path, &opts.table_options(0), number, mem)?;
+        let meta =
+            crate::background::build_table(&fs, &path, &opts.table_options(0), number, &mem)?;
         if let Some(meta) = meta {
             edit.new_files.push((0, meta));
         }
         Ok(())
     };
+    let (mem, last_seq) = replay_logs(&*fs, dir, &opts, &start, &metrics, &mut flush)?;
+    if !mem.is_empty() {
+        flush(mem)?;
+    }
+    start.next_file = next_file;
+    let mut version = start.version.clone();
+    if !edit.new_files.is_empty() {
+        fs.sync_dir(dir).ctx("fsync directory", dir)?;
+        version = version.apply(&edit).map_err(|e| {
+            Error::corruption(dir, 0, format!("recovered tables do not fit the manifest: {e}"))
+        })?;
+    }
+
+    // A fresh log, then a fresh manifest that names the recovered tables and moves the log
+    // number past every replayed log.
+    let wal_number = start.next_file;
+    let manifest_number = start.next_file + 1;
+    start.next_file += 2;
+    let wal_sync = Arc::clone(&metrics.wal_sync_latency);
+    let wal = Wal::create(
+        Arc::clone(&fs),
+        dir.join(log_file_name(wal_number)),
+        wal_options(&opts, &wal_sync),
+    )?;
+    let mut snapshot = version.snapshot_edit();
+    snapshot.compact_pointers = start.compact_pointers();
+    snapshot.log_number = Some(wal_number);
+    snapshot.next_file_number = Some(start.next_file);
+    snapshot.last_sequence = Some(last_seq);
+    let manifest = Manifest::create_new(Arc::clone(&fs), dir, manifest_number, &snapshot)?;
+
+    let parts = Parts {
+        dir,
+        lock: Some(lock),
+        wal: Some(wal),
+        manifest: Some(manifest),
+        log_number: wal_number,
+        mem: Arc::new(MemTable::new(wal_number)),
+        imms: Vec::new(),
+        version,
+        last_seq,
+        start,
+        tables,
+        metrics,
+    };
+    let inner = assemble(parts, opts);
+    if let Durability::Periodic(every) = inner.opts.durability {
+        let mut w = inner.write.lock();
+        if let Some(wal) = &w.wal {
+            let handle = wal.spawn_periodic_sync(every);
+            w.periodic = Some((every, handle));
+        }
+    }
+    // Replayed logs, old manifests, tables no manifest names (outputs of an interrupted
+    // flush or compaction), staging files.
+    inner.purge_obsolete_files();
+    let _ = fs.remove(&dir.join(strata_compaction::CURRENT_TEMP_FILE_NAME));
+    Ok(inner)
+}
+
+/// How often [`open_read_only`] reads the directory again when what it read does not fit
+/// together while the directory keeps changing (a writer in another process switching logs
+/// or compacting between the listing and the manifest read).
+const READ_ONLY_ATTEMPTS: usize = 5;
+
+/// Opens the database in `dir` without writing anything: no lock, no new log or manifest,
+/// no flush of the replayed logs (they stay in memtables), no purge.
+pub(crate) fn open_read_only(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
+    opts.validate()?;
+    let fs = Arc::clone(&opts.fs);
+    if !fs.exists(dir).ctx("stat", dir)? {
+        return Err(Error::InvalidArgument(format!(
+            "no database at {} to open read-only",
+            dir.display()
+        )));
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let listing = scan_directory(&*fs, dir)?;
+        match read_only_state(&fs, dir, &opts, &listing) {
+            Ok(parts) => return Ok(assemble(parts, opts)),
+            // The directory changed under us: what we read may straddle a writer's step.
+            // Read it again rather than report damage that is not there.
+            Err(_) if attempt < READ_ONLY_ATTEMPTS && scan_directory(&*fs, dir)? != listing => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The state a read-only open serves: the manifest's tables plus every replayed log in
+/// memtables (the newest is the active one; the others are immutable, newest first).
+fn read_only_state<'a>(
+    fs: &Arc<dyn FileSystem>,
+    dir: &'a Path,
+    opts: &Options,
+    listing: &DirListing,
+) -> Result<Parts<'a>> {
+    let recovered = recover_manifest(fs, dir, listing)?.ok_or_else(|| {
+        Error::corruption(dir.join(CURRENT_FILE_NAME), 0, "no database here: CURRENT is missing")
+    })?;
+    validate(dir, &recovered, listing)?;
+    let start = RecoveryStart::new(Some(&recovered), listing);
+    let metrics = MetricsRecorder::default();
+    let mut imms = Vec::new();
+    let mut keep = |mem: Arc<MemTable>| -> Result<()> {
+        imms.insert(0, mem);
+        Ok(())
+    };
+    let (mem, last_seq) = replay_logs(&**fs, dir, opts, &start, &metrics, &mut keep)?;
+    Ok(Parts {
+        dir,
+        lock: None,
+        wal: None,
+        manifest: None,
+        log_number: recovered.log_number,
+        mem,
+        imms,
+        version: start.version.clone(),
+        last_seq,
+        tables: Arc::new(TableCache::new(Arc::clone(fs), dir, opts.block_cache_size)),
+        start,
+        metrics,
+    })
+}
+
+/// Where replay starts from: the recovered manifest's state (or a new database's), and the
+/// logs on disk that it does not cover, oldest first.
+struct RecoveryStart {
+    version: Version,
+    next_file: u64,
+    last_seq: SeqNo,
+    logs: Vec<u64>,
+    sealed: BTreeMap<u64, SealedLog>,
+    cursors: Vec<Option<InternalKey>>,
+}
+
+impl RecoveryStart {
+    fn new(recovered: Option<&RecoveredState>, listing: &DirListing) -> RecoveryStart {
+        let (version, log_number, next_file, last_seq) = match recovered {
+            Some(r) => (r.version.clone(), r.log_number, r.next_file_number, r.last_sequence),
+            None => (Version::default(), 0, 2, 0),
+        };
+        let mut cursors = vec![None; strata_compaction::NUM_LEVELS];
+        for (level, key) in recovered.map(|r| &r.compact_pointers[..]).unwrap_or_default() {
+            if let Some(slot) = cursors.get_mut(*level) {
+                *slot = Some(key.clone());
+            }
+        }
+        RecoveryStart {
+            version,
+            // Logs are created between manifest edits, so the numbers on disk also bound
+            // the next.
+            next_file: next_file.max(listing.max_number.map_or(0, |n| n + 1)),
+            last_seq,
+            logs: listing.logs.range(log_number..).copied().collect(),
+            sealed: recovered
+                .map(|r| r.sealed_logs.iter().map(|s| (s.number, *s)).collect())
+                .unwrap_or_default(),
+            cursors,
+        }
+    }
+
+    fn compact_pointers(&self) -> Vec<(usize, InternalKey)> {
+        self.cursors.iter().enumerate().filter_map(|(l, k)| Some((l, k.clone()?))).collect()
+    }
+}
+
+/// Step 4: replays `start.logs` into memtables, handing each one that fills up to `full`;
+/// returns the last, partly filled memtable and the last sequence recovered.
+fn replay_logs(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    opts: &Options,
+    start: &RecoveryStart,
+    metrics: &MetricsRecorder,
+    full: &mut dyn FnMut(Arc<MemTable>) -> Result<()>,
+) -> Result<(Arc<MemTable>, SeqNo)> {
+    let logs = &start.logs;
+    let mut last_seq = start.last_seq;
+    let mut mem = Arc::new(MemTable::new(0));
     for (i, &number) in logs.iter().enumerate() {
         let path = dir.join(log_file_name(number));
         let last_log = i + 1 == logs.len();
-        let seal = sealed.get(&number);
+        let seal = start.sealed.get(&number);
         // Only the newest log may end torn: older ones were synced before the switch, and a
         // sealed one was durable to its recorded length.
         let mode =
             if last_log || seal.is_some() { opts.recovery_mode } else { RecoveryMode::Strict };
-        let mut reader = LogReader::open(&*fs, &path, mode)?;
+        let mut reader = LogReader::open(fs, &path, mode)?;
         let mut log_last_seq = None;
         while let Some(record) = reader.next_record()? {
             let offset = record.offset;
@@ -99,8 +271,8 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
             log_last_seq = Some(batch_last);
             last_seq = last_seq.max(batch_last);
             if mem.approximate_bytes() >= opts.memtable_size {
-                flush(&mem, &mut next_file, &mut edit)?;
-                mem = Arc::new(MemTable::new(0));
+                mem.seal(last_seq);
+                full(std::mem::replace(&mut mem, Arc::new(MemTable::new(0))))?;
             }
         }
         if let Some(seal) = seal {
@@ -122,7 +294,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
             // Older logs are synced before their memtable is sealed, so only the newest log
             // with records can end torn. Newer logs that hold nothing (a switch or an open
             // that failed right after creating its log) do not count.
-            if !last_log && !logs_hold_no_records(&*fs, dir, &logs[i + 1..])? {
+            if !last_log && !logs_hold_no_records(fs, dir, &logs[i + 1..])? {
                 return Err(Error::corruption(
                     &path,
                     at,
@@ -132,76 +304,63 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
             metrics.wal_tail_dropped_bytes.fetch_add(len, Ordering::Relaxed);
         }
     }
-    if !mem.is_empty() {
-        flush(&mem, &mut next_file, &mut edit)?;
-    }
-    if !edit.new_files.is_empty() {
-        fs.sync_dir(dir).ctx("fsync directory", dir)?;
-        version = version.apply(&edit).map_err(|e| {
-            Error::corruption(dir, 0, format!("recovered tables do not fit the manifest: {e}"))
-        })?;
-    }
+    Ok((mem, last_seq))
+}
 
-    // A fresh log, then a fresh manifest that names the recovered tables and moves the log
-    // number past every replayed log.
-    let wal_number = next_file;
-    let manifest_number = next_file + 1;
-    next_file += 2;
-    let wal_sync = Arc::clone(&metrics.wal_sync_latency);
-    let wal = Wal::create(
-        Arc::clone(&fs),
-        dir.join(log_file_name(wal_number)),
-        wal_options(&opts, &wal_sync),
-    )?;
-    let mut cursors = vec![None; strata_compaction::NUM_LEVELS];
-    if let Some(r) = &recovered {
-        for (level, key) in &r.compact_pointers {
-            if let Some(slot) = cursors.get_mut(*level) {
-                *slot = Some(key.clone());
-            }
-        }
-    }
-    let mut snapshot = version.snapshot_edit();
-    snapshot.compact_pointers =
-        cursors.iter().enumerate().filter_map(|(l, k)| Some((l, k.clone()?))).collect();
-    snapshot.log_number = Some(wal_number);
-    snapshot.next_file_number = Some(next_file);
-    snapshot.last_sequence = Some(last_seq);
-    let manifest = Manifest::create_new(Arc::clone(&fs), dir, manifest_number, &snapshot)?;
+/// What [`assemble`] builds a [`DbInner`] from: the recovered state, and the log, manifest
+/// and lock of a writable database (all `None` in a read-only one).
+struct Parts<'a> {
+    dir: &'a Path,
+    lock: Option<FileLock>,
+    wal: Option<Arc<Wal>>,
+    manifest: Option<Manifest>,
+    log_number: u64,
+    mem: Arc<MemTable>,
+    imms: Vec<Arc<MemTable>>,
+    version: Version,
+    last_seq: SeqNo,
+    start: RecoveryStart,
+    tables: Arc<TableCache>,
+    metrics: MetricsRecorder,
+}
 
-    let version = Arc::new(version);
-    let mem = Arc::new(MemTable::new(wal_number));
-    let inner = Arc::new(DbInner {
-        dir: dir.to_path_buf(),
-        fs: Arc::clone(&fs),
-        lock_file: Mutex::new(Some(lock)),
+/// The one place that spells out a [`DbInner`], for both kinds of open.
+fn assemble(p: Parts<'_>, opts: Options) -> Arc<DbInner> {
+    let version = Arc::new(p.version);
+    let read_only = p.wal.is_none();
+    let imm_count = p.imms.len();
+    Arc::new(DbInner {
+        dir: p.dir.to_path_buf(),
+        fs: Arc::clone(&opts.fs),
+        read_only,
+        lock_file: Mutex::new(p.lock),
         write: Mutex::new(WriteState {
-            next_seq: last_seq + 1,
-            mem: Arc::clone(&mem),
-            wal,
+            next_seq: p.last_seq + 1,
+            mem: Arc::clone(&p.mem),
+            wal: p.wal,
             periodic: None,
             retired_wal_stats: Default::default(),
             unlogged: false,
-            logged_seq: last_seq,
+            logged_seq: p.last_seq,
         }),
         view: RwLock::new(Arc::new(SuperVersion {
-            mem,
-            imms: Vec::new(),
+            mem: p.mem,
+            imms: p.imms,
             version: Arc::clone(&version),
         })),
-        visible_seq: AtomicU64::new(last_seq),
+        visible_seq: AtomicU64::new(p.last_seq),
         publish: Mutex::new(PublishQueue::default()),
         publish_cv: Condvar::new(),
         versions: Mutex::new(VersionState {
-            manifest,
-            log_number: wal_number,
+            manifest: p.manifest,
+            log_number: p.log_number,
             handed_out: vec![Arc::downgrade(&version)],
             sealed_logs: Vec::new(),
         }),
-        next_file_number: AtomicU64::new(next_file),
+        next_file_number: AtomicU64::new(p.start.next_file),
         pending_outputs: Mutex::new(Vec::new()),
         unrecorded_seals: Mutex::new(Vec::new()),
-        imm_count: AtomicUsize::new(0),
+        imm_count: AtomicUsize::new(imm_count),
         l0_files: AtomicUsize::new(version.num_files(0)),
         bg: Mutex::new(BgState::default()),
         bg_cv: Condvar::new(),
@@ -209,30 +368,20 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         error: Mutex::new(None),
         closed: AtomicBool::new(false),
         snapshots: Mutex::new(Default::default()),
-        tables,
+        tables: p.tables,
         compaction_lock: Mutex::new(()),
-        compact_cursors: Mutex::new(cursors),
+        compact_cursors: Mutex::new(p.start.cursors),
         rate_limiter: opts.compaction_rate_limit.map(strata_compaction::RateLimiter::new),
-        metrics,
+        metrics: p.metrics,
         threads: Mutex::new(Vec::new()),
         async_writer: std::sync::OnceLock::new(),
         opts,
-    });
-    if let Durability::Periodic(every) = inner.opts.durability {
-        let mut w = inner.write.lock();
-        let handle = w.wal.spawn_periodic_sync(every);
-        w.periodic = Some((every, handle));
-    }
-    // Replayed logs, old manifests, tables no manifest names (outputs of an interrupted
-    // flush or compaction), staging files.
-    inner.purge_obsolete_files();
-    let _ = fs.remove(&dir.join(strata_compaction::CURRENT_TEMP_FILE_NAME));
-    Ok(inner)
+    })
 }
 
 /// The database's own files in the directory, by kind (names strata never writes are not
 /// listed, and nothing here ever touches them).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct DirListing {
     pub(crate) logs: BTreeSet<u64>,
     pub(crate) tables: BTreeSet<u64>,
@@ -416,7 +565,7 @@ impl DbInner {
             let w = self.write.lock();
             SealedLog {
                 number: w.mem.wal_number(),
-                length: w.wal.written_len(),
+                length: w.wal()?.written_len(),
                 last_sequence: w.logged_seq,
             }
         };
@@ -426,7 +575,7 @@ impl DbInner {
             ..VersionEdit::default()
         };
         edit.sealed_logs.push(active);
-        vs.manifest.log_edit(&edit)?;
+        vs.manifest()?.log_edit(&edit)?;
         vs.sealed_logs.extend_from_slice(&edit.sealed_logs);
         Ok(())
     }

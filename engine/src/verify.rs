@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use strata_compaction::{parse_file_name, FileKind, Manifest, NUM_LEVELS};
+use strata_compaction::{
+    parse_file_name, FileKind, Manifest, Version, CURRENT_FILE_NAME, NUM_LEVELS,
+};
 use strata_core::{Error, IoResultExt, Result};
 use strata_sstable::{Table, TableStats};
 
@@ -14,8 +16,10 @@ use crate::db::{Db, DbInner};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyReport {
-    /// The MANIFEST that was re-read and compared with the live table set.
-    pub manifest_number: u64,
+    /// The MANIFEST that was re-read and compared with the live table set; `None` for a
+    /// read-only handle, which checks the table set it loaded at open (a writer elsewhere
+    /// may have moved on since) and lists no unreferenced tables.
+    pub manifest_number: Option<u64>,
     /// Live tables read in full.
     pub tables: usize,
     /// Data blocks read and checksummed.
@@ -57,45 +61,14 @@ impl Db {
 impl DbInner {
     pub(crate) fn verify(&self) -> Result<VerifyReport> {
         self.check_open()?;
-        // Re-read the manifest under the version lock, so no edit lands between the read and
-        // the comparison with the live version.
         let (version, manifest_number, in_use, allocated_below) = {
             let vs = self.versions.lock();
-            let on_disk = Manifest::recover(Arc::clone(&self.fs), &self.dir)?.ok_or_else(|| {
-                Error::corruption(
-                    self.dir.join(strata_compaction::CURRENT_FILE_NAME),
-                    0,
-                    "CURRENT is missing",
-                )
-            })?;
-            let manifest_path = vs.manifest.path().to_path_buf();
-            if on_disk.manifest_number != vs.manifest.number() {
-                return Err(Error::corruption(
-                    &manifest_path,
-                    0,
-                    format!(
-                        "CURRENT names manifest {}, the database writes {}",
-                        on_disk.manifest_number,
-                        vs.manifest.number()
-                    ),
-                ));
-            }
-            if let Some((at, len)) = on_disk.dropped_tail {
-                // Every edit of a live database was synced before it was installed.
-                return Err(Error::corruption(
-                    &manifest_path,
-                    at,
-                    format!("the last {len} bytes do not decode"),
-                ));
-            }
             let version = self.current_view().version.clone();
-            if on_disk.version != *version {
-                return Err(Error::corruption(
-                    &manifest_path,
-                    0,
-                    "the tables it names differ from the live set",
-                ));
-            }
+            // Under the version lock, so no edit lands between the read and the comparison.
+            let manifest_number = match &vs.manifest {
+                Some(manifest) => Some(self.check_manifest(manifest, &version)?),
+                None => None,
+            };
             // Tables that older versions (open iterators, snapshots) or running jobs still
             // use are not garbage; numbers allocated later are born after this look.
             let mut in_use: BTreeSet<u64> = self.pending_outputs.lock().iter().copied().collect();
@@ -103,7 +76,7 @@ impl DbInner {
                 in_use.extend(v.live_file_numbers());
             }
             let allocated_below = self.next_file_number.load(std::sync::atomic::Ordering::SeqCst);
-            (version, on_disk.manifest_number, in_use, allocated_below)
+            (version, manifest_number, in_use, allocated_below)
         };
         let mut report = VerifyReport { manifest_number, ..VerifyReport::default() };
         let stats = Arc::new(TableStats::default());
@@ -143,6 +116,9 @@ impl DbInner {
                 report.table_bytes += size;
             }
         }
+        if self.read_only {
+            return Ok(report); // the other files are a writer's business
+        }
         let names = self.fs.list(&self.dir).ctx("list directory", &self.dir)?;
         report.unreferenced_tables = names
             .iter()
@@ -153,6 +129,34 @@ impl DbInner {
             .collect();
         report.unreferenced_tables.sort_unstable();
         Ok(report)
+    }
+
+    /// Re-reads the MANIFEST that `CURRENT` names and checks that it is the one `manifest`
+    /// writes, that it decodes to its end and that it describes `version`; returns its number.
+    fn check_manifest(&self, manifest: &Manifest, version: &Version) -> Result<u64> {
+        let on_disk = Manifest::recover(Arc::clone(&self.fs), &self.dir)?.ok_or_else(|| {
+            Error::corruption(self.dir.join(CURRENT_FILE_NAME), 0, "CURRENT is missing")
+        })?;
+        let path = manifest.path();
+        if on_disk.manifest_number != manifest.number() {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!(
+                    "CURRENT names manifest {}, the database writes {}",
+                    on_disk.manifest_number,
+                    manifest.number()
+                ),
+            ));
+        }
+        if let Some((at, len)) = on_disk.dropped_tail {
+            // Every edit of a live database was synced before it was installed.
+            return Err(Error::corruption(path, at, format!("the last {len} bytes do not decode")));
+        }
+        if on_disk.version != *version {
+            return Err(Error::corruption(path, 0, "the tables it names differ from the live set"));
+        }
+        Ok(on_disk.manifest_number)
     }
 }
 

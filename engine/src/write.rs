@@ -113,7 +113,7 @@ impl DbInner {
                 if let Durability::Periodic(every) = durability {
                     ensure_periodic_sync(&mut w, every);
                 }
-                match w.wal.enqueue(batch.as_bytes(), durability.syncs_each_write()) {
+                match w.wal()?.enqueue(batch.as_bytes(), durability.syncs_each_write()) {
                     Ok(t) => {
                         w.logged_seq = last;
                         Some(t)
@@ -232,7 +232,7 @@ impl DbInner {
         let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
         let path = self.dir.join(log_file_name(number));
         let wal = w
-            .wal
+            .wal()?
             .sync()
             .and_then(|()| {
                 Wal::create(
@@ -246,10 +246,10 @@ impl DbInner {
         // manifest edit (not written here, to keep a manifest sync off the write path).
         self.unrecorded_seals.lock().push(strata_compaction::SealedLog {
             number: w.mem.wal_number(),
-            length: w.wal.written_len(),
+            length: w.wal()?.written_len(),
             last_sequence: w.logged_seq,
         });
-        let old = std::mem::replace(&mut w.wal, wal);
+        let Some(old) = w.wal.replace(wal) else { return Err(Error::ReadOnly) };
         let _ = old.close(); // already synced; closing only refuses further appends
         add_stats(&mut w.retired_wal_stats, &old.stats());
         if let Some((every, _)) = w.periodic.take() {
@@ -329,7 +329,9 @@ fn ensure_periodic_sync(w: &mut WriteState, every: Duration) {
     if w.periodic.as_ref().is_some_and(|(current, _)| *current <= every) {
         return;
     }
-    w.periodic = Some((every, w.wal.spawn_periodic_sync(every)));
+    if let Some(wal) = &w.wal {
+        w.periodic = Some((every, wal.spawn_periodic_sync(every)));
+    }
 }
 
 /// Copies every entry of `batch` into `mem`.

@@ -37,7 +37,8 @@ thread_local! {
 /// changes while mapped; a table file never does: [`crate::TableBuilder`] writes it once,
 /// fdatasyncs it in `finish`, and nothing reopens a finished table for writing (table file
 /// names are never reused), while the engine holds the database directory's lock for its
-/// whole life so no other strata process writes there either (see the `SAFETY` comment of
+/// whole life so no other strata process writes there either (a read-only handle, which
+/// takes no lock, only reads; see the `SAFETY` comment of
 /// `OsFileSystem::map` in `strata-core`). Deleting a mapped table (after compaction) is
 /// fine: the mapping keeps the inode alive until the last `Arc<Table>` and the last block
 /// slice taken from it drop.

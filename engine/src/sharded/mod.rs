@@ -256,6 +256,39 @@ impl std::fmt::Debug for ShardedDb {
     }
 }
 
+/// The shard directories of `layout`, each distinct and none the root itself.
+fn shard_dirs(root: &Path, layout: &Layout) -> Result<Vec<PathBuf>> {
+    let dirs: Vec<PathBuf> =
+        (0..layout.shards()).filter_map(|i| layout.shard_dir(root, i)).collect();
+    let mut seen = std::collections::HashSet::new();
+    for d in &dirs {
+        if *d == root || !seen.insert(d.clone()) {
+            return Err(Error::InvalidArgument(format!(
+                "shard directory {} used twice",
+                d.display()
+            )));
+        }
+    }
+    Ok(dirs)
+}
+
+/// Opens every shard with `open`; on a failure, closes those already open.
+fn open_shards(dirs: &[PathBuf], open: impl Fn(&Path) -> Result<Db>) -> Result<Vec<Db>> {
+    let mut shards = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        match open(d) {
+            Ok(db) => shards.push(db),
+            Err(e) => {
+                for db in &shards {
+                    let _ = db.close();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(shards)
+}
+
 impl ShardedDb {
     /// Opens the sharded database at `root`, creating it (root directory, `SHARDS` layout
     /// file, one database per shard) if missing. An existing database must be opened with
@@ -288,38 +321,59 @@ impl ShardedDb {
             }
         })?;
         let (layout, created) = options.reconcile(Layout::load(fs.as_ref(), &root)?)?;
-        let dirs: Vec<PathBuf> =
-            (0..layout.shards()).filter_map(|i| layout.shard_dir(&root, i)).collect();
-        let mut seen = std::collections::HashSet::new();
-        for d in &dirs {
-            if *d == root || !seen.insert(d.clone()) {
-                return Err(Error::InvalidArgument(format!(
-                    "shard directory {} used twice",
-                    d.display()
-                )));
-            }
-        }
+        let dirs = shard_dirs(&root, &layout)?;
         if created {
             // The layout is durable before any shard exists, so no shard ever holds data
             // routed by a layout that a crash could forget.
             layout.store(fs.as_ref(), &root)?;
         }
-        let mut shards = Vec::with_capacity(dirs.len());
-        for d in &dirs {
-            match Db::open(d, options.engine.clone()) {
-                Ok(db) => shards.push(db),
-                Err(e) => {
-                    for db in &shards {
-                        let _ = db.close();
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        let clock = options.clock;
+        let shards = open_shards(&dirs, |d| Db::open(d, options.engine.clone()))?;
+        Ok(ShardedDb::assemble(root, layout, shards, Some(root_lock), options.clock))
+    }
+
+    /// Opens the sharded database at `root` for reading only, as [`Db::open_read_only`]
+    /// opens each shard: no lock (another process may be writing), nothing written, no
+    /// background threads; writes return [`Error::ReadOnly`]. The layout must exist and
+    /// match `options` as for [`ShardedDb::open`]; each shard shows its state when it was
+    /// opened (shards are opened one after the other, so this is per shard, like
+    /// [`ShardedDb::snapshot`]).
+    ///
+    /// ```
+    /// use strata::{Error, ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(2))?;
+    /// db.put("k", "v")?;
+    /// let reader = ShardedDb::open_read_only(dir.path(), ShardedOptions::new(2))?;
+    /// assert_eq!(reader.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// assert!(matches!(reader.put("k", "w"), Err(Error::ReadOnly)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_read_only(root: impl AsRef<Path>, options: ShardedOptions) -> Result<ShardedDb> {
+        options.validate()?;
+        let root = root.as_ref().to_path_buf();
+        let fs = Arc::clone(&options.engine.fs);
+        let Some(stored) = Layout::load(fs.as_ref(), &root)? else {
+            return Err(Error::InvalidArgument(format!(
+                "no sharded database at {} to open read-only",
+                root.display()
+            )));
+        };
+        let (layout, _) = options.reconcile(Some(stored))?;
+        let dirs = shard_dirs(&root, &layout)?;
+        let shards = open_shards(&dirs, |d| Db::open_read_only(d, options.engine.clone()))?;
+        Ok(ShardedDb::assemble(root, layout, shards, None, options.clock))
+    }
+
+    fn assemble(
+        root: PathBuf,
+        layout: Layout,
+        shards: Vec<Db>,
+        root_lock: Option<FileLock>,
+        clock: Arc<dyn Clock>,
+    ) -> ShardedDb {
         let rates = shards.iter().map(|_| RateWindow::new(clock.as_ref())).collect();
         let router = Router::new(&layout.partitioner, layout.shards(), layout.vnodes_per_shard);
-        Ok(ShardedDb {
+        ShardedDb {
             inner: Arc::new(ShardedInner {
                 root,
                 layout,
@@ -327,10 +381,10 @@ impl ShardedDb {
                 shards,
                 rates,
                 clock,
-                root_lock: Mutex::new(Some(root_lock)),
+                root_lock: Mutex::new(root_lock),
                 closed: Arc::new(AtomicBool::new(false)),
             }),
-        })
+        }
     }
 
     /// The root directory (holding `SHARDS`).
