@@ -876,6 +876,17 @@ impl Harness {
         self.fs.clear_faults();
         let got = read_all(&db);
         let history = self.history.join("\n");
+        // A read-only open beside the recovered writer replays what the writer left in its
+        // log and must see exactly what the writer sees. The writer is settled first: a
+        // compaction may otherwise delete a table the reader has yet to open.
+        let _ = db.wait_for_compaction();
+        let reader = Db::open_read_only(DB_DIR, self.config.options(&self.fs))
+            .unwrap_or_else(|e| panic!("read-only open beside the writer failed: {e}\n{history}"));
+        assert!(
+            read_all(&reader) == got,
+            "a read-only open disagrees with the writer's recovery\n{history}"
+        );
+        drop(reader);
         self.model.recovered(got, &history);
         self.db = Some(db);
     }
