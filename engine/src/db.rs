@@ -642,6 +642,7 @@ impl DbInner {
             result = self.record_clean_close();
         }
         self.lock_file.lock().take();
+        self.tables.clear();
         if let Some(e) = self.error.lock().clone() {
             if result.is_ok() {
                 result = Err(e.poisoned());

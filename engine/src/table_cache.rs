@@ -59,6 +59,13 @@ impl TableCache {
         self.tables.write().remove(&number);
     }
 
+    /// Forgets every table (the database closed): mappings go as soon as no iterator or
+    /// snapshot still holds them, so the disk space of tables another handle deletes later
+    /// comes back then rather than when the last clone of this handle drops.
+    pub(crate) fn clear(&self) {
+        self.tables.write().clear();
+    }
+
     pub(crate) fn block_cache(&self) -> &BlockCache {
         &self.block_cache
     }
