@@ -61,6 +61,16 @@ pub enum Error {
     /// A bounded queue is full (only from non-blocking calls such as `try_write_async`).
     #[error("the write queue is full")]
     Busy,
+    /// A background job panicked (a bug, or a panicking user-supplied file system). The
+    /// database is poisoned with it, so waiters for that job get [`Error::Poisoned`] instead
+    /// of waiting forever.
+    #[error("a panic in the {thread} thread: {message}")]
+    Panicked {
+        /// Whose work panicked: `"flush"`, `"compaction"`.
+        thread: &'static str,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl Error {

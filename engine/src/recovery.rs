@@ -203,7 +203,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     });
     if let Durability::Periodic(every) = inner.opts.durability {
         let mut w = inner.write.lock();
-        let handle = w.wal.spawn_periodic_sync(every);
+        let handle = w.wal.spawn_periodic_sync(every)?;
         w.periodic = Some((every, handle));
     }
     // Replayed logs, old manifests, tables no manifest names (outputs of an interrupted
