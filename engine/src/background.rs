@@ -42,8 +42,8 @@ pub(crate) fn start(db: &Arc<DbInner>) -> Result<()> {
 /// thread then fails with [`Error::Poisoned`] instead of waiting forever.
 pub(crate) fn catch_panic<T>(thread: &'static str, job: impl FnOnce() -> Result<T>) -> Result<T> {
     // Unwind safety: the shared state a job touches is behind parking_lot locks (released,
-    // not poisoned, by the unwind) and a half-done job publishes nothing: a flush or
-    // compaction changes the tree only by its last step, `install`.
+    // not poisoned, by the unwind), and the caller poisons the database, so no write, flush
+    // or compaction builds on whatever the half-done job left; reopening recovers.
     std::panic::catch_unwind(AssertUnwindSafe(job))
         .unwrap_or_else(|payload| Err(strata_core::thread::panic_error(thread, payload.as_ref())))
 }
