@@ -66,6 +66,16 @@ pub enum Error {
     /// compactions are refused.
     #[error("the database was opened read-only")]
     ReadOnly,
+    /// A background job panicked (a bug, or a panicking user-supplied file system). The
+    /// database is poisoned with it, so waiters for that job get [`Error::Poisoned`] instead
+    /// of waiting forever.
+    #[error("a panic in the {thread} thread: {message}")]
+    Panicked {
+        /// Whose work panicked: `"flush"`, `"compaction"`.
+        thread: &'static str,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl Error {

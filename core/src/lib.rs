@@ -7,6 +7,8 @@
 //! * [`key`]: internal keys (user key + sequence number + kind) and their one ordering.
 //! * [`coding`]: bounds-checked varint and fixed-width integer coding for decoders.
 //! * [`spin`]: bounded spinning before a blocking wait, for the write path's short waits.
+//! * [`thread`]: starting background threads without panicking, and the error a panic in
+//!   one becomes.
 //!
 //! `strata-wal` and `strata-sstable` depend on this crate and on nothing of each other, so
 //! the dependency arrows stay one-way: `core` <- `wal`, `sstable` <- `compaction` <- `engine`.
@@ -22,5 +24,6 @@ pub mod merge;
 pub mod sim;
 pub mod spin;
 pub mod stripe;
+pub mod thread;
 
 pub use error::{Error, IoResultExt, Result};

@@ -4,6 +4,7 @@
 //! One thread is reserved for flushes, so a flush never waits behind a long compaction.
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,25 +12,48 @@ use std::time::Instant;
 use std::path::Path;
 use strata_compaction::{parse_file_name, FileKind, FileMeta, VersionEdit};
 use strata_core::fs::FileSystem;
-use strata_core::{IoResultExt, Result};
+use strata_core::{Error, IoResultExt, Result};
 use strata_sstable::{TableBuilder, TableOptions};
 
 use crate::db::{DbInner, SuperVersion};
 use crate::memtable::MemTable;
 
-pub(crate) fn start(db: &Arc<DbInner>) {
+/// Starts the flush and compaction threads. If the OS refuses one, the error is returned
+/// and the caller must [`DbInner::close`] the database, which stops the one that started.
+pub(crate) fn start(db: &Arc<DbInner>) -> Result<()> {
     let flusher = Arc::clone(db);
-    let handle = std::thread::Builder::new()
-        .name("strata-flush".into())
-        .spawn(move || flush_loop(&flusher))
-        .expect("spawning the flush thread");
+    let handle = strata_core::thread::spawn("strata-flush", move || {
+        guard_thread(&flusher, "flush", flush_loop)
+    })
+    .map_err(|e| Error::io("spawn the flush thread", &db.dir, e))?;
     db.threads.lock().push(handle);
     let compactor = Arc::clone(db);
-    let handle = std::thread::Builder::new()
-        .name("strata-compact".into())
-        .spawn(move || crate::compaction::compaction_loop(&compactor))
-        .expect("spawning the compaction thread");
+    let handle = strata_core::thread::spawn("strata-compact", move || {
+        guard_thread(&compactor, "compaction", crate::compaction::compaction_loop)
+    })
+    .map_err(|e| Error::io("spawn the compaction thread", &db.dir, e))?;
     db.threads.lock().push(handle);
+    Ok(())
+}
+
+/// Runs `job`, turning a panic in it into [`Error::Panicked`]. Each background job runs
+/// under this, so that a panic resets the job's bookkeeping like any other failure and
+/// poisons the database: every writer, `flush` and `wait_for_compaction` waiting for that
+/// thread then fails with [`Error::Poisoned`] instead of waiting forever.
+pub(crate) fn catch_panic<T>(thread: &'static str, job: impl FnOnce() -> Result<T>) -> Result<T> {
+    // Unwind safety: the shared state a job touches is behind parking_lot locks (released,
+    // not poisoned, by the unwind), and the caller poisons the database, so no write, flush
+    // or compaction builds on whatever the half-done job left; reopening recovers.
+    std::panic::catch_unwind(AssertUnwindSafe(job))
+        .unwrap_or_else(|payload| Err(strata_core::thread::panic_error(thread, payload.as_ref())))
+}
+
+/// Backstop for a panic outside any job (in a loop's own bookkeeping): the thread ends, and
+/// the database is poisoned so that nothing waits for it.
+fn guard_thread(db: &Arc<DbInner>, thread: &'static str, body: fn(&Arc<DbInner>)) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| body(db))) {
+        db.poison(&strata_core::thread::panic_error(thread, payload.as_ref()));
+    }
 }
 
 pub(crate) fn stop(db: &DbInner) {
@@ -59,7 +83,7 @@ fn flush_loop(db: &Arc<DbInner>) {
                 db.bg_cv.wait(&mut bg);
             }
         };
-        let result = db.flush_memtable(&imm);
+        let result = catch_panic("flush", || db.flush_memtable(&imm));
         let mut bg = db.bg.lock();
         bg.flush_running = false;
         if let Err(e) = result {
@@ -74,7 +98,8 @@ fn flush_loop(db: &Arc<DbInner>) {
 
 /// Writes every entry of `mem` to the table at `path`; `None` (and no file) if it is empty.
 /// The table is fdatasynced; its directory entry is not: the caller syncs the directory
-/// once for all its outputs, before the manifest names them.
+/// once for all its outputs, before the manifest names them. On failure no file is left
+/// (best effort): on a full disk, a partial table would hold the space a retry needs.
 pub(crate) fn build_table(
     fs: &Arc<dyn FileSystem>,
     path: &Path,
@@ -84,7 +109,10 @@ pub(crate) fn build_table(
 ) -> Result<Option<FileMeta>> {
     let mut builder = TableBuilder::new(&**fs, path, options)?;
     for entry in mem.entries() {
-        builder.add(entry.key(), entry.value())?;
+        if let Err(e) = builder.add(entry.key(), entry.value()) {
+            let _ = builder.abandon();
+            return Err(e);
+        }
     }
     if builder.num_entries() == 0 {
         builder.abandon()?;
@@ -104,7 +132,12 @@ impl DbInner {
         let result = (|| {
             let path = self.tables.table_path(number);
             let meta = build_table(&self.fs, &path, &self.opts.table_options(0), number, imm)?;
-            self.fs.sync_dir(&self.dir).ctx("fsync directory", &self.dir)?;
+            if let Err(e) = self.fs.sync_dir(&self.dir).ctx("fsync directory", &self.dir) {
+                // No manifest names the table yet, so removing it is safe; once `install`
+                // has started, the manifest on disk may name it and it must stay.
+                let _ = self.fs.remove(&path);
+                return Err(e);
+            }
             let mut edit = VersionEdit::default();
             if let Some(meta) = &meta {
                 self.metrics.flush_bytes.fetch_add(meta.file_size, Ordering::Relaxed);

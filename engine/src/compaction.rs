@@ -17,7 +17,7 @@ use strata_compaction::{
 };
 use strata_core::iter::InternalIterator;
 use strata_core::key::SeqNo;
-use strata_core::Result;
+use strata_core::{Error, Result};
 
 use crate::db::DbInner;
 use crate::table_cache::LevelIterator;
@@ -142,7 +142,8 @@ impl DbInner {
                 let version = Arc::clone(&self.current_view().version);
                 let Some(c) = pick_manual(&version, level, lo, hi, &config) else { break };
                 self.set_compaction_running(true);
-                let result = self.run_compaction_step(&c);
+                let result =
+                    crate::background::catch_panic("compaction", || self.run_compaction_step(&c));
                 self.set_compaction_running(false);
                 if let Err(e) = result {
                     self.poison(&e);
@@ -197,12 +198,13 @@ pub(crate) fn compaction_loop(db: &Arc<DbInner>) {
         let _running = db.compaction_lock.lock();
         let Some(c) = db.pick_automatic() else { continue };
         db.set_compaction_running(true);
-        let result = db.run_compaction_step(&c);
+        let result = crate::background::catch_panic("compaction", || db.run_compaction_step(&c));
         db.set_compaction_running(false);
-        if let Err(e) = result {
-            if !db.bg.lock().shutdown {
-                db.poison(&e);
-            }
+        match result {
+            // A panic is a bug whatever the moment: `close` must report it.
+            Err(e @ Error::Panicked { .. }) => db.poison(&e),
+            Err(e) if !db.bg.lock().shutdown => db.poison(&e),
+            _ => {}
         }
     }
 }

@@ -194,7 +194,9 @@ impl Db {
     ///
     /// Fails with [`Error::Locked`] if another handle, in this process or another, has it
     /// open; with [`Error::Corruption`] if its files are damaged (see
-    /// [`Options::recovery_mode`]).
+    /// [`Options::recovery_mode`]); with [`Error::InvalidArgument`] for an empty `path` or
+    /// bad options, before touching any file; with [`Error::Io`] if a background thread
+    /// cannot be started (the directory lock is released again).
     ///
     /// ```
     /// use strata::{Db, Options, Error};
@@ -204,8 +206,14 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
-        let inner = crate::recovery::open(path.as_ref(), options)?;
-        crate::background::start(&inner);
+        let path = path.as_ref();
+        crate::options::check_db_path(path)?;
+        let inner = crate::recovery::open(path, options)?;
+        if let Err(e) = crate::background::start(&inner) {
+            // Stops the thread that did start and releases the lock.
+            let _ = inner.close();
+            return Err(e);
+        }
         Ok(Db { _handle: Arc::new(HandleToken(Arc::clone(&inner))), inner })
     }
 
@@ -234,6 +242,7 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_read_only(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        crate::options::check_db_path(path.as_ref())?;
         let inner = crate::recovery::open_read_only(path.as_ref(), options)?;
         Ok(Db { _handle: Arc::new(HandleToken(Arc::clone(&inner))), inner })
     }
@@ -245,8 +254,9 @@ impl Db {
 
     /// Sets `key` to `value` with the default durability.
     ///
-    /// Keys may be up to 64 KiB and values up to 256 MiB; larger is
-    /// [`Error::InvalidArgument`].
+    /// Keys may be up to [`crate::MAX_KEY_SIZE`] (64 KiB) and values up to
+    /// [`crate::MAX_VALUE_SIZE`] (128 MiB − 64 KiB − 8); larger is
+    /// [`Error::InvalidArgument`], and nothing is logged.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;

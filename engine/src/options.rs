@@ -7,9 +7,28 @@ use strata_sstable::Compression;
 use strata_wal::{Durability, RecoveryMode};
 
 /// The largest key strata accepts: 64 KiB.
+///
+/// ```
+/// assert_eq!(strata::MAX_KEY_SIZE, 65_536);
+/// ```
 pub const MAX_KEY_SIZE: usize = 64 << 10;
-/// The largest value strata accepts: 256 MiB.
-pub const MAX_VALUE_SIZE: usize = 256 << 20;
+
+/// The largest value strata accepts: 128 MiB − 64 KiB − 8 bytes (134,152,184 bytes).
+///
+/// Derived, not chosen: a table stores each entry whole, and its limit
+/// ([`strata_sstable::MAX_ENTRY_LEN`], 128 MiB) counts the internal key, which is the user
+/// key plus an 8-byte trailer. Every entry the write path accepts, even a largest key with
+/// a largest value, therefore fits a table, so a log the write path wrote can always be
+/// flushed, and recovered. A value one byte longer is [`crate::Error::InvalidArgument`]
+/// before anything is logged.
+///
+/// ```
+/// use strata::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
+/// assert_eq!(MAX_VALUE_SIZE, (128 << 20) - (64 << 10) - 8);
+/// assert!(MAX_KEY_SIZE + 8 + MAX_VALUE_SIZE <= strata_sstable::MAX_ENTRY_LEN);
+/// ```
+pub const MAX_VALUE_SIZE: usize =
+    strata_sstable::MAX_ENTRY_LEN - MAX_KEY_SIZE - strata_core::key::TRAILER_LEN;
 
 /// Configuration of a [`crate::Db`]. Every setter states its default and, where there is
 /// one, the RocksDB option it corresponds to.
@@ -291,4 +310,13 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// Refuses an empty database path before anything touches the file system: `"".join("LOCK")`
+/// is `LOCK`, so an empty path would lock (and fill) the working directory.
+pub(crate) fn check_db_path(path: &std::path::Path) -> strata_core::Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(strata_core::Error::InvalidArgument("the database path is empty".into()));
+    }
+    Ok(())
 }

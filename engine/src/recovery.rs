@@ -116,7 +116,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     if let Durability::Periodic(every) = inner.opts.durability {
         let mut w = inner.write.lock();
         if let Some(wal) = &w.wal {
-            let handle = wal.spawn_periodic_sync(every);
+            let handle = wal.spawn_periodic_sync(every)?;
             w.periodic = Some((every, handle));
         }
     }

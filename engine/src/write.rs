@@ -38,7 +38,11 @@ struct Pending {
 }
 
 /// Checks sizes and counts what the batch holds: (puts, deletes, user bytes).
-fn validate(batch: &WriteBatch) -> Result<(u64, u64, u64)> {
+///
+/// Every path to a log goes through here before anything is logged: [`DbInner::write`]
+/// itself, and the sharded and queued entry points up front, so that an oversized entry
+/// fails the whole call before any shard or queue takes a part of it.
+pub(crate) fn validate(batch: &WriteBatch) -> Result<(u64, u64, u64)> {
     let (mut puts, mut deletes, mut bytes) = (0, 0, 0);
     for e in batch.iter() {
         if e.key.len() > MAX_KEY_SIZE {
@@ -111,7 +115,8 @@ impl DbInner {
             batch.set_sequence(first);
             let ticket = if durability.uses_wal() {
                 if let Durability::Periodic(every) = durability {
-                    ensure_periodic_sync(&mut w, every);
+                    // Nothing is logged yet: a refused thread fails this write alone.
+                    ensure_periodic_sync(&mut w, every)?;
                 }
                 match w.wal()?.enqueue(batch.as_bytes(), durability.syncs_each_write()) {
                     Ok(t) => {
@@ -242,6 +247,18 @@ impl DbInner {
                 )
             })
             .inspect_err(|e| self.poison(e))?;
+        // The new log's syncer starts before the switch: without it, writes promised
+        // `Periodic` would silently be `Buffered`, so a refused thread is a failed switch.
+        let periodic = match w.periodic.as_ref().map(|(every, _)| *every) {
+            Some(every) => match wal.spawn_periodic_sync(every) {
+                Ok(syncer) => Some((every, syncer)),
+                Err(e) => {
+                    self.poison(&e);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         // The old log is synced and takes no more records: its seal goes into the next
         // manifest edit (not written here, to keep a manifest sync off the write path).
         self.unrecorded_seals.lock().push(strata_compaction::SealedLog {
@@ -252,8 +269,8 @@ impl DbInner {
         let Some(old) = w.wal.replace(wal) else { return Err(Error::ReadOnly) };
         let _ = old.close(); // already synced; closing only refuses further appends
         add_stats(&mut w.retired_wal_stats, &old.stats());
-        if let Some((every, _)) = w.periodic.take() {
-            ensure_periodic_sync(w, every);
+        if let Some(p) = periodic {
+            w.periodic = Some(p);
         }
         w.unlogged = false;
 
@@ -325,13 +342,12 @@ impl DbInner {
     }
 }
 
-fn ensure_periodic_sync(w: &mut WriteState, every: Duration) {
+fn ensure_periodic_sync(w: &mut WriteState, every: Duration) -> Result<()> {
     if w.periodic.as_ref().is_some_and(|(current, _)| *current <= every) {
-        return;
+        return Ok(());
     }
-    if let Some(wal) = &w.wal {
-        w.periodic = Some((every, wal.spawn_periodic_sync(every)));
-    }
+    w.periodic = Some((every, w.wal()?.spawn_periodic_sync(every)?));
+    Ok(())
 }
 
 /// Copies every entry of `batch` into `mem`.

@@ -157,6 +157,10 @@ fn read_only_open_after_a_crash_repairs_nothing() {
 #[test]
 fn read_only_open_of_no_database_creates_nothing() {
     let fs = SimFileSystem::new();
+    assert!(matches!(Db::open_read_only("", options(&fs)), Err(Error::InvalidArgument(_))));
+    let sharded = ShardedOptions::new(2).engine(options(&fs));
+    assert!(matches!(ShardedDb::open_read_only("", sharded), Err(Error::InvalidArgument(_))));
+    assert!(fs.files().is_empty());
     assert!(matches!(Db::open_read_only("/nothing", options(&fs)), Err(Error::InvalidArgument(_))));
     assert!(!fs.exists(Path::new("/nothing")).unwrap());
     fs.create_dir_all(Path::new("/empty")).unwrap();

@@ -219,7 +219,8 @@ impl<'fs> TableBuilder<'fs> {
 
     /// Adds an entry. `internal_key` must be a well-formed encoded internal key greater
     /// than every key added before (by [`compare_internal`]), else
-    /// [`Error::InvalidArgument`]; `key.len() + value.len()` must not exceed 128 MiB.
+    /// [`Error::InvalidArgument`]; `internal_key.len() + value.len()` must not exceed
+    /// [`MAX_ENTRY_LEN`] (128 MiB).
     pub fn add(&mut self, internal_key: &[u8], value: &[u8]) -> Result<()> {
         if let Some(e) = &self.failed {
             return Err(e.clone());

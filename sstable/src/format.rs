@@ -21,8 +21,15 @@ pub const BLOCK_TRAILER_LEN: usize = 5;
 /// compressed block can demand. Restart offsets are u32, so blocks are < 4 GiB anyway.
 pub const MAX_BLOCK_LEN: usize = 256 << 20;
 
-/// The largest `key.len() + value.len()` a single entry may have, so that every block,
-/// even one holding a single entry, stays below [`MAX_BLOCK_LEN`].
+/// The largest `internal_key.len() + value.len()` a single entry may have, so that every
+/// block, even one holding a single entry, stays below [`MAX_BLOCK_LEN`].
+///
+/// The one size limit of strata: the engine's key and value limits (`strata::MAX_KEY_SIZE`,
+/// `strata::MAX_VALUE_SIZE`) are derived from it so that everything it logs fits a table.
+///
+/// ```
+/// assert_eq!(strata_sstable::MAX_ENTRY_LEN, 128 << 20);
+/// ```
 pub const MAX_ENTRY_LEN: usize = 128 << 20;
 
 /// How the blocks of a table are compressed.

@@ -375,6 +375,9 @@ impl Wal {
     /// reference; it stops when the returned handle drops, when the log is closed or dropped,
     /// or after a failed sync (which poisons the log like any other failed sync).
     ///
+    /// Fails with [`Error::Io`] if the OS refuses the thread: the caller must not carry on
+    /// as if the log were synced periodically.
+    ///
     /// ```
     /// # use std::{path::Path, sync::Arc, time::Duration};
     /// # use strata_core::{fs::FileSystem, sim::SimFileSystem};
@@ -382,20 +385,20 @@ impl Wal {
     /// # let fs = Arc::new(SimFileSystem::new());
     /// # fs.create_dir_all(Path::new("/db")).unwrap();
     /// let wal = Wal::create(fs, "/db/000001.log", WalOptions::default())?;
-    /// let syncer = wal.spawn_periodic_sync(Duration::from_millis(100));
+    /// let syncer = wal.spawn_periodic_sync(Duration::from_millis(100))?;
     /// wal.append(b"buffered now, durable within ~100 ms", false)?;
     /// drop(syncer); // stops and joins the thread
     /// # Ok::<(), strata_core::Error>(())
     /// ```
-    pub fn spawn_periodic_sync(self: &Arc<Self>, every: Duration) -> PeriodicSync {
+    pub fn spawn_periodic_sync(self: &Arc<Self>, every: Duration) -> Result<PeriodicSync> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak: Weak<Wal> = Arc::downgrade(self);
         let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("strata-wal-sync".into())
-            .spawn(move || periodic_sync_loop(weak, every, thread_stop))
-            .ok();
-        PeriodicSync { stop, thread }
+        let thread = strata_core::thread::spawn("strata-wal-sync", move || {
+            periodic_sync_loop(weak, every, thread_stop)
+        })
+        .map_err(|e| Error::io("spawn the periodic sync thread", self.path(), e))?;
+        Ok(PeriodicSync { stop, thread: Some(thread) })
     }
 }
 
@@ -812,7 +815,7 @@ mod tests {
     #[test]
     fn periodic_sync_makes_buffered_records_durable() {
         let (fs, wal) = setup();
-        let syncer = wal.spawn_periodic_sync(Duration::from_millis(10));
+        let syncer = wal.spawn_periodic_sync(Duration::from_millis(10)).unwrap();
         wal.append(b"eventually durable", false).unwrap();
         assert!(poll(|| synced(&fs) == file_len(&fs)), "never synced");
         wal.append(b"again", false).unwrap();
@@ -823,14 +826,25 @@ mod tests {
         assert_eq!(records(&*fs).len(), 2);
     }
 
+    // Before, a refused thread was dropped silently: `Durability::Periodic` quietly became
+    // `Buffered`, with nothing synced until the next switch.
+    #[test]
+    fn a_periodic_sync_thread_that_cannot_start_is_an_error() {
+        let (_fs, wal) = setup();
+        strata_core::thread::fail_nth_spawn_on_this_thread(1);
+        let err = wal.spawn_periodic_sync(Duration::from_millis(5)).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(wal.spawn_periodic_sync(Duration::from_millis(5)).unwrap().is_running());
+    }
+
     #[test]
     fn periodic_sync_stops_when_log_closes_or_drops() {
         let (_fs, wal) = setup();
-        let syncer = wal.spawn_periodic_sync(Duration::from_millis(5));
+        let syncer = wal.spawn_periodic_sync(Duration::from_millis(5)).unwrap();
         wal.close().unwrap();
         assert!(poll(|| !syncer.is_running()));
         let (_fs, wal) = setup();
-        let syncer = wal.spawn_periodic_sync(Duration::from_millis(5));
+        let syncer = wal.spawn_periodic_sync(Duration::from_millis(5)).unwrap();
         drop(wal);
         assert!(poll(|| !syncer.is_running()));
     }

@@ -174,7 +174,7 @@ impl SkipList {
     fn new_node(arena: &Arena, height: usize, key_len: usize, value_len: usize) -> NonNull<u8> {
         let (Ok(key_len32), Ok(value_len32)) = (u32::try_from(key_len), u32::try_from(value_len))
         else {
-            // The write path limits keys to 64 KiB and values to 256 MiB.
+            // The write path limits keys to 64 KiB and values to under 128 MiB.
             panic!("memtable entry of {key_len} + {value_len} bytes exceeds the u32 node fields")
         };
         let tower = 8 * height;

@@ -247,13 +247,11 @@ impl AsyncWriter {
         });
         let worker_alive = Arc::new(AtomicBool::new(true));
         let (q, alive) = (Arc::clone(&queue), Arc::clone(&worker_alive));
-        let handle = std::thread::Builder::new()
-            .name("strata-async-write".into())
-            .spawn(move || {
-                let _exit = WorkerExit { queue: Arc::clone(&q), alive };
-                run_worker(&q, &db);
-            })
-            .map_err(|e| Error::io("spawn async write worker", "", e))?;
+        let handle = strata_core::thread::spawn("strata-async-write", move || {
+            let _exit = WorkerExit { queue: Arc::clone(&q), alive };
+            run_worker(&q, &db);
+        })
+        .map_err(|e| Error::io("spawn async write worker", "", e))?;
         Ok(AsyncWriter { queue, worker: Mutex::new(Some(handle)), worker_alive })
     }
 
@@ -460,6 +458,11 @@ impl Db {
         if batch.is_empty() {
             return WriteTicket::resolved(self.inner.check_writable());
         }
+        // Refused here rather than by the worker: an oversized batch never takes a queue
+        // slot, and the worker's merged group never has to be split up again for it.
+        if let Err(e) = crate::write::validate(&batch) {
+            return WriteTicket::resolved(Err(e));
+        }
         match self.async_writer() {
             Ok(w) => match w.reserve() {
                 Some(permit) => permit.submit(batch, durability),
@@ -499,6 +502,7 @@ impl Db {
         if batch.is_empty() {
             return Ok(WriteTicket::resolved(Ok(())));
         }
+        crate::write::validate(&batch)?;
         Ok(self.async_writer()?.try_reserve()?.submit(batch, durability))
     }
 

@@ -142,6 +142,9 @@ impl ShardedOptions {
                     self.shards
                 )));
             }
+            if paths.iter().any(|p| p.as_os_str().is_empty()) {
+                return Err(Error::InvalidArgument("a shard path is empty".into()));
+            }
         }
         Ok(())
     }
@@ -306,6 +309,7 @@ impl ShardedDb {
     pub fn open(root: impl AsRef<Path>, options: ShardedOptions) -> Result<ShardedDb> {
         options.validate()?;
         let root = root.as_ref().to_path_buf();
+        crate::options::check_db_path(&root)?;
         let fs = Arc::clone(&options.engine.fs);
         if !fs.exists(&root).ctx("stat", &root)? {
             fs.create_dir_all(&root).ctx("create directory", &root)?;
@@ -351,6 +355,7 @@ impl ShardedDb {
     pub fn open_read_only(root: impl AsRef<Path>, options: ShardedOptions) -> Result<ShardedDb> {
         options.validate()?;
         let root = root.as_ref().to_path_buf();
+        crate::options::check_db_path(&root)?;
         let fs = Arc::clone(&options.engine.fs);
         let Some(stored) = Layout::load(fs.as_ref(), &root)? else {
             return Err(Error::InvalidArgument(format!(
@@ -436,11 +441,14 @@ impl ShardedDb {
 
     /// Splits `batch` into one batch per shard, in shard order, preserving entry order
     /// within each part. A batch whose entries all go to one shard is passed on as is.
-    fn split(&self, batch: WriteBatch) -> Vec<(usize, WriteBatch)> {
+    /// Splits `batch` per shard, after checking its sizes: an oversized entry must fail the
+    /// whole batch before any shard logs a part of it.
+    fn split(&self, batch: WriteBatch) -> Result<Vec<(usize, WriteBatch)>> {
+        crate::write::validate(&batch)?;
         let routes: Vec<usize> = batch.iter().map(|e| self.shard_for(e.key)).collect();
-        let Some(&first) = routes.first() else { return Vec::new() };
+        let Some(&first) = routes.first() else { return Ok(Vec::new()) };
         if routes.iter().all(|&s| s == first) {
-            return vec![(first, batch)];
+            return Ok(vec![(first, batch)]);
         }
         let mut parts: Vec<Option<WriteBatch>> =
             (0..self.inner.shards.len()).map(|_| None).collect();
@@ -453,7 +461,7 @@ impl ShardedDb {
                 }
             }
         }
-        parts.into_iter().enumerate().filter_map(|(i, p)| p.map(|p| (i, p))).collect()
+        Ok(parts.into_iter().enumerate().filter_map(|(i, p)| p.map(|p| (i, p))).collect())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -506,7 +514,7 @@ impl ShardedDb {
     /// ```
     pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
         self.check_open()?;
-        let mut parts = self.split(batch);
+        let mut parts = self.split(batch)?;
         if parts.len() <= 1 {
             let Some((i, part)) = parts.pop() else { return Ok(()) };
             self.record(i, part.len() as u64);
@@ -578,8 +586,8 @@ impl ShardedDb {
         if let Err(e) = self.check_open() {
             return WriteTicket::resolved(Err(e));
         }
-        let parts = self.split(batch);
-        self.submit_parts(parts, durability, false)
+        self.split(batch)
+            .and_then(|parts| self.submit_parts(parts, durability, false))
             .unwrap_or_else(|e| WriteTicket::resolved(Err(e)))
     }
 
@@ -596,7 +604,7 @@ impl ShardedDb {
         durability: Durability,
     ) -> Result<WriteTicket> {
         self.check_open()?;
-        let parts = self.split(batch);
+        let parts = self.split(batch)?;
         self.submit_parts(parts, durability, true)
     }
 
