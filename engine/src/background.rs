@@ -122,6 +122,26 @@ pub(crate) fn build_table(
     Ok(Some(FileMeta::from_properties(number, props)))
 }
 
+/// The first record of a new MANIFEST: everything recovery needs to rebuild the state
+/// without the manifests before it (tables, compaction cursors, counters, sealed logs).
+pub(crate) fn snapshot_edit(
+    version: &strata_compaction::Version,
+    cursors: &[Option<strata_core::key::InternalKey>],
+    log_number: u64,
+    sealed_logs: &[strata_compaction::SealedLog],
+    next_file_number: u64,
+    last_sequence: strata_core::key::SeqNo,
+) -> VersionEdit {
+    let mut snapshot = version.snapshot_edit();
+    snapshot.compact_pointers =
+        cursors.iter().enumerate().filter_map(|(l, k)| Some((l, k.clone()?))).collect();
+    snapshot.log_number = Some(log_number);
+    snapshot.sealed_logs = sealed_logs.to_vec();
+    snapshot.next_file_number = Some(next_file_number);
+    snapshot.last_sequence = Some(last_sequence);
+    snapshot
+}
+
 impl DbInner {
     /// Flushes the oldest immutable memtable `imm` to a level-0 table and installs it.
     fn flush_memtable(&self, imm: &Arc<MemTable>) -> Result<()> {
@@ -205,19 +225,14 @@ impl DbInner {
         self.bg_cv.notify_all();
         if vs.manifest()?.size_bytes() > self.opts.max_manifest_size {
             let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
-            let mut snapshot = self.current_view().version.snapshot_edit();
-            snapshot.compact_pointers = self
-                .compact_cursors
-                .lock()
-                .iter()
-                .enumerate()
-                .filter_map(|(l, k)| Some((l, k.clone()?)))
-                .collect();
-            snapshot.log_number = Some(vs.log_number);
-            snapshot.sealed_logs = vs.sealed_logs.clone();
-            snapshot.next_file_number = Some(self.next_file_number.load(Ordering::SeqCst));
-            snapshot.last_sequence =
-                edit.last_sequence.or(Some(self.visible_seq.load(Ordering::Acquire)));
+            let snapshot = snapshot_edit(
+                &self.current_view().version,
+                &self.compact_cursors.lock(),
+                vs.log_number,
+                &vs.sealed_logs,
+                self.next_file_number.load(Ordering::SeqCst),
+                edit.last_sequence.unwrap_or(self.visible_seq.load(Ordering::Acquire)),
+            );
             vs.manifest()?.rotate(number, &snapshot)?;
         }
         Ok(())

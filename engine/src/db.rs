@@ -207,7 +207,7 @@ impl Db {
     /// ```
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let path = path.as_ref();
-        crate::options::check_db_path(path)?;
+        crate::dir::check_path(path)?;
         let inner = crate::recovery::open(path, options)?;
         if let Err(e) = crate::background::start(&inner) {
             // Stops the thread that did start and releases the lock.
@@ -242,7 +242,7 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_read_only(path: impl AsRef<Path>, options: Options) -> Result<Db> {
-        crate::options::check_db_path(path.as_ref())?;
+        crate::dir::check_path(path.as_ref())?;
         let inner = crate::recovery::open_read_only(path.as_ref(), options)?;
         Ok(Db { _handle: Arc::new(HandleToken(Arc::clone(&inner))), inner })
     }

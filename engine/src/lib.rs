@@ -36,6 +36,7 @@ mod background;
 mod compaction;
 mod db;
 mod db_iter;
+mod dir;
 mod histogram;
 pub mod memtable;
 mod metrics;

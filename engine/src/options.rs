@@ -311,12 +311,3 @@ impl Options {
         Ok(())
     }
 }
-
-/// Refuses an empty database path before anything touches the file system: `"".join("LOCK")`
-/// is `LOCK`, so an empty path would lock (and fill) the working directory.
-pub(crate) fn check_db_path(path: &std::path::Path) -> strata_core::Result<()> {
-    if path.as_os_str().is_empty() {
-        return Err(strata_core::Error::InvalidArgument("the database path is empty".into()));
-    }
-    Ok(())
-}

@@ -17,7 +17,7 @@ use strata_compaction::{
     log_file_name, manifest_file_name, parse_file_name, table_file_name, FileKind, Manifest,
     RecoveredState, SealedLog, Version, VersionEdit, CURRENT_FILE_NAME, LOCK_FILE_NAME,
 };
-use strata_core::fs::{parent_dir, FileLock, FileSystem};
+use strata_core::fs::{FileLock, FileSystem};
 use strata_core::key::{InternalKey, SeqNo};
 use strata_core::{Error, IoResultExt, Result};
 use strata_wal::{Durability, LogReader, RecoveryMode, Wal, WriteBatch};
@@ -32,19 +32,7 @@ use crate::write::{wal_options, PublishQueue};
 pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     opts.validate()?;
     let fs = Arc::clone(&opts.fs);
-    if !fs.exists(dir).ctx("stat", dir)? {
-        fs.create_dir_all(dir).ctx("create directory", dir)?;
-        let parent = parent_dir(dir);
-        fs.sync_dir(&parent).ctx("fsync directory", &parent)?;
-    }
-    let lock_path = dir.join(LOCK_FILE_NAME);
-    let lock = fs.lock(&lock_path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked(dir.to_path_buf())
-        } else {
-            Error::io("lock", &lock_path, e)
-        }
-    })?;
+    let lock = crate::dir::create_and_lock(&*fs, dir, LOCK_FILE_NAME)?;
 
     let listing = scan_directory(&*fs, dir)?;
     let recovered = recover_manifest(&fs, dir, &listing)?;
@@ -91,11 +79,15 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         dir.join(log_file_name(wal_number)),
         wal_options(&opts, &wal_sync),
     )?;
-    let mut snapshot = version.snapshot_edit();
-    snapshot.compact_pointers = start.compact_pointers();
-    snapshot.log_number = Some(wal_number);
-    snapshot.next_file_number = Some(start.next_file);
-    snapshot.last_sequence = Some(last_seq);
+    // The fresh log is the only one left to replay: no sealed log to carry.
+    let snapshot = crate::background::snapshot_edit(
+        &version,
+        &start.cursors,
+        wal_number,
+        &[],
+        start.next_file,
+        last_seq,
+    );
     let manifest = Manifest::create_new(Arc::clone(&fs), dir, manifest_number, &snapshot)?;
 
     let parts = Parts {
@@ -229,10 +221,6 @@ impl RecoveryStart {
             cursors,
         }
     }
-
-    fn compact_pointers(&self) -> Vec<(usize, InternalKey)> {
-        self.cursors.iter().enumerate().filter_map(|(l, k)| Some((l, k.clone()?))).collect()
-    }
 }
 
 /// Step 4: replays `start.logs` into memtables, handing each one that fills up to `full`;
@@ -263,11 +251,8 @@ fn replay_logs(
             let batch = WriteBatch::decode(record.payload.to_vec()).map_err(|reason| {
                 Error::corruption(&path, offset, format!("bad write batch: {reason}"))
             })?;
-            let first = batch.sequence();
-            for (j, e) in batch.iter().enumerate() {
-                mem.insert(e.key, first + j as u64, e.kind, e.value);
-            }
-            let batch_last = first + batch.len() as u64 - 1;
+            crate::write::insert_batch(&mem, &batch);
+            let batch_last = batch.sequence() + batch.len() as u64 - 1;
             log_last_seq = Some(batch_last);
             last_seq = last_seq.max(batch_last);
             if mem.approximate_bytes() >= opts.memtable_size {

@@ -350,8 +350,8 @@ fn ensure_periodic_sync(w: &mut WriteState, every: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Copies every entry of `batch` into `mem`.
-fn insert_batch(mem: &MemTable, batch: &WriteBatch) {
+/// Copies every entry of `batch` into `mem` (writers, and recovery's log replay).
+pub(crate) fn insert_batch(mem: &MemTable, batch: &WriteBatch) {
     let seq = batch.sequence();
     for (i, e) in batch.iter().enumerate() {
         mem.insert(e.key, seq + i as u64, e.kind, e.value);

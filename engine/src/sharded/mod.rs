@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use strata_core::fs::{parent_dir, FileLock};
+use strata_core::fs::FileLock;
 use strata_core::key::SeqNo;
-use strata_core::{Error, IoResultExt, Result};
+use strata_core::{Error, Result};
 use strata_wal::{Durability, WriteBatch};
 
 use crate::db::Db;
@@ -309,21 +309,9 @@ impl ShardedDb {
     pub fn open(root: impl AsRef<Path>, options: ShardedOptions) -> Result<ShardedDb> {
         options.validate()?;
         let root = root.as_ref().to_path_buf();
-        crate::options::check_db_path(&root)?;
+        crate::dir::check_path(&root)?;
         let fs = Arc::clone(&options.engine.fs);
-        if !fs.exists(&root).ctx("stat", &root)? {
-            fs.create_dir_all(&root).ctx("create directory", &root)?;
-            let parent = parent_dir(&root);
-            fs.sync_dir(&parent).ctx("fsync directory", &parent)?;
-        }
-        let lock_path = root.join(ROOT_LOCK_FILE_NAME);
-        let root_lock = fs.lock(&lock_path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked(root.clone())
-            } else {
-                Error::io("lock", &lock_path, e)
-            }
-        })?;
+        let root_lock = crate::dir::create_and_lock(&*fs, &root, ROOT_LOCK_FILE_NAME)?;
         let (layout, created) = options.reconcile(Layout::load(fs.as_ref(), &root)?)?;
         let dirs = shard_dirs(&root, &layout)?;
         if created {
@@ -355,7 +343,7 @@ impl ShardedDb {
     pub fn open_read_only(root: impl AsRef<Path>, options: ShardedOptions) -> Result<ShardedDb> {
         options.validate()?;
         let root = root.as_ref().to_path_buf();
-        crate::options::check_db_path(&root)?;
+        crate::dir::check_path(&root)?;
         let fs = Arc::clone(&options.engine.fs);
         let Some(stored) = Layout::load(fs.as_ref(), &root)? else {
             return Err(Error::InvalidArgument(format!(
