@@ -1,12 +1,12 @@
 //! [`MemTable`]: the in-memory, sorted buffer that absorbs writes until it is flushed to a
 //! level-0 table.
 //!
-//! A lock-free skiplist ([`skiplist`]) keyed by encoded internal keys in the one
+//! A lock-free skiplist (`skiplist`) keyed by encoded internal keys in the one
 //! internal-key order, so that any number of writers insert concurrently while readers
 //! search. Entries are never changed: a memtable only grows, then becomes immutable, is
 //! flushed, and is dropped once no reader holds it.
 //!
-//! Each entry (skiplist tower, key and value) is one piece of an [`arena`]: an insert
+//! Each entry (skiplist tower, key and value) is one piece of an `arena`: an insert
 //! costs a bump of an offset and a copy instead of heap allocations, a search step touches
 //! usually one cache line per node, and dropping a flushed memtable frees a few large chunks rather
 //! than every entry. This replaced crossbeam-skiplist, whose node-per-allocation design
