@@ -49,6 +49,7 @@ impl VersionState {
     }
 }
 
+use crate::async_write::{AsyncWriter, BatchSink, WriteTicket};
 use crate::memtable::MemTable;
 use crate::metrics::{LevelMetrics, Metrics, MetricsRecorder, STALL_CAUSES};
 use crate::options::Options;
@@ -141,7 +142,7 @@ pub(crate) struct DbInner {
     pub(crate) rate_limiter: Option<strata_compaction::RateLimiter>,
     pub(crate) metrics: MetricsRecorder,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
-    pub(crate) async_writer: std::sync::OnceLock<crate::sharded::AsyncWriter>,
+    pub(crate) async_writer: std::sync::OnceLock<AsyncWriter>,
 }
 
 /// Closes the database when the last user handle drops (background threads hold the
@@ -473,6 +474,116 @@ impl Db {
     }
 }
 
+/// Asynchronous writes: a queue and one worker in front of the write path
+/// ([`crate::async_write`]).
+impl Db {
+    fn async_writer(&self) -> Result<&AsyncWriter> {
+        if let Some(w) = self.inner.async_writer.get() {
+            return Ok(w);
+        }
+        self.inner.check_writable()?;
+        let sink: Weak<dyn BatchSink> = Arc::downgrade(&self.inner) as Weak<dyn BatchSink>;
+        let started = AsyncWriter::start(sink, self.inner.opts.write_queue_depth)?;
+        // If another thread won the race, ours is dropped: its worker sees the shutdown
+        // flag and exits.
+        Ok(self.inner.async_writer.get_or_init(|| started))
+    }
+
+    /// Queues `batch` for writing with the default durability and returns at once with a
+    /// ticket; blocks only while the submission queue ([`crate::Options::write_queue_depth`]
+    /// batches) is full. Errors — including [`Error::Closed`] — arrive through the ticket.
+    ///
+    /// Batches queued by `write_async` are applied in submission order, each atomically.
+    /// They are not ordered against concurrent synchronous writes until their ticket is
+    /// waited on. `close` waits for queued batches to be applied first.
+    ///
+    /// ```
+    /// use strata::{Db, Options, WriteBatch};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// let mut b = WriteBatch::new();
+    /// b.put("a", "1");
+    /// let t = db.write_async(b);
+    /// // ... other work ...
+    /// t.wait()?;
+    /// assert!(db.get("a")?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_async(&self, batch: WriteBatch) -> WriteTicket {
+        self.write_async_with(batch, self.inner.opts.durability)
+    }
+
+    /// [`Db::write_async`] with an explicit durability.
+    pub fn write_async_with(&self, batch: WriteBatch, durability: Durability) -> WriteTicket {
+        if batch.is_empty() {
+            return WriteTicket::resolved(self.inner.check_writable());
+        }
+        // Refused here rather than by the worker: an oversized batch never takes a queue
+        // slot, and the worker's merged group never has to be split up again for it.
+        if let Err(e) = crate::write::validate(&batch) {
+            return WriteTicket::resolved(Err(e));
+        }
+        match self.async_writer() {
+            Ok(w) => match w.reserve() {
+                Some(permit) => permit.submit(batch, durability),
+                None => WriteTicket::resolved(Err(Error::Closed)),
+            },
+            Err(e) => WriteTicket::resolved(Err(e)),
+        }
+    }
+
+    /// Like [`Db::write_async`], but never blocks: fails with [`Error::Busy`] when the
+    /// submission queue is full (nothing is queued then).
+    ///
+    /// ```
+    /// use strata::{Db, Options, Error, WriteBatch};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// let mut b = WriteBatch::new();
+    /// b.put("k", "v");
+    /// match db.try_write_async(b) {
+    ///     Ok(ticket) => ticket.wait()?,
+    ///     Err(Error::Busy) => { /* back off and retry */ }
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_write_async(&self, batch: WriteBatch) -> Result<WriteTicket> {
+        self.try_write_async_with(batch, self.inner.opts.durability)
+    }
+
+    /// [`Db::try_write_async`] with an explicit durability.
+    pub fn try_write_async_with(
+        &self,
+        batch: WriteBatch,
+        durability: Durability,
+    ) -> Result<WriteTicket> {
+        self.inner.check_writable()?;
+        if batch.is_empty() {
+            return Ok(WriteTicket::resolved(Ok(())));
+        }
+        crate::write::validate(&batch)?;
+        Ok(self.async_writer()?.try_reserve()?.submit(batch, durability))
+    }
+
+    /// Submissions waiting in this database's async write queue (0 if it never started).
+    pub fn async_queue_len(&self) -> usize {
+        self.inner.async_writer.get().map_or(0, AsyncWriter::queued)
+    }
+
+    /// The async writer, started on first use (for the sharded layer's reservations).
+    pub(crate) fn async_writer_for_shard(&self) -> Result<&AsyncWriter> {
+        self.async_writer()
+    }
+}
+
+/// The async writer's worker applies batches through the ordinary write path.
+impl BatchSink for DbInner {
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        DbInner::write(self, batch, durability)
+    }
+}
+
 impl DbInner {
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
@@ -628,7 +739,10 @@ impl DbInner {
     }
 
     pub(crate) fn close(&self) -> Result<()> {
-        crate::sharded::shutdown_async_writer(self); // apply queued write_async batches first
+        // Apply the queued `write_async` batches before refusing writes.
+        if let Some(w) = self.async_writer.get() {
+            w.shutdown();
+        }
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

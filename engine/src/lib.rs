@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod async_write;
 mod background;
 mod compaction;
 mod db;
@@ -48,15 +49,16 @@ mod table_cache;
 mod verify;
 mod write;
 
+pub use async_write::{AsyncWriter, WriteTicket};
 pub use bytes::Bytes;
 pub use db::Db;
 pub use histogram::HistogramSummary;
 pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use sharded::{
-    AsyncWriter, Clock, HashRing, KvStore, ManualClock, Partitioner, ShardMetrics, ShardedDb,
-    ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot, SystemClock, WriteTicket,
-    DEFAULT_VNODES_PER_SHARD, MAX_SHARDS,
+    Clock, HashRing, KvStore, ManualClock, Partitioner, ShardMetrics, ShardedDb, ShardedIter,
+    ShardedMetrics, ShardedOptions, ShardedSnapshot, SystemClock, DEFAULT_VNODES_PER_SHARD,
+    MAX_SHARDS,
 };
 pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};

@@ -8,7 +8,6 @@
 //! `SHARDS` file at the root (`docs/format/shards.md`); reopening with conflicting settings
 //! fails with [`Error::InvalidArgument`] instead of silently routing keys elsewhere.
 
-mod async_write;
 mod iter;
 mod layout;
 mod metrics;
@@ -27,13 +26,12 @@ use strata_core::key::SeqNo;
 use strata_core::{Error, Result};
 use strata_wal::{Durability, WriteBatch};
 
+use crate::async_write::WriteTicket;
 use crate::db::Db;
 use crate::db_iter::KeyRange;
 use crate::options::Options;
 use crate::snapshot::{owned_range, Snapshot};
 
-pub(crate) use async_write::shutdown_async_writer;
-pub use async_write::{AsyncWriter, WriteTicket};
 pub use iter::ShardedIter;
 use layout::Layout;
 use metrics::RateWindow;

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use strata_core::Result;
 use strata_wal::{Durability, WriteBatch};
 
-use super::async_write::WriteTicket;
 use super::ShardedDb;
+use crate::async_write::WriteTicket;
 use crate::db::Db;
 use crate::snapshot::Iter;
 

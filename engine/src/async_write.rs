@@ -4,7 +4,10 @@
 //! group commit). Callers get a [`WriteTicket`] at once and wait on it when they need the
 //! write to be durable and visible.
 //!
-//! Lifetime: the worker holds only a `Weak` reference to the database, so a queue never
+//! The worker writes through a [`BatchSink`] (for a database: its write path), so the
+//! queue knows nothing of `Db` and is tested with a fake sink.
+//!
+//! Lifetime: the worker holds only a `Weak` reference to the sink (the database), so a queue never
 //! keeps a database alive; it exits when its writer is dropped (with the database) or shut
 //! down (on close, after draining what was queued). A job that is dropped without being
 //! applied — worker gone, database gone — resolves its ticket with [`Error::Closed`]: no
@@ -19,13 +22,18 @@ use parking_lot::{Condvar, Mutex};
 use strata_core::{Error, Result};
 use strata_wal::{Durability, WriteBatch};
 
-use crate::db::{Db, DbInner};
-
 /// Merged writes stop growing at this many bytes, so one huge group does not delay the
 /// tickets behind it for long.
 const MAX_MERGED_BYTES: usize = 1 << 20;
 /// ... or at this many submissions.
 const MAX_MERGED_JOBS: usize = 128;
+
+/// Where the worker applies batches: one atomic write of `batch` with `durability`. A
+/// database's write path; a fake in tests.
+pub(crate) trait BatchSink: Send + Sync {
+    /// Writes `batch` atomically; [`Error::InvalidArgument`] must mean nothing was applied.
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()>;
+}
 
 /// The result slot one submission resolves.
 #[derive(Default)]
@@ -238,7 +246,7 @@ impl std::fmt::Debug for AsyncWriter {
 
 impl AsyncWriter {
     /// Starts a writer with a queue of `depth` (at least 1) batches in front of `db`.
-    pub(crate) fn start(db: Weak<DbInner>, depth: usize) -> Result<AsyncWriter> {
+    pub(crate) fn start(db: Weak<dyn BatchSink>, depth: usize) -> Result<AsyncWriter> {
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState::default()),
             not_empty: Condvar::new(),
@@ -351,7 +359,7 @@ impl Drop for WorkerExit {
     }
 }
 
-fn run_worker(q: &Queue, db: &Weak<DbInner>) {
+fn run_worker(q: &Queue, db: &Weak<dyn BatchSink>) {
     loop {
         let group: Vec<Job> = {
             let mut s = q.state.lock();
@@ -381,7 +389,7 @@ fn run_worker(q: &Queue, db: &Weak<DbInner>) {
         // The slots just freed let blocked submitters in while this group is written.
         q.not_full.notify_all();
         match db.upgrade() {
-            Some(inner) => apply_group(&inner, group),
+            Some(sink) => apply_group(&*sink, group),
             None => drop(group), // completers resolve with `Closed`
         }
         q.state.lock().in_flight = 0;
@@ -389,7 +397,7 @@ fn run_worker(q: &Queue, db: &Weak<DbInner>) {
     }
 }
 
-fn apply_group(inner: &DbInner, mut group: Vec<Job>) {
+fn apply_group(inner: &dyn BatchSink, mut group: Vec<Job>) {
     if group.len() == 1 {
         if let Some(job) = group.pop() {
             let r = inner.write(job.batch, job.durability);
@@ -416,124 +424,66 @@ fn apply_group(inner: &DbInner, mut group: Vec<Job>) {
     }
 }
 
-impl Db {
-    fn async_writer(&self) -> Result<&AsyncWriter> {
-        if let Some(w) = self.inner.async_writer.get() {
-            return Ok(w);
-        }
-        self.inner.check_writable()?;
-        let started =
-            AsyncWriter::start(Arc::downgrade(&self.inner), self.inner.opts.write_queue_depth)?;
-        // If another thread won the race, ours is dropped: its worker sees the shutdown
-        // flag and exits.
-        Ok(self.inner.async_writer.get_or_init(|| started))
-    }
-
-    /// Queues `batch` for writing with the default durability and returns at once with a
-    /// ticket; blocks only while the submission queue ([`crate::Options::write_queue_depth`]
-    /// batches) is full. Errors — including [`Error::Closed`] — arrive through the ticket.
-    ///
-    /// Batches queued by `write_async` are applied in submission order, each atomically.
-    /// They are not ordered against concurrent synchronous writes until their ticket is
-    /// waited on. `close` waits for queued batches to be applied first.
-    ///
-    /// ```
-    /// use strata::{Db, Options, WriteBatch};
-    /// let dir = tempfile::tempdir()?;
-    /// let db = Db::open(dir.path(), Options::default())?;
-    /// let mut b = WriteBatch::new();
-    /// b.put("a", "1");
-    /// let t = db.write_async(b);
-    /// // ... other work ...
-    /// t.wait()?;
-    /// assert!(db.get("a")?.is_some());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn write_async(&self, batch: WriteBatch) -> WriteTicket {
-        self.write_async_with(batch, self.inner.opts.durability)
-    }
-
-    /// [`Db::write_async`] with an explicit durability.
-    pub fn write_async_with(&self, batch: WriteBatch, durability: Durability) -> WriteTicket {
-        if batch.is_empty() {
-            return WriteTicket::resolved(self.inner.check_writable());
-        }
-        // Refused here rather than by the worker: an oversized batch never takes a queue
-        // slot, and the worker's merged group never has to be split up again for it.
-        if let Err(e) = crate::write::validate(&batch) {
-            return WriteTicket::resolved(Err(e));
-        }
-        match self.async_writer() {
-            Ok(w) => match w.reserve() {
-                Some(permit) => permit.submit(batch, durability),
-                None => WriteTicket::resolved(Err(Error::Closed)),
-            },
-            Err(e) => WriteTicket::resolved(Err(e)),
-        }
-    }
-
-    /// Like [`Db::write_async`], but never blocks: fails with [`Error::Busy`] when the
-    /// submission queue is full (nothing is queued then).
-    ///
-    /// ```
-    /// use strata::{Db, Options, Error, WriteBatch};
-    /// let dir = tempfile::tempdir()?;
-    /// let db = Db::open(dir.path(), Options::default())?;
-    /// let mut b = WriteBatch::new();
-    /// b.put("k", "v");
-    /// match db.try_write_async(b) {
-    ///     Ok(ticket) => ticket.wait()?,
-    ///     Err(Error::Busy) => { /* back off and retry */ }
-    ///     Err(e) => return Err(e.into()),
-    /// }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn try_write_async(&self, batch: WriteBatch) -> Result<WriteTicket> {
-        self.try_write_async_with(batch, self.inner.opts.durability)
-    }
-
-    /// [`Db::try_write_async`] with an explicit durability.
-    pub fn try_write_async_with(
-        &self,
-        batch: WriteBatch,
-        durability: Durability,
-    ) -> Result<WriteTicket> {
-        self.inner.check_writable()?;
-        if batch.is_empty() {
-            return Ok(WriteTicket::resolved(Ok(())));
-        }
-        crate::write::validate(&batch)?;
-        Ok(self.async_writer()?.try_reserve()?.submit(batch, durability))
-    }
-
-    /// Submissions waiting in this database's async write queue (0 if it never started).
-    pub fn async_queue_len(&self) -> usize {
-        self.inner.async_writer.get().map_or(0, AsyncWriter::queued)
-    }
-
-    /// The async writer, started on first use (for the sharded layer's reservations).
-    pub(crate) fn async_writer_for_shard(&self) -> Result<&AsyncWriter> {
-        self.async_writer()
-    }
-}
-
-/// Called by `close` before it refuses writes: applies every queued submission, then stops
-/// the worker.
-pub(crate) fn shutdown_async_writer(inner: &DbInner) {
-    if let Some(w) = inner.async_writer.get() {
-        w.shutdown();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Options;
+    use crate::{Db, Options};
 
     fn batch(k: &str, v: &str) -> WriteBatch {
         let mut b = WriteBatch::new();
         b.put(k, v);
         b
+    }
+
+    /// A sink that records the keys of each write it applies and refuses any batch that
+    /// holds the key `bad`, as a database refuses an invalid batch: nothing applied.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Mutex<Vec<(Vec<Vec<u8>>, Durability)>>,
+    }
+
+    impl BatchSink for Recorder {
+        fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+            let keys: Vec<Vec<u8>> = batch.iter().map(|e| e.key.to_vec()).collect();
+            if keys.iter().any(|k| k == b"bad") {
+                return Err(Error::InvalidArgument("bad key".into()));
+            }
+            self.writes.lock().push((keys, durability));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn worker_keeps_submission_order_never_merges_across_durabilities_and_isolates_a_bad_batch() {
+        let sink = Arc::new(Recorder::default());
+        let weak: Weak<dyn BatchSink> = Arc::downgrade(&sink) as Weak<dyn BatchSink>;
+        let writer = AsyncWriter::start(weak, 1000).unwrap();
+        let mut expected = Vec::new();
+        let mut tickets = Vec::new();
+        for i in 0..300 {
+            let key = if i == 150 { "bad".to_string() } else { format!("k{i:03}") };
+            let durability = if i % 100 < 50 { Durability::Buffered } else { Durability::Sync };
+            if i != 150 {
+                expected.push((key.clone().into_bytes(), durability));
+            }
+            let permit = writer.reserve().unwrap();
+            tickets.push((i, permit.submit(batch(&key, "v"), durability)));
+        }
+        for (i, t) in tickets {
+            match t.wait() {
+                Ok(()) => assert_ne!(i, 150),
+                Err(e) => assert!(i == 150 && matches!(e, Error::InvalidArgument(_)), "{i}: {e}"),
+            }
+        }
+        let writes = sink.writes.lock();
+        let applied: Vec<(Vec<u8>, Durability)> =
+            writes.iter().flat_map(|(keys, d)| keys.iter().map(move |k| (k.clone(), *d))).collect();
+        assert_eq!(applied, expected, "order, durability, or the bad batch's neighbours");
+        drop(writes);
+        // The sink (the database) is gone: what is submitted now resolves as closed.
+        drop(sink);
+        let late = writer.reserve().map(|p| p.submit(batch("late", "v"), Durability::Buffered));
+        assert!(late.is_none_or(|t| matches!(t.wait(), Err(Error::Closed))));
     }
 
     #[test]
