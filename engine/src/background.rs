@@ -1,5 +1,7 @@
-//! Background work: the flush thread, which turns immutable memtables into level-0 tables,
-//! and the installation of new versions with the cleanup of files no version reads.
+//! Background work: starting and stopping the flush and compaction threads (a panic in
+//! either poisons the database), and the installation of new versions with the cleanup of
+//! files no version reads. The flush itself is [`crate::flush`]; compaction is
+//! [`crate::compaction`].
 //!
 //! One thread is reserved for flushes, so a flush never waits behind a long compaction.
 
@@ -7,13 +9,9 @@ use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
-use std::path::Path;
-use strata_compaction::{parse_file_name, FileKind, FileMeta, VersionEdit};
-use strata_core::fs::FileSystem;
-use strata_core::{Error, IoResultExt, Result};
-use strata_sstable::{TableBuilder, TableOptions};
+use strata_compaction::{parse_file_name, FileKind, VersionEdit};
+use strata_core::{Error, Result};
 
 use crate::db::{DbInner, SuperVersion};
 use crate::memtable::MemTable;
@@ -23,7 +21,7 @@ use crate::memtable::MemTable;
 pub(crate) fn start(db: &Arc<DbInner>) -> Result<()> {
     let flusher = Arc::clone(db);
     let handle = strata_core::thread::spawn("strata-flush", move || {
-        guard_thread(&flusher, "flush", flush_loop)
+        guard_thread(&flusher, "flush", crate::flush::flush_loop)
     })
     .map_err(|e| Error::io("spawn the flush thread", &db.dir, e))?;
     db.threads.lock().push(handle);
@@ -66,62 +64,6 @@ pub(crate) fn stop(db: &DbInner) {
     }
 }
 
-fn flush_loop(db: &Arc<DbInner>) {
-    loop {
-        let imm = {
-            let mut bg = db.bg.lock();
-            loop {
-                if bg.shutdown {
-                    return;
-                }
-                if !db.poisoned.load(Ordering::Acquire) {
-                    if let Some(imm) = db.current_view().imms.last().cloned() {
-                        bg.flush_running = true;
-                        break imm;
-                    }
-                }
-                db.bg_cv.wait(&mut bg);
-            }
-        };
-        let result = catch_panic("flush", || db.flush_memtable(&imm));
-        let mut bg = db.bg.lock();
-        bg.flush_running = false;
-        if let Err(e) = result {
-            drop(bg);
-            db.poison(&e);
-        } else {
-            drop(bg);
-            db.bg_cv.notify_all();
-        }
-    }
-}
-
-/// Writes every entry of `mem` to the table at `path`; `None` (and no file) if it is empty.
-/// The table is fdatasynced; its directory entry is not: the caller syncs the directory
-/// once for all its outputs, before the manifest names them. On failure no file is left
-/// (best effort): on a full disk, a partial table would hold the space a retry needs.
-pub(crate) fn build_table(
-    fs: &Arc<dyn FileSystem>,
-    path: &Path,
-    options: &TableOptions,
-    number: u64,
-    mem: &MemTable,
-) -> Result<Option<FileMeta>> {
-    let mut builder = TableBuilder::new(&**fs, path, options)?;
-    for entry in mem.entries() {
-        if let Err(e) = builder.add(entry.key(), entry.value()) {
-            let _ = builder.abandon();
-            return Err(e);
-        }
-    }
-    if builder.num_entries() == 0 {
-        builder.abandon()?;
-        return Ok(None);
-    }
-    let props = builder.finish()?;
-    Ok(Some(FileMeta::from_properties(number, props)))
-}
-
 /// The first record of a new MANIFEST: everything recovery needs to rebuild the state
 /// without the manifests before it (tables, compaction cursors, counters, sealed logs).
 pub(crate) fn snapshot_edit(
@@ -143,37 +85,6 @@ pub(crate) fn snapshot_edit(
 }
 
 impl DbInner {
-    /// Flushes the oldest immutable memtable `imm` to a level-0 table and installs it.
-    fn flush_memtable(&self, imm: &Arc<MemTable>) -> Result<()> {
-        // Every write assigned to this memtable must have finished inserting.
-        self.wait_visible(imm.sealed_seq());
-        let started = Instant::now();
-        let number = self.allocate_table_number();
-        let result = (|| {
-            let path = self.tables.table_path(number);
-            let meta = build_table(&self.fs, &path, &self.opts.table_options(0), number, imm)?;
-            if let Err(e) = self.fs.sync_dir(&self.dir).ctx("fsync directory", &self.dir) {
-                // No manifest names the table yet, so removing it is safe; once `install`
-                // has started, the manifest on disk may name it and it must stay.
-                let _ = self.fs.remove(&path);
-                return Err(e);
-            }
-            let mut edit = VersionEdit::default();
-            if let Some(meta) = &meta {
-                self.metrics.flush_bytes.fetch_add(meta.file_size, Ordering::Relaxed);
-                self.metrics.level_written_bytes[0].fetch_add(meta.file_size, Ordering::Relaxed);
-                edit.new_files.push((0, meta.clone()));
-            }
-            edit.last_sequence = Some(imm.sealed_seq());
-            self.metrics.flush_duration.record(started.elapsed());
-            self.install(edit, Some(imm))
-        })();
-        self.pending_outputs.lock().retain(|n| *n != number);
-        result?;
-        self.purge_obsolete_files();
-        Ok(())
-    }
-
     /// Logs `edit` in the manifest and installs the version it makes; with `flushed`, also
     /// retires that (oldest) immutable memtable, whose log then becomes obsolete.
     pub(crate) fn install(

@@ -38,6 +38,7 @@ mod compaction;
 mod db;
 mod db_iter;
 mod dir;
+mod flush;
 mod histogram;
 pub mod memtable;
 mod metrics;

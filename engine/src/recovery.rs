@@ -48,8 +48,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         let number = next_file;
         next_file += 1;
         let path = tables.table_path(number);
-        let meta =
-            crate::background::build_table(&fs, &path, &opts.table_options(0), number, &mem)?;
+        let meta = crate::flush::build_table(&fs, &path, &opts.table_options(0), number, &mem)?;
         if let Some(meta) = meta {
             edit.new_files.push((0, meta));
         }
