@@ -205,8 +205,8 @@ impl Drop for Permit<'_> {
 
 /// A bounded submission queue and the worker thread that drains it into one database.
 ///
-/// Every [`Db`] lazily starts one the first time [`Db::write_async`] or
-/// [`Db::try_write_async`] is called; its depth is [`crate::Options::write_queue_depth`].
+/// Every [`crate::Db`] lazily starts one the first time [`crate::Db::write_async`] or
+/// [`crate::Db::try_write_async`] is called; its depth is [`crate::Options::write_queue_depth`].
 /// Submissions are applied in queue order; adjacent submissions with the same durability
 /// are merged into one atomic write (the union of atomic batches is still atomic), and a
 /// merged write that fails validation is retried batch by batch so that one oversized key

@@ -35,20 +35,6 @@ use strata_core::key::{SeqNo, ValueKind};
 use strata_core::{Error, Result};
 use strata_wal::{Durability, PeriodicSync, Wal, WalStats, WriteBatch};
 
-impl WriteState {
-    /// The log, or [`Error::ReadOnly`] in a read-only database.
-    pub(crate) fn wal(&self) -> Result<&Arc<Wal>> {
-        self.wal.as_ref().ok_or(Error::ReadOnly)
-    }
-}
-
-impl VersionState {
-    /// The manifest, or [`Error::ReadOnly`] in a read-only database.
-    pub(crate) fn manifest(&mut self) -> Result<&mut Manifest> {
-        self.manifest.as_mut().ok_or(Error::ReadOnly)
-    }
-}
-
 use crate::async_write::{AsyncWriter, BatchSink, WriteTicket};
 use crate::memtable::MemTable;
 use crate::metrics::{LevelMetrics, Metrics, MetricsRecorder, STALL_CAUSES};
@@ -84,6 +70,13 @@ pub(crate) struct WriteState {
     pub(crate) logged_seq: SeqNo,
 }
 
+impl WriteState {
+    /// The log, or [`Error::ReadOnly`] in a read-only database.
+    pub(crate) fn wal(&self) -> Result<&Arc<Wal>> {
+        self.wal.as_ref().ok_or(Error::ReadOnly)
+    }
+}
+
 /// State guarded by the version lock.
 pub(crate) struct VersionState {
     /// The MANIFEST being appended to; `None` in a read-only database, which writes none.
@@ -94,6 +87,13 @@ pub(crate) struct VersionState {
     /// Sealed logs recorded in the manifest and not yet below `log_number`: a rotation's
     /// snapshot must carry them.
     pub(crate) sealed_logs: Vec<SealedLog>,
+}
+
+impl VersionState {
+    /// The manifest, or [`Error::ReadOnly`] in a read-only database.
+    pub(crate) fn manifest(&mut self) -> Result<&mut Manifest> {
+        self.manifest.as_mut().ok_or(Error::ReadOnly)
+    }
 }
 
 /// Background-work bookkeeping, guarded by `bg` and signalled by `bg_cv`.
@@ -448,7 +448,7 @@ impl Db {
     /// [`Snapshot`] or [`Iter`] made before the close and still alive fails the same way on
     /// its next call (an iterator yields `Err(Closed)` once, then `None`), so none of them
     /// reads the directory after another handle reopened it. Only [`Db::metrics`],
-    /// [`Db::path`] and [`Snapshot::sequence`] still answer. Closing again returns `Ok`.
+    /// [`Db::path`], [`Db::is_read_only`] and [`Snapshot::sequence`] still answer. Closing again returns `Ok`.
     /// Dropping the last handle closes too, ignoring errors; call `close` to see them.
     ///
     /// ```
@@ -475,7 +475,7 @@ impl Db {
 }
 
 /// Asynchronous writes: a queue and one worker in front of the write path
-/// ([`crate::async_write`]).
+/// (`engine/src/async_write.rs`).
 impl Db {
     fn async_writer(&self) -> Result<&AsyncWriter> {
         if let Some(w) = self.inner.async_writer.get() {

@@ -106,10 +106,8 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     let inner = assemble(parts, opts);
     if let Durability::Periodic(every) = inner.opts.durability {
         let mut w = inner.write.lock();
-        if let Some(wal) = &w.wal {
-            let handle = wal.spawn_periodic_sync(every)?;
-            w.periodic = Some((every, handle));
-        }
+        let handle = w.wal()?.spawn_periodic_sync(every)?;
+        w.periodic = Some((every, handle));
     }
     // Replayed logs, old manifests, tables no manifest names (outputs of an interrupted
     // flush or compaction), staging files.

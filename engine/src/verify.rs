@@ -42,7 +42,9 @@ impl Db {
     /// recorded size, that its key and sequence bounds match the MANIFEST's, and reads every
     /// data block in full, bypassing the block cache (see [`Table::verify`] for what a table
     /// check covers). Reads and writes go on meanwhile; the tables checked are those live
-    /// when the call started (a version pins them).
+    /// when the call started (a version pins them). The manifest is re-read under the
+    /// version lock, so a flush or compaction finishing meanwhile waits that long to
+    /// install.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;

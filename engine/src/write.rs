@@ -259,14 +259,14 @@ impl DbInner {
             },
             None => None,
         };
+        let old = w.wal.replace(wal).ok_or(Error::ReadOnly)?;
         // The old log is synced and takes no more records: its seal goes into the next
         // manifest edit (not written here, to keep a manifest sync off the write path).
         self.unrecorded_seals.lock().push(strata_compaction::SealedLog {
             number: w.mem.wal_number(),
-            length: w.wal()?.written_len(),
+            length: old.written_len(),
             last_sequence: w.logged_seq,
         });
-        let Some(old) = w.wal.replace(wal) else { return Err(Error::ReadOnly) };
         let _ = old.close(); // already synced; closing only refuses further appends
         add_stats(&mut w.retired_wal_stats, &old.stats());
         if let Some(p) = periodic {

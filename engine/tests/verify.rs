@@ -39,6 +39,14 @@ fn tables(fs: &SimFileSystem) -> Vec<String> {
     names
 }
 
+/// Rewrites the file `/db/name` with `damage` applied to its bytes.
+fn rewrite(fs: &SimFileSystem, name: &str, damage: impl FnOnce(&mut Vec<u8>)) {
+    let path = Path::new("/db").join(name);
+    let mut bytes = fs.read(&path).unwrap();
+    damage(&mut bytes);
+    fs.overwrite(&path, bytes).unwrap();
+}
+
 fn assert_corruption_in(err: Error, name: &str) {
     match &err {
         Error::Corruption { file, .. } => {
@@ -68,10 +76,7 @@ fn verify_finds_damage_in_a_block_no_read_touched() {
     let fs = SimFileSystem::new();
     let db = build(&fs);
     let victim = tables(&fs).pop().unwrap();
-    let path = Path::new("/db").join(&victim);
-    let mut bytes = fs.read(&path).unwrap();
-    bytes[300] ^= 0x01; // inside the second data block
-    fs.overwrite(&path, bytes).unwrap();
+    rewrite(&fs, &victim, |bytes| bytes[300] ^= 0x01); // inside the second data block
     assert_corruption_in(db.verify().unwrap_err(), &victim);
 }
 
@@ -91,10 +96,7 @@ fn verify_finds_a_table_of_the_wrong_size() {
     let fs = SimFileSystem::new();
     let db = build(&fs);
     let victim = tables(&fs).remove(1);
-    let path = Path::new("/db").join(&victim);
-    let mut bytes = fs.read(&path).unwrap();
-    bytes.push(0);
-    fs.overwrite(&path, bytes).unwrap();
+    rewrite(&fs, &victim, |bytes| bytes.push(0));
     assert_corruption_in(db.verify().unwrap_err(), &victim);
 }
 
@@ -104,11 +106,10 @@ fn verify_finds_a_damaged_manifest() {
     let db = build(&fs);
     let manifest =
         fs.list(Path::new("/db")).unwrap().into_iter().find(|n| n.starts_with("MANIFEST")).unwrap();
-    let path = Path::new("/db").join(&manifest);
-    let mut bytes = fs.read(&path).unwrap();
-    let at = bytes.len() - 3;
-    bytes[at] ^= 0x40;
-    fs.overwrite(&path, bytes).unwrap();
+    rewrite(&fs, &manifest, |bytes| {
+        let at = bytes.len() - 3;
+        bytes[at] ^= 0x40;
+    });
     assert_corruption_in(db.verify().unwrap_err(), &manifest);
 }
 
