@@ -20,7 +20,7 @@ use strata_compaction::{
 use strata_core::fs::{FileLock, FileSystem};
 use strata_core::key::{InternalKey, SeqNo};
 use strata_core::{Error, IoResultExt, Result};
-use strata_wal::{Durability, LogReader, RecoveryMode, Wal, WriteBatch};
+use strata_wal::{BatchEncoding, Durability, LogReader, RecoveryMode, Wal, WriteBatch};
 
 use crate::db::{BgState, DbInner, SuperVersion, VersionState, WriteState};
 use crate::memtable::MemTable;

@@ -19,7 +19,7 @@ use strata_compaction::log_file_name;
 use strata_core::key::{SeqNo, ValueKind, MAX_SEQ};
 use strata_core::spin::{spin_until, DEFAULT_SPIN};
 use strata_core::{Error, Result};
-use strata_wal::{Durability, Wal, WalOptions, WalStats, WriteBatch};
+use strata_wal::{BatchEncoding, Durability, Wal, WalOptions, WalStats, WriteBatch};
 
 use crate::db::{DbInner, SuperVersion, WriteState};
 use crate::memtable::MemTable;

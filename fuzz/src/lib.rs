@@ -30,7 +30,7 @@ use strata_core::iter::InternalIterator;
 use strata_core::key::{parse_internal_key, MAX_SEQ};
 use strata_core::sim::{CrashMode, FaultOp, SimFileSystem};
 use strata_sstable::{BlockCache, Table, TableStats};
-use strata_wal::{LogReader, RecoveryMode, Wal, WalOptions};
+use strata_wal::{BatchEncoding, LogReader, RecoveryMode, Wal, WalOptions};
 
 /// The fuzz targets, by name (also the names of the corpus directories).
 pub const TARGETS: [&str; 4] = ["ops_crash", "wal_reader", "sstable_reader", "manifest_reader"];

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use strata_core::fs::{FileSystem, OsFileSystem};
-use strata_wal::{Wal, WalOptions, WriteBatch};
+use strata_wal::{BatchEncoding, Wal, WalOptions, WriteBatch};
 
 fn payload(thread: usize, i: u64) -> WriteBatch {
     let mut batch = WriteBatch::new();

@@ -9,33 +9,21 @@ use strata_core::key::{SeqNo, ValueKind};
 /// Bytes of the batch header: sequence number u64 LE, entry count u32 LE.
 pub const BATCH_HEADER_LEN: usize = 12;
 
-/// An ordered group of puts and deletes that the engine applies atomically, with
-/// consecutive sequence numbers starting at [`WriteBatch::sequence`].
-///
-/// The batch is kept encoded; [`WriteBatch::as_bytes`] is the WAL record payload:
-///
-/// ```text
-/// sequence u64 LE | count u32 LE | entry * count
-/// entry := kind u8 (ValueKind: 0 delete, 1 put) | varint key_len | key
-///          [| varint value_len | value]          (value only for puts)
-/// ```
+/// An ordered group of puts and deletes that the engine applies atomically: readers see
+/// all of it or none of it, and after a crash it is recovered whole or not at all.
 ///
 /// ```
-/// use strata_core::key::ValueKind;
 /// use strata_wal::WriteBatch;
 /// let mut batch = WriteBatch::new();
 /// batch.put("apple", "red");
 /// batch.delete(b"pear");
-/// batch.set_sequence(7);
 /// assert_eq!(batch.len(), 2);
-///
-/// // Recovery decodes the payload read back from the log, validating every length.
-/// let decoded = WriteBatch::decode(batch.as_bytes().to_vec()).unwrap();
-/// assert_eq!(decoded.sequence(), 7);
-/// let entries: Vec<_> = decoded.iter().map(|e| (e.kind, e.key, e.value)).collect();
-/// assert_eq!(entries, [(ValueKind::Put, &b"apple"[..], &b"red"[..]),
-///                      (ValueKind::Delete, &b"pear"[..], &b""[..])]);
+/// let keys: Vec<_> = batch.iter().map(|e| e.key).collect();
+/// assert_eq!(keys, [&b"apple"[..], b"pear"]); // in the order they were added
 /// ```
+///
+/// The batch is kept encoded, as the WAL record payload, so the write path never
+/// re-encodes it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WriteBatch {
     /// Invariant: starts with a [`BATCH_HEADER_LEN`]-byte header whose count is the number
@@ -83,7 +71,7 @@ impl WriteBatch {
     /// ```
     /// use strata_wal::{WriteBatch, BATCH_HEADER_LEN};
     /// let mut b = WriteBatch::with_capacity(WriteBatch::put_len(b"key", b"value"));
-    /// assert_eq!(b.as_bytes().len(), BATCH_HEADER_LEN); // room reserved, nothing added yet
+    /// assert_eq!(b.size_in_bytes(), BATCH_HEADER_LEN); // room reserved, nothing added yet
     /// b.put("key", "value"); // fills the reserved room exactly, no reallocation
     /// assert_eq!(b.len(), 1);
     /// ```
@@ -99,7 +87,7 @@ impl WriteBatch {
     /// use strata_wal::{WriteBatch, BATCH_HEADER_LEN};
     /// let mut b = WriteBatch::new();
     /// b.put("key", "value");
-    /// assert_eq!(b.as_bytes().len(), BATCH_HEADER_LEN + WriteBatch::put_len(b"key", b"value"));
+    /// assert_eq!(b.size_in_bytes(), BATCH_HEADER_LEN + WriteBatch::put_len(b"key", b"value"));
     /// ```
     pub fn put_len(key: &[u8], value: &[u8]) -> usize {
         1 + varint_len(key.len() as u64) + key.len() + varint_len(value.len() as u64) + value.len()
@@ -151,7 +139,7 @@ impl WriteBatch {
         self.count == 0
     }
 
-    /// Removes every entry and resets the sequence number to 0, keeping the allocation.
+    /// Removes every entry, keeping the allocation.
     pub fn clear(&mut self) {
         self.rep.clear();
         self.rep.resize(BATCH_HEADER_LEN, 0);
@@ -161,27 +149,6 @@ impl WriteBatch {
     /// The size of the encoding (header included), i.e. of the WAL payload.
     pub fn size_in_bytes(&self) -> usize {
         self.rep.len()
-    }
-
-    /// The sequence number of the first entry; entry `i` gets `sequence() + i`.
-    pub fn sequence(&self) -> SeqNo {
-        let mut d = Decoder::new(&self.rep);
-        d.u64().unwrap_or(0)
-    }
-
-    /// Sets the sequence number of the first entry (the engine does this when it commits).
-    pub fn set_sequence(&mut self, seq: SeqNo) {
-        self.rep[..8].copy_from_slice(&seq.to_le_bytes());
-    }
-
-    /// The encoded batch: exactly the WAL record payload.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.rep
-    }
-
-    /// Consumes the batch, returning its encoding.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.rep
     }
 
     /// The entries in the order they were added.
@@ -200,6 +167,50 @@ impl WriteBatch {
         self.rep.extend_from_slice(other.rep.get(BATCH_HEADER_LEN..).unwrap_or_default());
         self.add_count(other.count);
     }
+}
+
+/// The engine's side of a [`WriteBatch`]: its encoding as a WAL record payload and the
+/// sequence number in its header. Not for users of strata (the engine assigns sequence
+/// numbers at commit, and the encoding is the log's business): a trait rather than inherent
+/// methods so that `strata::WriteBatch` offers only what a user builds a batch with, while
+/// the engine, in other crates, still reaches these. Hidden from the documentation.
+///
+/// The encoding:
+///
+/// ```text
+/// sequence u64 LE | count u32 LE | entry * count
+/// entry := kind u8 (ValueKind: 0 delete, 1 put) | varint key_len | key
+///          [| varint value_len | value]          (value only for puts)
+/// ```
+///
+/// ```
+/// use strata_core::key::ValueKind;
+/// use strata_wal::{BatchEncoding, WriteBatch};
+/// let mut batch = WriteBatch::new();
+/// batch.put("apple", "red");
+/// batch.delete(b"pear");
+/// batch.set_sequence(7);
+///
+/// // Recovery decodes the payload read back from the log, validating every length.
+/// let decoded = WriteBatch::decode(batch.as_bytes().to_vec()).unwrap();
+/// assert_eq!(decoded.sequence(), 7);
+/// let entries: Vec<_> = decoded.iter().map(|e| (e.kind, e.key, e.value)).collect();
+/// assert_eq!(entries, [(ValueKind::Put, &b"apple"[..], &b"red"[..]),
+///                      (ValueKind::Delete, &b"pear"[..], &b""[..])]);
+/// ```
+#[doc(hidden)]
+pub trait BatchEncoding: Sized {
+    /// The sequence number of the first entry; entry `i` gets `sequence() + i`.
+    fn sequence(&self) -> SeqNo;
+
+    /// Sets the sequence number of the first entry (the engine does this when it commits).
+    fn set_sequence(&mut self, seq: SeqNo);
+
+    /// The encoded batch: exactly the WAL record payload.
+    fn as_bytes(&self) -> &[u8];
+
+    /// Consumes the batch, returning its encoding.
+    fn into_bytes(self) -> Vec<u8>;
 
     /// Decodes and validates a payload read back from the log: the header must be complete,
     /// every kind tag known, every length within the bytes that remain, the number of entries
@@ -208,14 +219,35 @@ impl WriteBatch {
     /// `Error::Corruption` with the file and the record's offset.
     ///
     /// ```
-    /// use strata_wal::WriteBatch;
+    /// use strata_wal::{BatchEncoding, WriteBatch};
     /// let mut b = WriteBatch::new();
     /// b.put("k", "v");
     /// let mut bytes = b.as_bytes().to_vec();
     /// bytes.pop(); // lose the last byte of the value
     /// assert!(WriteBatch::decode(bytes).is_err());
     /// ```
-    pub fn decode(bytes: Vec<u8>) -> Result<WriteBatch, String> {
+    fn decode(bytes: Vec<u8>) -> Result<Self, String>;
+}
+
+impl BatchEncoding for WriteBatch {
+    fn sequence(&self) -> SeqNo {
+        let mut d = Decoder::new(&self.rep);
+        d.u64().unwrap_or(0)
+    }
+
+    fn set_sequence(&mut self, seq: SeqNo) {
+        self.rep[..8].copy_from_slice(&seq.to_le_bytes());
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.rep
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.rep
+    }
+
+    fn decode(bytes: Vec<u8>) -> Result<WriteBatch, String> {
         let count = validate(&bytes)?;
         Ok(WriteBatch { rep: bytes, count })
     }
@@ -255,13 +287,13 @@ fn validate(bytes: &[u8]) -> Result<u32, String> {
 }
 
 impl<'a> BatchIter<'a> {
-    /// Iterates the entries of an encoded batch (the bytes of [`WriteBatch::as_bytes`] or
-    /// [`WriteBatch::into_bytes`]), for a caller that moved the bytes elsewhere. Malformed
-    /// bytes end the iteration early; validate untrusted bytes with [`WriteBatch::decode`]
-    /// first.
+    /// Iterates the entries of an encoded batch (the bytes of [`BatchEncoding::as_bytes`] or
+    /// [`BatchEncoding::into_bytes`]), for a caller that moved the bytes elsewhere. Malformed
+    /// bytes end the iteration early; validate untrusted bytes with
+    /// [`BatchEncoding::decode`] first.
     ///
     /// ```
-    /// use strata_wal::{BatchIter, WriteBatch};
+    /// use strata_wal::{BatchEncoding, BatchIter, WriteBatch};
     /// let mut b = WriteBatch::new();
     /// b.put("k", "v");
     /// let bytes = b.into_bytes();

@@ -149,7 +149,7 @@ struct Shared {
 /// use std::sync::Arc;
 /// use strata_core::fs::FileSystem;
 /// use strata_core::sim::{CrashMode, SimFileSystem};
-/// use strata_wal::{LogReader, RecoveryMode, Wal, WalOptions, WriteBatch};
+/// use strata_wal::{BatchEncoding, LogReader, RecoveryMode, Wal, WalOptions, WriteBatch};
 /// let fs = Arc::new(SimFileSystem::new());
 /// fs.create_dir_all(Path::new("/db")).unwrap();
 /// let wal = Wal::create(fs.clone(), "/db/000003.log", WalOptions::default())?;

@@ -14,7 +14,7 @@ use strata_core::fs::FileSystem;
 use strata_core::key::ValueKind;
 use strata_core::sim::{CrashMode, FaultOp, SimFileSystem};
 use strata_core::Error;
-use strata_wal::{LogReader, RecoveryMode, Wal, WalOptions, WriteBatch};
+use strata_wal::{BatchEncoding, LogReader, RecoveryMode, Wal, WalOptions, WriteBatch};
 
 const LOG: &str = "/db/000007.log";
 const THREADS: usize = 4;
