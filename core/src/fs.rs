@@ -3,7 +3,7 @@
 //!
 //! The layer is deliberately narrow — append-only writable files, whole-file read-only maps,
 //! and directory operations — because that is all an LSM tree needs, and because a narrow
-//! layer is one that a test implementation ([`crate::sim::SimFileSystem`]) can simulate
+//! layer is one that a test implementation (`sim::SimFileSystem`, feature `sim`) can simulate
 //! exactly, including what a power cut leaves behind.
 //!
 //! # What strata assumes of the real file system
@@ -23,7 +23,8 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A file system strata can run on: [`OsFileSystem`] or [`crate::sim::SimFileSystem`].
+/// A file system strata can run on: [`OsFileSystem`], the simulated `sim::SimFileSystem`
+/// (feature `sim`), or one of your own.
 ///
 /// ```
 /// use strata_core::fs::{FileSystem, OsFileSystem};

@@ -1,8 +1,8 @@
 //! The shared foundation of strata's crates.
 //!
 //! * [`fs`]: the narrow file layer every on-disk read and write of the engine goes through,
-//!   with [`fs::OsFileSystem`] for real disks and [`sim::SimFileSystem`], an in-memory
-//!   implementation that simulates power loss and injects I/O errors for tests.
+//!   with [`fs::OsFileSystem`] for real disks and, with the `sim` feature, `sim::SimFileSystem`,
+//!   an in-memory implementation that simulates power loss and injects I/O errors for tests.
 //! * [`Error`]: the one error vocabulary (corruption with file and offset, I/O, misuse).
 //! * [`key`]: internal keys (user key + sequence number + kind) and their one ordering.
 //! * [`coding`]: bounds-checked varint and fixed-width integer coding for decoders.
@@ -21,6 +21,7 @@ pub mod fs;
 pub mod iter;
 pub mod key;
 pub mod merge;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod spin;
 pub mod stripe;
