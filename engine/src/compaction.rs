@@ -24,15 +24,7 @@ use crate::table_cache::LevelIterator;
 
 impl DbInner {
     pub(crate) fn compaction_config(&self) -> CompactionConfig {
-        let o = &self.opts;
-        CompactionConfig {
-            l0_compaction_trigger: o.l0_compaction_trigger,
-            level_base_bytes: o.level_base_bytes,
-            level_multiplier: o.level_multiplier,
-            target_file_size: o.target_file_size,
-            max_grandparent_overlap: o.target_file_size.saturating_mul(10),
-            ..CompactionConfig::default()
-        }
+        self.opts.compaction_config()
     }
 
     /// The compaction the tree needs now, if any.

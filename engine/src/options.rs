@@ -31,7 +31,12 @@ pub const MAX_VALUE_SIZE: usize =
     strata_sstable::MAX_ENTRY_LEN - MAX_KEY_SIZE - strata_core::key::TRAILER_LEN;
 
 /// Configuration of a [`crate::Db`]. Every setter states its default and, where there is
-/// one, the RocksDB option it corresponds to.
+/// one, the RocksDB option it corresponds to. Options are checked when the database opens:
+/// a bad one is [`crate::Error::InvalidArgument`] before any file is touched.
+///
+/// Background work is not configurable: every database runs one flush thread, so a flush
+/// never waits behind a long compaction, and one compaction thread, since compactions run one
+/// at a time (RocksDB's `max_background_jobs` = 2, fixed).
 ///
 /// ```
 /// use strata::{Options, Durability};
@@ -52,7 +57,6 @@ pub struct Options {
     pub(crate) compression_per_level: Vec<Compression>,
     pub(crate) bloom_bits_per_key: u32,
     pub(crate) block_cache_size: usize,
-    pub(crate) background_threads: usize,
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) l0_compaction_trigger: usize,
     pub(crate) l0_slowdown_trigger: usize,
@@ -78,7 +82,6 @@ impl Default for Options {
             compression_per_level: Vec::new(),
             bloom_bits_per_key: 10,
             block_cache_size: 64 << 20,
-            background_threads: 2,
             recovery_mode: RecoveryMode::Strict,
             l0_compaction_trigger: 4,
             l0_slowdown_trigger: 20,
@@ -106,7 +109,6 @@ impl std::fmt::Debug for Options {
             .field("compression_per_level", &self.compression_per_level)
             .field("bloom_bits_per_key", &self.bloom_bits_per_key)
             .field("block_cache_size", &self.block_cache_size)
-            .field("background_threads", &self.background_threads)
             .field("recovery_mode", &self.recovery_mode)
             .field("l0_compaction_trigger", &self.l0_compaction_trigger)
             .field("l0_slowdown_trigger", &self.l0_slowdown_trigger)
@@ -186,15 +188,6 @@ impl Options {
         block_cache_size: usize
     );
     setter!(
-        /// Threads for flushes and compactions (RocksDB `max_background_jobs`). Default 2.
-        ///
-        /// Today strata always runs exactly two: one flush thread, so a flush never waits
-        /// behind a long compaction, and one compaction thread, since compactions run one at
-        /// a time. Other values are accepted (for forward compatibility) and change nothing
-        /// yet.
-        background_threads: usize
-    );
-    setter!(
         /// What recovery does with a damaged log record that valid records follow: refuse
         /// to open ([`RecoveryMode::Strict`], the default) or keep everything before it
         /// ([`RecoveryMode::PointInTime`]). A torn record at the very end of the newest log
@@ -243,7 +236,8 @@ impl Options {
     );
 
     /// The file system the database lives on. Default: the real one
-    /// ([`OsFileSystem`]); tests pass a [`strata_core::sim::SimFileSystem`].
+    /// ([`OsFileSystem`]); tests pass the simulated one (`strata_core::sim::SimFileSystem`,
+    /// feature `sim`).
     #[must_use]
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
         self.fs = fs;
@@ -269,6 +263,18 @@ impl Options {
         }
     }
 
+    /// The shape of the tree these options ask for, as the compaction policy takes it.
+    pub(crate) fn compaction_config(&self) -> strata_compaction::CompactionConfig {
+        strata_compaction::CompactionConfig {
+            l0_compaction_trigger: self.l0_compaction_trigger,
+            level_base_bytes: self.level_base_bytes,
+            level_multiplier: self.level_multiplier,
+            target_file_size: self.target_file_size,
+            max_grandparent_overlap: self.target_file_size.saturating_mul(10),
+            ..strata_compaction::CompactionConfig::default()
+        }
+    }
+
     /// The options of tables written to `level`.
     pub(crate) fn table_options(&self, level: usize) -> strata_sstable::TableOptions {
         strata_sstable::TableOptions::default()
@@ -277,6 +283,9 @@ impl Options {
             .with_bloom_bits_per_key(self.bloom_bits_per_key)
     }
 
+    /// Checks every rule on the options, each written once: here for the engine's own, in
+    /// the table and compaction crates for theirs ([`strata_sstable::TableOptions::validate`],
+    /// [`strata_compaction::CompactionConfig::validate`]), and [`check_durability`].
     pub(crate) fn validate(&self) -> strata_core::Result<()> {
         let bad = |m: &str| Err(strata_core::Error::InvalidArgument(m.to_string()));
         if self.memtable_size < 4096 {
@@ -288,9 +297,6 @@ impl Options {
         if self.block_size < 64 {
             return bad("block_size must be at least 64 bytes");
         }
-        if self.background_threads == 0 {
-            return bad("background_threads must be at least 1");
-        }
         if self.l0_compaction_trigger == 0
             || self.l0_slowdown_trigger < self.l0_compaction_trigger
             || self.l0_stop_trigger < self.l0_slowdown_trigger
@@ -300,14 +306,23 @@ impl Options {
         for level in 0..strata_compaction::NUM_LEVELS {
             self.table_options(level).validate()?;
         }
+        // Stricter than the policy's own rule (> 0): a multiplier of 1 makes every level the
+        // same size, so nothing ever settles at the bottom.
         if self.level_multiplier < 2 {
             return bad("level_multiplier must be at least 2");
         }
-        if let Durability::Periodic(d) = self.durability {
-            if d.is_zero() {
-                return bad("Durability::Periodic needs a non-zero interval");
-            }
-        }
-        Ok(())
+        self.compaction_config().validate()?;
+        check_durability(self.durability)
+    }
+}
+
+/// The one rule on a [`Durability`], for the default of [`Options::durability`] (at open) and
+/// for the durability a write names (at the write): a `Periodic` interval must not be zero.
+pub(crate) fn check_durability(durability: Durability) -> strata_core::Result<()> {
+    match durability {
+        Durability::Periodic(every) if every.is_zero() => Err(strata_core::Error::InvalidArgument(
+            "Durability::Periodic needs a non-zero interval".into(),
+        )),
+        _ => Ok(()),
     }
 }

@@ -95,13 +95,7 @@ impl DbInner {
             return Ok(());
         }
         let (puts, deletes, user_bytes) = validate(&batch)?;
-        if let Durability::Periodic(d) = durability {
-            if d.is_zero() {
-                return Err(Error::InvalidArgument(
-                    "Durability::Periodic needs a non-zero interval".into(),
-                ));
-            }
-        }
+        crate::options::check_durability(durability)?;
         self.delay_for_level0()?;
         let count = batch.len() as u64;
 

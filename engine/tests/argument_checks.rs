@@ -3,6 +3,7 @@
 //! it accepts must flush, recover and compact like any other.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata::{
     Db, Durability, Error, Options, ShardedDb, ShardedOptions, WriteBatch, MAX_KEY_SIZE,
@@ -119,5 +120,28 @@ fn an_empty_path_is_refused_before_any_file_is_touched() {
     let with_empty_shard = ShardedOptions::new(2).engine(opts(&disk)).shard_paths(["/s0", ""]);
     let r = ShardedDb::open("/root", with_empty_shard);
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    assert_eq!(disk.files(), Vec::<std::path::PathBuf>::new(), "no file was created");
+}
+
+// Before, `Options::validate` never asked the compaction policy's own check, so
+// `target_file_size(0)` (and `level_base_bytes(0)`) opened a database whose compactions would
+// cut a new table after every entry; and `ShardedDb::open` created the root and `SHARDS`
+// before its first shard refused the engine options.
+#[test]
+fn option_rules_are_checked_at_open_before_any_file_is_touched() {
+    let disk = SimFileSystem::new();
+    let bad = [
+        ("target_file_size 0", opts(&disk).target_file_size(0)),
+        ("level_base_bytes 0", opts(&disk).level_base_bytes(0)),
+        ("level_multiplier 1", opts(&disk).level_multiplier(1)),
+        ("block_size 0", opts(&disk).block_size(0)),
+        ("Periodic(0)", opts(&disk).durability(Durability::Periodic(Duration::ZERO))),
+    ];
+    for (what, options) in bad {
+        let r = Db::open("/db", options.clone());
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{what}: {r:?}");
+        let r = ShardedDb::open("/sharded", ShardedOptions::new(2).engine(options));
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "sharded {what}: {r:?}");
+    }
     assert_eq!(disk.files(), Vec::<std::path::PathBuf>::new(), "no file was created");
 }

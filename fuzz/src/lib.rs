@@ -642,7 +642,9 @@ pub struct OpsConfig {
     pub memtable: u8,
     /// Block size: `64 << (b % 7)` bytes.
     pub block: u8,
-    /// Bit 0: zstd; bit 1: no bloom filter; bit 2: PointInTime recovery; bit 3: 2 threads.
+    /// Bit 0: zstd; bit 1: no bloom filter; bit 2: PointInTime recovery; bit 3: unused (it
+    /// chose `background_threads`, an option that changed nothing and is gone; kept so the
+    /// committed corpus decodes as before).
     pub flags: u8,
     /// `max_immutable_memtables = b % 3 + 1`.
     pub imms: u8,
@@ -666,7 +668,6 @@ impl OpsConfig {
             } else {
                 RecoveryMode::Strict
             })
-            .background_threads(if self.flags & 8 != 0 { 2 } else { 1 })
             .max_immutable_memtables(usize::from(self.imms % 3) + 1)
             .block_cache_size(256 << 10)
             // Automatic compactions run (level-0 trigger 4), but writers never stall on

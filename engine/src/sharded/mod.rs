@@ -124,7 +124,10 @@ impl ShardedOptions {
         self.shards
     }
 
+    /// Checks the layout settings and the engine options, before any file is touched (the
+    /// engine's own rules are [`Options`]'s; each shard's open applies them again).
     fn validate(&self) -> Result<()> {
+        self.engine.validate()?;
         if self.shards == 0 || self.shards > MAX_SHARDS {
             return Err(Error::InvalidArgument(format!(
                 "shard count must be 1 to {MAX_SHARDS}, got {}",
