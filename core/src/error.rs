@@ -59,8 +59,9 @@ pub enum Error {
     /// Reopening recovers what truly reached stable storage.
     #[error("the database is read-only after an earlier failure: {0}")]
     Poisoned(Box<Error>),
-    /// A bounded queue is full (only from non-blocking calls such as `try_write_async`).
-    #[error("the write queue is full")]
+    /// A write asked not to wait (`WriteOptions::no_wait`) would have had to: its queue was
+    /// full, or the engine was stalling writes. Nothing was written.
+    #[error("the write would have to wait (a full write queue or a write stall)")]
     Busy,
     /// The database was opened read-only (`Db::open_read_only`): writes, flushes and
     /// compactions are refused.

@@ -26,7 +26,7 @@ fn main() -> strata::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     println!("wrote {n} keys in batches of 1000: {:.0} keys/s", f64::from(n) / secs);
 
-    db.put("config/mode", "safe")?;
+    db.put_with("config/mode", "safe", Durability::Sync)?;
     db.write_with(
         {
             let mut b = WriteBatch::new();

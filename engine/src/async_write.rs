@@ -1,7 +1,7 @@
 //! The write queue in front of a database: [`AsyncWriter`] owns a bounded submission queue
 //! and one worker thread that applies queued batches with [`crate::Db::write_with`]'s path,
-//! merging adjacent submissions of the same durability into one write (one WAL record, one
-//! group commit). Callers get a [`WriteTicket`] at once and wait on it when they need the
+//! merging adjacent submissions with the same [`WriteOptions`] into one write (one WAL
+//! record, one group commit). Callers get a [`WriteTicket`] at once and wait on it when they need the
 //! write to be durable and visible.
 //!
 //! The worker writes through a [`BatchSink`] (for a database: its write path), so the
@@ -20,7 +20,9 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 use strata_core::{Error, Result};
-use strata_wal::{Durability, WriteBatch};
+use strata_wal::WriteBatch;
+
+use crate::options::WriteOptions;
 
 /// Merged writes stop growing at this many bytes, so one huge group does not delay the
 /// tickets behind it for long.
@@ -28,11 +30,11 @@ const MAX_MERGED_BYTES: usize = 1 << 20;
 /// ... or at this many submissions.
 const MAX_MERGED_JOBS: usize = 128;
 
-/// Where the worker applies batches: one atomic write of `batch` with `durability`. A
+/// Where the worker applies batches: one atomic write of `batch` made as `options` say. A
 /// database's write path; a fake in tests.
 pub(crate) trait BatchSink: Send + Sync {
     /// Writes `batch` atomically; [`Error::InvalidArgument`] must mean nothing was applied.
-    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()>;
+    fn write(&self, batch: WriteBatch, options: &WriteOptions) -> Result<()>;
 }
 
 /// The result slot one submission resolves.
@@ -135,7 +137,7 @@ impl WriteTicket {
 
 struct Job {
     batch: WriteBatch,
-    durability: Durability,
+    options: WriteOptions,
     completer: Completer,
 }
 
@@ -165,7 +167,7 @@ impl Queue {
 }
 
 /// A reserved slot in one writer's queue: reserving on every shard first lets a sharded
-/// `try_write_async` refuse a batch whole (nothing queued) when any shard is full.
+/// no-wait write refuse a batch whole (nothing queued) when any shard is full.
 pub(crate) struct Permit<'a> {
     writer: &'a AsyncWriter,
     used: bool,
@@ -173,10 +175,10 @@ pub(crate) struct Permit<'a> {
 
 impl Permit<'_> {
     /// Queues `batch` in the reserved slot.
-    pub(crate) fn submit(mut self, batch: WriteBatch, durability: Durability) -> WriteTicket {
+    pub(crate) fn submit(mut self, batch: WriteBatch, options: WriteOptions) -> WriteTicket {
         self.used = true;
         let slot = Arc::new(Slot::default());
-        let job = Job { batch, durability, completer: Completer(Arc::clone(&slot)) };
+        let job = Job { batch, options, completer: Completer(Arc::clone(&slot)) };
         let q = &self.writer.queue;
         let mut s = q.state.lock();
         s.reserved -= 1;
@@ -205,10 +207,10 @@ impl Drop for Permit<'_> {
 
 /// A bounded submission queue and the worker thread that drains it into one database.
 ///
-/// Every [`crate::Db`] lazily starts one the first time [`crate::Db::write_async`] or
-/// [`crate::Db::try_write_async`] is called; its depth is [`crate::Options::write_queue_depth`].
-/// Submissions are applied in queue order; adjacent submissions with the same durability
-/// are merged into one atomic write (the union of atomic batches is still atomic), and a
+/// Not public: users reach it through [`crate::Db::write_async`] and
+/// [`crate::Db::write_async_with`], which start it lazily the first time one is called; its
+/// depth is [`crate::Options::write_queue_depth`]. Submissions are applied in queue order;
+/// adjacent submissions with the same [`WriteOptions`] are merged into one atomic write (the union of atomic batches is still atomic), and a
 /// merged write that fails validation is retried batch by batch so that one oversized key
 /// fails only its own ticket.
 ///
@@ -229,7 +231,7 @@ impl Drop for Permit<'_> {
 /// assert_eq!(db.iter().count(), 100);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct AsyncWriter {
+pub(crate) struct AsyncWriter {
     queue: Arc<Queue>,
     worker: Mutex<Option<JoinHandle<()>>>,
     worker_alive: Arc<AtomicBool>,
@@ -264,13 +266,8 @@ impl AsyncWriter {
     }
 
     /// Submissions waiting in the queue (not counting the ones being written).
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queue.state.lock().jobs.len()
-    }
-
-    /// The queue's capacity.
-    pub fn depth(&self) -> usize {
-        self.queue.depth
     }
 
     /// Reserves a slot, waiting while the queue is full; `None` once shut down.
@@ -367,12 +364,12 @@ fn run_worker(q: &Queue, db: &Weak<dyn BatchSink>) {
                 q.not_empty.wait(&mut s);
             }
             let Some(first) = s.jobs.pop_front() else { return }; // shut down and drained
-            let durability = first.durability;
+            let options = first.options;
             let mut bytes = first.batch.size_in_bytes();
             let mut group = vec![first];
             while let Some(next) = s.jobs.front() {
                 let size = next.batch.size_in_bytes();
-                if next.durability != durability
+                if next.options != options
                     || group.len() >= MAX_MERGED_JOBS
                     || bytes + size > MAX_MERGED_BYTES
                 {
@@ -400,23 +397,23 @@ fn run_worker(q: &Queue, db: &Weak<dyn BatchSink>) {
 fn apply_group(inner: &dyn BatchSink, mut group: Vec<Job>) {
     if group.len() == 1 {
         if let Some(job) = group.pop() {
-            let r = inner.write(job.batch, job.durability);
+            let r = inner.write(job.batch, &job.options);
             job.completer.complete(r);
         }
         return;
     }
-    let durability = group.first().map_or(Durability::Buffered, |j| j.durability);
+    let options = group.first().map_or_else(WriteOptions::default, |j| j.options);
     let mut merged = WriteBatch::new();
     for job in &group {
         merged.append(&job.batch);
     }
-    match inner.write(merged, durability) {
+    match inner.write(merged, &options) {
         Ok(()) => group.into_iter().for_each(|j| j.completer.complete(Ok(()))),
         // Validation failed before anything was logged or applied: find the culprit by
         // writing the batches one at a time, so only its own ticket fails.
         Err(Error::InvalidArgument(_)) => {
             for job in group {
-                let r = inner.write(job.batch, job.durability);
+                let r = inner.write(job.batch, &job.options);
                 job.completer.complete(r);
             }
         }
@@ -427,7 +424,7 @@ fn apply_group(inner: &dyn BatchSink, mut group: Vec<Job>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Db, Options};
+    use crate::{Db, Durability, Options};
 
     fn batch(k: &str, v: &str) -> WriteBatch {
         let mut b = WriteBatch::new();
@@ -439,22 +436,22 @@ mod tests {
     /// holds the key `bad`, as a database refuses an invalid batch: nothing applied.
     #[derive(Default)]
     struct Recorder {
-        writes: Mutex<Vec<(Vec<Vec<u8>>, Durability)>>,
+        writes: Mutex<Vec<(Vec<Vec<u8>>, WriteOptions)>>,
     }
 
     impl BatchSink for Recorder {
-        fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        fn write(&self, batch: WriteBatch, options: &WriteOptions) -> Result<()> {
             let keys: Vec<Vec<u8>> = batch.iter().map(|e| e.key.to_vec()).collect();
             if keys.iter().any(|k| k == b"bad") {
                 return Err(Error::InvalidArgument("bad key".into()));
             }
-            self.writes.lock().push((keys, durability));
+            self.writes.lock().push((keys, *options));
             Ok(())
         }
     }
 
     #[test]
-    fn worker_keeps_submission_order_never_merges_across_durabilities_and_isolates_a_bad_batch() {
+    fn worker_keeps_submission_order_never_merges_across_write_options_and_isolates_a_bad_batch() {
         let sink = Arc::new(Recorder::default());
         let weak: Weak<dyn BatchSink> = Arc::downgrade(&sink) as Weak<dyn BatchSink>;
         let writer = AsyncWriter::start(weak, 1000).unwrap();
@@ -463,11 +460,13 @@ mod tests {
         for i in 0..300 {
             let key = if i == 150 { "bad".to_string() } else { format!("k{i:03}") };
             let durability = if i % 100 < 50 { Durability::Buffered } else { Durability::Sync };
+            // Within a run of one durability, every tenth write is no-wait: not merged either.
+            let options = WriteOptions::from(durability).no_wait(i % 10 == 0);
             if i != 150 {
-                expected.push((key.clone().into_bytes(), durability));
+                expected.push((key.clone().into_bytes(), options));
             }
             let permit = writer.reserve().unwrap();
-            tickets.push((i, permit.submit(batch(&key, "v"), durability)));
+            tickets.push((i, permit.submit(batch(&key, "v"), options)));
         }
         for (i, t) in tickets {
             match t.wait() {
@@ -476,13 +475,13 @@ mod tests {
             }
         }
         let writes = sink.writes.lock();
-        let applied: Vec<(Vec<u8>, Durability)> =
+        let applied: Vec<(Vec<u8>, WriteOptions)> =
             writes.iter().flat_map(|(keys, d)| keys.iter().map(move |k| (k.clone(), *d))).collect();
-        assert_eq!(applied, expected, "order, durability, or the bad batch's neighbours");
+        assert_eq!(applied, expected, "order, options, or the bad batch's neighbours");
         drop(writes);
         // The sink (the database) is gone: what is submitted now resolves as closed.
         drop(sink);
-        let late = writer.reserve().map(|p| p.submit(batch("late", "v"), Durability::Buffered));
+        let late = writer.reserve().map(|p| p.submit(batch("late", "v"), WriteOptions::default()));
         assert!(late.is_none_or(|t| matches!(t.wait(), Err(Error::Closed))));
     }
 
@@ -507,23 +506,30 @@ mod tests {
             t.wait().unwrap(); // close applied them before refusing writes
         }
         assert!(matches!(db.write_async(batch("late", "v")).wait(), Err(Error::Closed)));
-        assert!(matches!(db.try_write_async(batch("late", "v")), Err(Error::Closed)));
+        let no_wait = WriteOptions::default().no_wait(true);
+        assert!(matches!(
+            db.write_async_with(batch("late", "v"), no_wait).wait(),
+            Err(Error::Closed)
+        ));
         let db = Db::open(dir.path(), Options::default()).unwrap();
         assert_eq!(db.prefix("p").count(), 50);
     }
 
     #[test]
-    fn a_full_queue_makes_try_write_async_busy() {
+    fn a_full_queue_makes_a_no_wait_write_async_busy_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), Options::default().write_queue_depth(2)).unwrap();
         let w = db.async_writer_for_shard().unwrap();
         // Hold both slots: the queue is full without depending on the worker's timing.
         let p1 = w.try_reserve().unwrap();
         let p2 = w.try_reserve().unwrap();
-        assert!(matches!(db.try_write_async(batch("a", "1")), Err(Error::Busy)));
+        let no_wait = WriteOptions::default().no_wait(true);
+        let refused = db.write_async_with(batch("a", "1"), no_wait);
+        assert!(refused.is_done(), "a no-wait submission never blocks");
+        assert!(matches!(refused.wait(), Err(Error::Busy)));
         drop(p1);
-        let t = db.try_write_async(batch("a", "1")).unwrap();
-        let t2 = p2.submit(batch("b", "2"), Durability::Sync);
+        let t = db.write_async_with(batch("a", "1"), no_wait);
+        let t2 = p2.submit(batch("b", "2"), Durability::Sync.into());
         t.wait().unwrap();
         t2.wait().unwrap();
         assert_eq!(db.iter().count(), 2);

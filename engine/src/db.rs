@@ -33,12 +33,12 @@ use strata_core::fs::{FileLock, FileSystem};
 use strata_core::iter::InternalIterator;
 use strata_core::key::{SeqNo, ValueKind};
 use strata_core::{Error, Result};
-use strata_wal::{Durability, PeriodicSync, Wal, WalStats, WriteBatch};
+use strata_wal::{PeriodicSync, Wal, WalStats, WriteBatch};
 
 use crate::async_write::{AsyncWriter, BatchSink, WriteTicket};
 use crate::memtable::MemTable;
 use crate::metrics::{LevelMetrics, Metrics, MetricsRecorder, STALL_CAUSES};
-use crate::options::Options;
+use crate::options::{Options, WriteOptions};
 use crate::snapshot::{Iter, Snapshot};
 use crate::table_cache::{LevelIterator, TableCache};
 use strata_core::merge::MergingIterator;
@@ -267,11 +267,29 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.put_with(key, value, WriteOptions::default())
+    }
+
+    /// Sets `key` to `value` as `options` say: a [`crate::Durability`], or a [`WriteOptions`].
+    ///
+    /// ```
+    /// use strata::{Db, Durability, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// db.put_with("k", "v", Durability::Sync)?; // on stable storage when this returns
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: impl Into<WriteOptions>,
+    ) -> Result<()> {
         let (key, value) = (key.as_ref(), value.as_ref());
         // Sized exactly: one allocation, never regrown.
         let mut b = WriteBatch::with_capacity(WriteBatch::put_len(key, value));
         b.put(key, value);
-        self.write(b)
+        self.write_with(b, options)
     }
 
     /// Deletes `key` (writes a tombstone) with the default durability.
@@ -285,18 +303,40 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.delete_with(key, WriteOptions::default())
+    }
+
+    /// Deletes `key` as `options` say.
+    ///
+    /// ```
+    /// use strata::{Db, Error, Options, WriteOptions};
+    /// # let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// match db.delete_with("k", WriteOptions::default().no_wait(true)) {
+    ///     Ok(()) | Err(Error::Busy) => {} // Busy: the engine is behind, nothing was written
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        options: impl Into<WriteOptions>,
+    ) -> Result<()> {
         let mut b = WriteBatch::new();
         b.delete(key);
-        self.write(b)
+        self.write_with(b, options)
     }
 
     /// Applies `batch` atomically with the default durability: readers see all of it or
     /// none of it, and after a crash it is recovered whole or not at all.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write(batch, self.inner.opts.durability)
+        self.write_with(batch, WriteOptions::default())
     }
 
-    /// Applies `batch` atomically with the given durability (see [`Durability`]).
+    /// Applies `batch` atomically as `options` say: with their durability (see
+    /// [`crate::Durability`]), and failing with [`Error::Busy`] instead of stalling if they ask for
+    /// [`WriteOptions::no_wait`].
     ///
     /// ```
     /// use strata::{Db, Durability, Options, WriteBatch};
@@ -308,8 +348,8 @@ impl Db {
     /// db.write_with(b, Durability::Sync)?; // on stable storage when this returns
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
-        self.inner.write(batch, durability)
+    pub fn write_with(&self, batch: WriteBatch, options: impl Into<WriteOptions>) -> Result<()> {
+        self.inner.write(batch, &options.into())
     }
 
     /// The current value of `key`, if any.
@@ -510,60 +550,57 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_async(&self, batch: WriteBatch) -> WriteTicket {
-        self.write_async_with(batch, self.inner.opts.durability)
+        self.write_async_with(batch, WriteOptions::default())
     }
 
-    /// [`Db::write_async`] with an explicit durability.
-    pub fn write_async_with(&self, batch: WriteBatch, durability: Durability) -> WriteTicket {
-        if batch.is_empty() {
-            return WriteTicket::resolved(self.inner.check_writable());
-        }
-        // Refused here rather than by the worker: an oversized batch never takes a queue
-        // slot, and the worker's merged group never has to be split up again for it.
-        if let Err(e) = crate::write::validate(&batch) {
-            return WriteTicket::resolved(Err(e));
-        }
-        match self.async_writer() {
-            Ok(w) => match w.reserve() {
-                Some(permit) => permit.submit(batch, durability),
-                None => WriteTicket::resolved(Err(Error::Closed)),
-            },
-            Err(e) => WriteTicket::resolved(Err(e)),
-        }
-    }
-
-    /// Like [`Db::write_async`], but never blocks: fails with [`Error::Busy`] when the
-    /// submission queue is full (nothing is queued then).
+    /// [`Db::write_async`] as `options` say. With [`WriteOptions::no_wait`] it never blocks:
+    /// a full submission queue resolves the ticket at once with [`Error::Busy`] (nothing is
+    /// queued), and the queued write fails with `Busy` rather than stall (see
+    /// [`WriteOptions`]).
     ///
     /// ```
-    /// use strata::{Db, Options, Error, WriteBatch};
+    /// use strata::{Db, Durability, Error, Options, WriteBatch, WriteOptions};
     /// let dir = tempfile::tempdir()?;
     /// let db = Db::open(dir.path(), Options::default())?;
     /// let mut b = WriteBatch::new();
     /// b.put("k", "v");
-    /// match db.try_write_async(b) {
-    ///     Ok(ticket) => ticket.wait()?,
+    /// let options = WriteOptions::default().durability(Durability::Sync).no_wait(true);
+    /// match db.write_async_with(b, options).wait() {
+    ///     Ok(()) => {}
     ///     Err(Error::Busy) => { /* back off and retry */ }
     ///     Err(e) => return Err(e.into()),
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn try_write_async(&self, batch: WriteBatch) -> Result<WriteTicket> {
-        self.try_write_async_with(batch, self.inner.opts.durability)
-    }
-
-    /// [`Db::try_write_async`] with an explicit durability.
-    pub fn try_write_async_with(
+    pub fn write_async_with(
         &self,
         batch: WriteBatch,
-        durability: Durability,
-    ) -> Result<WriteTicket> {
-        self.inner.check_writable()?;
+        options: impl Into<WriteOptions>,
+    ) -> WriteTicket {
+        let options = options.into();
         if batch.is_empty() {
-            return Ok(WriteTicket::resolved(Ok(())));
+            return WriteTicket::resolved(self.inner.check_writable());
         }
-        crate::write::validate(&batch)?;
-        Ok(self.async_writer()?.try_reserve()?.submit(batch, durability))
+        // Refused here rather than by the worker: an invalid write never takes a queue
+        // slot, and the worker's merged group never has to be split up again for it.
+        if let Err(e) =
+            crate::write::validate(&batch).and_then(|_| options.resolve(self.inner.opts.durability))
+        {
+            return WriteTicket::resolved(Err(e));
+        }
+        let writer = match self.async_writer() {
+            Ok(w) => w,
+            Err(e) => return WriteTicket::resolved(Err(e)),
+        };
+        let permit = if options.no_wait {
+            writer.try_reserve()
+        } else {
+            writer.reserve().ok_or(Error::Closed)
+        };
+        match permit {
+            Ok(permit) => permit.submit(batch, options),
+            Err(e) => WriteTicket::resolved(Err(e)),
+        }
     }
 
     /// Submissions waiting in this database's async write queue (0 if it never started).
@@ -579,8 +616,8 @@ impl Db {
 
 /// The async writer's worker applies batches through the ordinary write path.
 impl BatchSink for DbInner {
-    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
-        DbInner::write(self, batch, durability)
+    fn write(&self, batch: WriteBatch, options: &WriteOptions) -> Result<()> {
+        DbInner::write(self, batch, options)
     }
 }
 

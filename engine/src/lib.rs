@@ -22,8 +22,8 @@
 //! ```
 //!
 //! ## Durability
-//! Every write names (or inherits from [`Options::durability`]) one of four [`Durability`]
-//! levels: [`Durability::Sync`] survives power loss when the call returns;
+//! Every write names (in its [`WriteOptions`], or inherits from [`Options::durability`]) one
+//! of four [`Durability`] levels: [`Durability::Sync`] survives power loss when the call returns;
 //! [`Durability::Buffered`] (the default) survives a crash of the process;
 //! [`Durability::Periodic`] adds a background `fdatasync` every interval; and
 //! [`Durability::None`] skips the log. A failed `fdatasync` or a failed background flush
@@ -50,12 +50,12 @@ mod table_cache;
 mod verify;
 mod write;
 
-pub use async_write::{AsyncWriter, WriteTicket};
+pub use async_write::WriteTicket;
 pub use bytes::Bytes;
 pub use db::Db;
 pub use histogram::HistogramSummary;
 pub use metrics::{LevelMetrics, Metrics, StallCause};
-pub use options::{Options, MAX_KEY_SIZE, MAX_VALUE_SIZE};
+pub use options::{Options, WriteOptions, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use sharded::{
     Clock, HashRing, KvStore, ManualClock, Partitioner, ShardMetrics, ShardedDb, ShardedIter,
     ShardedMetrics, ShardedOptions, ShardedSnapshot, SystemClock, DEFAULT_VNODES_PER_SHARD,

@@ -1,4 +1,9 @@
-//! [`Options`]: how a [`crate::Db`] is configured, with documented defaults.
+//! [`Options`]: how a [`crate::Db`] is configured, with documented defaults; and
+//! [`WriteOptions`]: how one write is made.
+//!
+//! Every public configuration type of strata is built the same way: start from a default
+//! (`Options::default()`, `WriteOptions::default()`, `ShardedOptions::new(shards)`) and
+//! chain builder methods that take `self` and are named after the setting.
 
 use std::sync::Arc;
 
@@ -324,5 +329,110 @@ pub(crate) fn check_durability(durability: Durability) -> strata_core::Result<()
             "Durability::Periodic needs a non-zero interval".into(),
         )),
         _ => Ok(()),
+    }
+}
+
+/// How one write is made: its [`Durability`] (or the database's default) and whether it may
+/// wait for backpressure. `Default` is the database's default durability, waiting allowed;
+/// a [`Durability`] converts into the options that name it, so
+/// `db.write_with(batch, Durability::Sync)` reads as it says.
+///
+/// `no_wait` is RocksDB's `no_slowdown`: where the write would wait for the engine to catch
+/// up — a synchronous write stalled because the memtables waiting for flush are at
+/// [`Options::max_immutable_memtables`] or level 0 has reached
+/// [`Options::l0_slowdown_trigger`] / [`Options::l0_stop_trigger`]; an asynchronous write
+/// facing a full submission queue ([`Options::write_queue_depth`]) — it fails with
+/// [`Error::Busy`](crate::Error::Busy) instead, having logged and applied nothing. Waiting for
+/// the log itself (a `Sync` write's `fdatasync`, a group commit) is not backpressure and
+/// still happens.
+///
+/// ```
+/// use strata::{Db, Durability, Error, Options, WriteBatch, WriteOptions};
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open(dir.path(), Options::default())?;
+/// db.put_with("k", "v", Durability::Sync)?; // a Durability is a WriteOptions
+/// let mut batch = WriteBatch::new();
+/// batch.put("a", "1");
+/// match db.write_with(batch, WriteOptions::default().durability(Durability::Sync).no_wait(true)) {
+///     Ok(()) => {}
+///     Err(Error::Busy) => { /* the engine is behind: shed load, retry later */ }
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct WriteOptions {
+    pub(crate) durability: Option<Durability>,
+    pub(crate) no_wait: bool,
+}
+
+impl WriteOptions {
+    /// The durability of this write; without it, the database's
+    /// [`Options::durability`] applies.
+    ///
+    /// ```
+    /// use strata::{Durability, WriteOptions};
+    /// let opts = WriteOptions::default().durability(Durability::Sync);
+    /// assert_eq!(opts.durability_override(), Some(Durability::Sync));
+    /// assert_eq!(opts, WriteOptions::from(Durability::Sync));
+    /// ```
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+
+    /// Fail with [`Error::Busy`](crate::Error::Busy) instead of waiting for backpressure (see
+    /// [`WriteOptions`]). Default `false`.
+    ///
+    /// ```
+    /// use strata::WriteOptions;
+    /// assert!(WriteOptions::default().no_wait(true).is_no_wait());
+    /// assert!(!WriteOptions::default().is_no_wait());
+    /// ```
+    #[must_use]
+    pub fn no_wait(mut self, no_wait: bool) -> Self {
+        self.no_wait = no_wait;
+        self
+    }
+
+    /// The durability this write names, `None` for the database's default.
+    ///
+    /// ```
+    /// use strata::WriteOptions;
+    /// assert_eq!(WriteOptions::default().durability_override(), None);
+    /// ```
+    pub fn durability_override(&self) -> Option<Durability> {
+        self.durability
+    }
+
+    /// Whether the write fails with [`Error::Busy`](crate::Error::Busy) rather than wait.
+    ///
+    /// ```
+    /// use strata::WriteOptions;
+    /// assert!(!WriteOptions::default().is_no_wait());
+    /// ```
+    pub fn is_no_wait(&self) -> bool {
+        self.no_wait
+    }
+
+    /// The durability this write gets in a database whose default is `default`, checked.
+    pub(crate) fn resolve(&self, default: Durability) -> strata_core::Result<Durability> {
+        let durability = self.durability.unwrap_or(default);
+        check_durability(durability)?;
+        Ok(durability)
+    }
+}
+
+impl From<Durability> for WriteOptions {
+    /// The options of a write with `durability`, waiting allowed.
+    ///
+    /// ```
+    /// use strata::{Durability, WriteOptions};
+    /// let opts: WriteOptions = Durability::None.into();
+    /// assert_eq!(opts.durability_override(), Some(Durability::None));
+    /// ```
+    fn from(durability: Durability) -> Self {
+        WriteOptions::default().durability(durability)
     }
 }

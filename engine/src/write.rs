@@ -24,7 +24,7 @@ use strata_wal::{BatchEncoding, Durability, Wal, WalOptions, WalStats, WriteBatc
 use crate::db::{DbInner, SuperVersion, WriteState};
 use crate::memtable::MemTable;
 use crate::metrics::StallCause;
-use crate::options::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
+use crate::options::{WriteOptions, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 
 /// Batches that have sequence numbers but are not yet visible, in sequence order.
 #[derive(Default)]
@@ -88,19 +88,19 @@ fn add_stats(total: &mut WalStats, s: &WalStats) {
 }
 
 impl DbInner {
-    pub(crate) fn write(&self, mut batch: WriteBatch, durability: Durability) -> Result<()> {
+    pub(crate) fn write(&self, mut batch: WriteBatch, options: &WriteOptions) -> Result<()> {
         let start = Instant::now();
         self.check_writable()?;
         if batch.is_empty() {
             return Ok(());
         }
         let (puts, deletes, user_bytes) = validate(&batch)?;
-        crate::options::check_durability(durability)?;
-        self.delay_for_level0()?;
+        let durability = options.resolve(self.opts.durability)?;
+        self.delay_for_level0(options.no_wait)?;
         let count = batch.len() as u64;
 
         let (ticket, mem, last_seq) = {
-            let (mut w, mem) = self.lock_for_write()?;
+            let (mut w, mem) = self.lock_for_write(options.no_wait)?;
             let first = w.next_seq;
             let last = first + count - 1;
             if last > MAX_SEQ {
@@ -196,8 +196,9 @@ impl DbInner {
 
     /// Takes the write lock once the active memtable has room, switching to a new one when
     /// it is full and stalling while too many wait for flush. Returns the active memtable,
-    /// which stays the one this write belongs in while the lock is held.
-    fn lock_for_write(&self) -> Result<(MutexGuard<'_, WriteState>, Arc<MemTable>)> {
+    /// which stays the one this write belongs in while the lock is held. `no_wait`: fail
+    /// with [`Error::Busy`] instead of stalling.
+    fn lock_for_write(&self, no_wait: bool) -> Result<(MutexGuard<'_, WriteState>, Arc<MemTable>)> {
         loop {
             let mut w = self.write.lock();
             self.check_writable()?;
@@ -211,6 +212,9 @@ impl DbInner {
                 return Ok((w, mem));
             }
             drop(w);
+            if no_wait {
+                return Err(Error::Busy);
+            }
             let stalled = Instant::now();
             {
                 let mut bg = self.bg.lock();
@@ -314,10 +318,14 @@ impl DbInner {
         }
     }
 
-    /// Write stalls driven by the number of level-0 tables.
-    fn delay_for_level0(&self) -> Result<()> {
+    /// Write stalls driven by the number of level-0 tables; `no_wait`: [`Error::Busy`]
+    /// instead of any delay.
+    fn delay_for_level0(&self, no_wait: bool) -> Result<()> {
         let l0 = || self.l0_files.load(Ordering::Acquire);
         let files = l0();
+        if no_wait && files >= self.opts.l0_slowdown_trigger {
+            return Err(Error::Busy);
+        }
         if files >= self.opts.l0_stop_trigger {
             let stalled = Instant::now();
             let mut bg = self.bg.lock();

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata::{
-    Db, Durability, Error, Options, ShardedDb, ShardedOptions, WriteBatch, MAX_KEY_SIZE,
-    MAX_VALUE_SIZE,
+    Db, Durability, Error, Options, ShardedDb, ShardedOptions, WriteBatch, WriteOptions,
+    MAX_KEY_SIZE, MAX_VALUE_SIZE,
 };
 use strata_core::sim::SimFileSystem;
 
@@ -82,7 +82,9 @@ fn a_value_one_byte_over_the_limit_is_refused_on_every_path_before_it_is_logged(
     refused(db.write(batch(&["a", "b"])), "write");
     refused(db.write_with(batch(&["a"]), Durability::Sync), "write_with");
     refused(db.write_async(batch(&["a"])).wait(), "write_async");
-    refused(db.try_write_async(batch(&["a"])).map(|_| ()), "try_write_async");
+    refused(db.put_with("huge", &too_big, Durability::Sync), "put_with");
+    let no_wait = WriteOptions::default().no_wait(true);
+    refused(db.write_async_with(batch(&["a"]), no_wait).wait(), "write_async_with no_wait");
     assert_eq!(db.metrics().wal_bytes, before, "nothing was logged");
     db.put("after", "v").unwrap();
     db.close().unwrap();
@@ -101,7 +103,10 @@ fn a_value_one_byte_over_the_limit_is_refused_on_every_path_before_it_is_logged(
     refused(db.put("huge", &too_big), "sharded put");
     refused(db.write(batch(&keys)), "sharded write");
     refused(db.write_async(batch(&keys)).wait(), "sharded write_async");
-    refused(db.try_write_async(batch(&keys)).map(|_| ()), "sharded try_write_async");
+    refused(db.put_with("huge", &too_big, Durability::Sync), "sharded put_with");
+    refused(db.write_with(batch(&keys), Durability::Sync), "sharded write_with");
+    let no_wait = WriteOptions::default().no_wait(true);
+    refused(db.write_async_with(batch(&keys), no_wait).wait(), "sharded write_async_with no_wait");
     assert_eq!(wal(&db), before, "no shard logged anything");
     db.close().unwrap();
     let db = ShardedDb::open("/sharded", sharded).unwrap();
@@ -144,4 +149,37 @@ fn option_rules_are_checked_at_open_before_any_file_is_touched() {
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "sharded {what}: {r:?}");
     }
     assert_eq!(disk.files(), Vec::<std::path::PathBuf>::new(), "no file was created");
+}
+
+// The `Periodic(0)` rule is one function, applied to the default at open and to the
+// durability a write names, on every write path, before anything is logged.
+#[test]
+fn a_write_naming_a_zero_periodic_interval_is_refused_on_every_path() {
+    let disk = SimFileSystem::new();
+    let zero = WriteOptions::from(Durability::Periodic(Duration::ZERO));
+    let refused = |r: strata::Result<()>, path: &str| {
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{path}: {r:?}");
+    };
+    let batch = || {
+        let mut b = WriteBatch::new();
+        for i in 0..16 {
+            b.put(format!("k{i}"), "v");
+        }
+        b
+    };
+    let db = Db::open("/db", opts(&disk)).unwrap();
+    let before = db.metrics().wal_bytes;
+    refused(db.put_with("k", "v", zero), "put_with");
+    refused(db.delete_with("k", zero), "delete_with");
+    refused(db.write_with(batch(), zero), "write_with");
+    refused(db.write_async_with(batch(), zero).wait(), "write_async_with");
+    assert_eq!(db.metrics().wal_bytes, before, "nothing was logged");
+    db.close().unwrap();
+    let db = ShardedDb::open("/sharded", ShardedOptions::new(4).engine(opts(&disk))).unwrap();
+    let wal = |db: &ShardedDb| logged((0..4).map(|i| db.shard(i).unwrap().metrics().wal_bytes));
+    let before = wal(&db);
+    refused(db.put_with("k", "v", zero), "sharded put_with");
+    refused(db.write_with(batch(), zero), "sharded write_with");
+    refused(db.write_async_with(batch(), zero).wait(), "sharded write_async_with");
+    assert_eq!(wal(&db), before, "no shard logged anything");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use strata::{
     Db, Durability, Error, KvStore, ManualClock, Options, Partitioner, ShardedDb, ShardedOptions,
-    WriteBatch,
+    WriteBatch, WriteOptions,
 };
 
 fn range3() -> Partitioner {
@@ -170,7 +170,7 @@ fn many_threads_write_disjoint_and_shared_keys_concurrently() {
 }
 
 #[test]
-fn try_write_async_refuses_a_batch_whole_when_a_shard_queue_is_full() {
+fn a_no_wait_write_async_refuses_a_batch_whole_when_a_shard_queue_is_full() {
     let dir = tempfile::tempdir().unwrap();
     let opts = ShardedOptions::new(2)
         .partitioner(Partitioner::Range(vec![b"m".to_vec()]))
@@ -184,8 +184,13 @@ fn try_write_async_refuses_a_batch_whole_when_a_shard_queue_is_full() {
         let mut b = WriteBatch::new();
         b.put("a-key", "left");
         b.put("z-key", "right");
-        match db.try_write_async_with(b, Durability::Sync) {
-            Ok(t) => stalled.push(t),
+        let t = db.write_async_with(b, WriteOptions::from(Durability::Sync).no_wait(true));
+        if !t.is_done() {
+            stalled.push(t);
+            continue;
+        }
+        match t.wait() {
+            Ok(()) => {}
             Err(Error::Busy) => {
                 busy = true;
                 break;
@@ -273,7 +278,7 @@ fn generic_code_runs_on_both_stores() {
         b.put(b"k3", b"3");
         s.write_with(b, Durability::Sync).unwrap();
         s.delete(b"k2").unwrap();
-        s.try_write_async(WriteBatch::new()).unwrap().wait().unwrap();
+        s.write_async(WriteBatch::new()).wait().unwrap();
         s.flush().unwrap();
         s.range(&b"k1"[..]..&b"k9"[..]).rev().map(|r| r.unwrap().0.to_vec()).collect()
     }

@@ -24,12 +24,12 @@ use parking_lot::Mutex;
 use strata_core::fs::FileLock;
 use strata_core::key::SeqNo;
 use strata_core::{Error, Result};
-use strata_wal::{Durability, WriteBatch};
+use strata_wal::WriteBatch;
 
 use crate::async_write::WriteTicket;
 use crate::db::Db;
 use crate::db_iter::KeyRange;
-use crate::options::Options;
+use crate::options::{Options, WriteOptions};
 use crate::snapshot::{owned_range, Snapshot};
 
 pub use iter::ShardedIter;
@@ -429,11 +429,14 @@ impl ShardedDb {
     }
 
     /// Splits `batch` into one batch per shard, in shard order, preserving entry order
-    /// within each part. A batch whose entries all go to one shard is passed on as is.
-    /// Splits `batch` per shard, after checking its sizes: an oversized entry must fail the
-    /// whole batch before any shard logs a part of it.
-    fn split(&self, batch: WriteBatch) -> Result<Vec<(usize, WriteBatch)>> {
+    /// within each part; a batch whose entries all go to one shard is passed on as is.
+    /// Sizes and the durability `options` ask for are checked first: an invalid write must
+    /// fail whole before any shard logs a part of it.
+    fn split(&self, batch: WriteBatch, options: &WriteOptions) -> Result<Vec<(usize, WriteBatch)>> {
         crate::write::validate(&batch)?;
+        if let Some(db) = self.inner.shards.first() {
+            options.resolve(db.inner.opts.durability)?;
+        }
         let routes: Vec<usize> = batch.iter().map(|e| self.shard_for(e.key)).collect();
         let Some(&first) = routes.first() else { return Ok(Vec::new()) };
         if routes.iter().all(|&s| s == first) {
@@ -462,18 +465,56 @@ impl ShardedDb {
 
     /// Sets `key` to `value` with the default durability, on its shard.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.put_with(key, value, WriteOptions::default())
+    }
+
+    /// Sets `key` to `value` on its shard as `options` say (see [`Db::put_with`]).
+    ///
+    /// ```
+    /// use strata::{Durability, ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(2))?;
+    /// db.put_with("k", "v", Durability::Sync)?;
+    /// assert_eq!(db.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        options: impl Into<WriteOptions>,
+    ) -> Result<()> {
         self.check_open()?;
         let (i, db) = self.db_for(key.as_ref());
         self.record(i, 1);
-        db.put(key, value)
+        db.put_with(key, value, options)
     }
 
     /// Deletes `key` with the default durability, on its shard.
     pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.delete_with(key, WriteOptions::default())
+    }
+
+    /// Deletes `key` on its shard as `options` say (see [`Db::delete_with`]).
+    ///
+    /// ```
+    /// use strata::{Durability, ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(2))?;
+    /// db.put("k", "v")?;
+    /// db.delete_with("k", Durability::Sync)?;
+    /// assert!(db.get("k")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        options: impl Into<WriteOptions>,
+    ) -> Result<()> {
         self.check_open()?;
         let (i, db) = self.db_for(key.as_ref());
         self.record(i, 1);
-        db.delete(key)
+        db.delete_with(key, options)
     }
 
     /// The current value of `key`, read from its one shard.
@@ -482,14 +523,16 @@ impl ShardedDb {
         self.db_for(key.as_ref()).1.get(key)
     }
 
-    /// Applies `batch` with the default durability of the engine options.
+    /// Applies `batch` with each shard's default durability (that of the engine options).
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.write_with(batch, self.inner.layout_durability())
+        self.write_with(batch, WriteOptions::default())
     }
 
-    /// Applies `batch` split per shard: each part atomically on its shard with
-    /// `durability`, parts on different shards concurrently. Not atomic across shards: see
-    /// [`ShardedDb`] for what an error or a crash can leave.
+    /// Applies `batch` split per shard: each part atomically on its shard as `options` say,
+    /// parts on different shards concurrently. Not atomic across shards: see [`ShardedDb`]
+    /// for what an error or a crash can leave. With [`WriteOptions::no_wait`], a part that
+    /// would wait (for a full shard queue, or a stalled shard) fails with [`Error::Busy`]
+    /// instead; a full queue refuses the batch whole, a stall only the stalled part.
     ///
     /// ```
     /// use strata::{Durability, ShardedDb, ShardedOptions, WriteBatch};
@@ -501,36 +544,37 @@ impl ShardedDb {
     /// assert_eq!(db.iter().count(), 100);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+    pub fn write_with(&self, batch: WriteBatch, options: impl Into<WriteOptions>) -> Result<()> {
+        let options = options.into();
         self.check_open()?;
-        let mut parts = self.split(batch)?;
+        let mut parts = self.split(batch, &options)?;
         if parts.len() <= 1 {
             let Some((i, part)) = parts.pop() else { return Ok(()) };
             self.record(i, part.len() as u64);
-            return self.shard_db(i)?.write_with(part, durability);
+            return self.shard_db(i)?.write_with(part, options);
         }
         // Several shards: hand the parts to the shards' write queues so their log writes
         // and fsyncs overlap, then wait for all.
-        self.submit_parts(parts, durability, false)?.wait()
+        self.submit_parts(parts, options)?.wait()
     }
 
     fn shard_db(&self, i: usize) -> Result<&Db> {
         self.inner.shards.get(i).ok_or_else(|| Error::InvalidArgument(format!("no shard {i}")))
     }
 
-    /// Reserves a queue slot on every shard the parts touch (waiting if `!try_only`, else
-    /// failing with [`Error::Busy`] and queueing nothing), then submits every part.
+    /// Reserves a queue slot on every shard the parts touch (waiting, or with
+    /// [`WriteOptions::no_wait`] failing with [`Error::Busy`] and queueing nothing), then
+    /// submits every part.
     fn submit_parts(
         &self,
         parts: Vec<(usize, WriteBatch)>,
-        durability: Durability,
-        try_only: bool,
+        options: WriteOptions,
     ) -> Result<WriteTicket> {
         let mut permits = Vec::with_capacity(parts.len());
         // Shard order: every caller reserves in the same order.
         for (i, _) in &parts {
             let writer = self.shard_db(*i)?.async_writer_for_shard()?;
-            let permit = if try_only {
+            let permit = if options.no_wait {
                 writer.try_reserve()?
             } else {
                 writer.reserve().ok_or(Error::Closed)?
@@ -542,7 +586,7 @@ impl ShardedDb {
             .zip(permits)
             .map(|((i, part), permit)| {
                 self.record(i, part.len() as u64);
-                permit.submit(part, durability)
+                permit.submit(part, options)
             })
             .collect();
         Ok(WriteTicket::join(tickets))
@@ -567,34 +611,38 @@ impl ShardedDb {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_async(&self, batch: WriteBatch) -> WriteTicket {
-        self.write_async_with(batch, self.inner.layout_durability())
+        self.write_async_with(batch, WriteOptions::default())
     }
 
-    /// [`ShardedDb::write_async`] with an explicit durability.
-    pub fn write_async_with(&self, batch: WriteBatch, durability: Durability) -> WriteTicket {
+    /// [`ShardedDb::write_async`] as `options` say. With [`WriteOptions::no_wait`] it never
+    /// blocks: if any shard the batch touches has a full queue, no part is queued and the
+    /// ticket resolves at once with [`Error::Busy`].
+    ///
+    /// ```
+    /// use strata::{Error, ShardedDb, ShardedOptions, WriteBatch, WriteOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(2))?;
+    /// let mut b = WriteBatch::new();
+    /// b.put("x", "1");
+    /// b.put("y", "2");
+    /// match db.write_async_with(b, WriteOptions::default().no_wait(true)).wait() {
+    ///     Ok(()) | Err(Error::Busy) => {}
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_async_with(
+        &self,
+        batch: WriteBatch,
+        options: impl Into<WriteOptions>,
+    ) -> WriteTicket {
+        let options = options.into();
         if let Err(e) = self.check_open() {
             return WriteTicket::resolved(Err(e));
         }
-        self.split(batch)
-            .and_then(|parts| self.submit_parts(parts, durability, false))
+        self.split(batch, &options)
+            .and_then(|parts| self.submit_parts(parts, options))
             .unwrap_or_else(|e| WriteTicket::resolved(Err(e)))
-    }
-
-    /// Like [`ShardedDb::write_async`] but never blocks: [`Error::Busy`] if any shard the
-    /// batch touches has a full queue, in which case no part is queued.
-    pub fn try_write_async(&self, batch: WriteBatch) -> Result<WriteTicket> {
-        self.try_write_async_with(batch, self.inner.layout_durability())
-    }
-
-    /// [`ShardedDb::try_write_async`] with an explicit durability.
-    pub fn try_write_async_with(
-        &self,
-        batch: WriteBatch,
-        durability: Durability,
-    ) -> Result<WriteTicket> {
-        self.check_open()?;
-        let parts = self.split(batch)?;
-        self.submit_parts(parts, durability, true)
     }
 
     fn scan(&self, range: KeyRange) -> ShardedIter {
@@ -768,12 +816,6 @@ impl ShardedDb {
         }
         self.inner.root_lock.lock().take();
         result
-    }
-}
-
-impl ShardedInner {
-    fn layout_durability(&self) -> Durability {
-        self.shards.first().map_or(Durability::Buffered, |db| db.inner.opts.durability)
     }
 }
 

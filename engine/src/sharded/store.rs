@@ -60,8 +60,6 @@ pub trait KvStore: Send + Sync {
     fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()>;
     /// Queues `batch`; the ticket resolves when it is durable and visible.
     fn write_async(&self, batch: WriteBatch) -> WriteTicket;
-    /// Queues `batch` unless a queue is full ([`crate::Error::Busy`]).
-    fn try_write_async(&self, batch: WriteBatch) -> Result<WriteTicket>;
     /// The entries in `range`, in key order.
     fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Self::Iter;
     /// The entries whose keys start with `prefix`, in key order.
@@ -94,9 +92,6 @@ impl KvStore for Db {
     }
     fn write_async(&self, batch: WriteBatch) -> WriteTicket {
         Db::write_async(self, batch)
-    }
-    fn try_write_async(&self, batch: WriteBatch) -> Result<WriteTicket> {
-        Db::try_write_async(self, batch)
     }
     fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         Db::range(self, range)
@@ -135,9 +130,6 @@ impl KvStore for ShardedDb {
     }
     fn write_async(&self, batch: WriteBatch) -> WriteTicket {
         ShardedDb::write_async(self, batch)
-    }
-    fn try_write_async(&self, batch: WriteBatch) -> Result<WriteTicket> {
-        ShardedDb::try_write_async(self, batch)
     }
     fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> super::ShardedIter {
         ShardedDb::range(self, range)
