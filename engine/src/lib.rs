@@ -57,9 +57,9 @@ pub use histogram::HistogramSummary;
 pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, WriteOptions, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use sharded::{
-    Clock, HashRing, KvStore, ManualClock, Partitioner, ShardMetrics, ShardedDb, ShardedIter,
-    ShardedMetrics, ShardedOptions, ShardedSnapshot, SystemClock, DEFAULT_VNODES_PER_SHARD,
-    MAX_SHARDS,
+    Clock, HashRing, KeyBounds, KvIter, KvSnapshot, KvStore, ManualClock, Partitioner,
+    ShardMetrics, ShardedDb, ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot,
+    SystemClock, DEFAULT_VNODES_PER_SHARD, MAX_SHARDS,
 };
 pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};

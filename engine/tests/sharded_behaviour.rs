@@ -1,12 +1,13 @@
 //! `ShardedDb` behaviour: layout persistence and conflicting reopens, shard paths, many
 //! concurrent writers, async-write backpressure, hot-shard detection with an injected clock.
 
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use strata::{
-    Db, Durability, Error, KvStore, ManualClock, Options, Partitioner, ShardedDb, ShardedOptions,
-    WriteBatch, WriteOptions,
+    Db, Durability, Error, KvIter, KvStore, ManualClock, Options, Partitioner, ShardedDb,
+    ShardedOptions, WriteBatch, WriteOptions,
 };
 
 fn range3() -> Partitioner {
@@ -269,25 +270,50 @@ fn compaction_and_flush_run_on_every_shard() {
     db.compact_range(0u32.to_be_bytes()..10u32.to_be_bytes()).unwrap();
 }
 
+/// The same calls through `&dyn KvStore` on a `Db` and a `ShardedDb` (so the trait is
+/// object safe, and both stores answer alike).
 #[test]
-fn generic_code_runs_on_both_stores() {
-    fn exercise<S: KvStore>(s: &S) -> Vec<Vec<u8>> {
+fn both_stores_behave_alike_behind_dyn_kv_store() {
+    fn exercise(store: &dyn KvStore) -> Vec<Vec<u8>> {
         let mut b = WriteBatch::new();
         b.put(b"k1", b"1");
         b.put(b"k2", b"2");
         b.put(b"k3", b"3");
-        s.write_with(b, Durability::Sync).unwrap();
-        s.delete(b"k2").unwrap();
-        s.write_async(WriteBatch::new()).wait().unwrap();
-        s.flush().unwrap();
-        s.range(&b"k1"[..]..&b"k9"[..]).rev().map(|r| r.unwrap().0.to_vec()).collect()
+        store.write_with(b, Durability::Sync.into()).unwrap();
+        store.put_with(b"k4", b"4", WriteOptions::default().no_wait(true)).unwrap();
+        store.delete(b"k2").unwrap();
+        let snap = store.snapshot();
+        store.put(b"k5", b"5").unwrap();
+        store.delete_with(b"k6", Durability::Sync.into()).unwrap();
+        store.write_async_with(WriteBatch::new(), Durability::Sync.into()).wait().unwrap();
+        store.flush().unwrap();
+        store.compact().unwrap();
+        store.wait_for_compaction().unwrap();
+        let keys = |it: KvIter| it.map(|r| r.unwrap().0.to_vec()).collect::<Vec<_>>();
+        assert_eq!(keys(snap.iter()), [&b"k1"[..], b"k3", b"k4"], "the snapshot saw k5");
+        assert_eq!(snap.get(b"k5").unwrap(), None);
+        assert_eq!(snap.get(b"k4").unwrap().as_deref(), Some(&b"4"[..]));
+        assert_eq!(keys(snap.prefix(b"k3")), [&b"k3"[..]]);
+        assert_eq!(keys(snap.range((Bound::Excluded(&b"k1"[..]), Bound::Unbounded))).len(), 2);
+        assert_eq!(store.get(b"k5").unwrap().as_deref(), Some(&b"5"[..]));
+        assert_eq!(keys(store.prefix(b"k")).len(), 4);
+        assert_eq!(keys(store.iter()).len(), 4);
+        keys(Box::new(
+            store.range((Bound::Included(&b"k1"[..]), Bound::Excluded(&b"k9"[..]))).rev(),
+        ))
     }
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let single = Db::open(a.path(), Options::default()).unwrap();
-    let sharded = ShardedDb::open(b.path(), ShardedOptions::new(3)).unwrap();
-    assert_eq!(exercise(&single), exercise(&sharded));
-    KvStore::close(&single).unwrap();
-    KvStore::close(&sharded).unwrap();
-    assert!(matches!(sharded.put("x", "y"), Err(Error::Closed)));
-    assert!(matches!(sharded.write_async(WriteBatch::new()).wait(), Err(Error::Closed)));
+    let stores: Vec<Box<dyn KvStore>> = vec![
+        Box::new(Db::open(a.path(), Options::default()).unwrap()),
+        Box::new(ShardedDb::open(b.path(), ShardedOptions::new(3)).unwrap()),
+    ];
+    let seen: Vec<_> = stores.iter().map(|s| exercise(s.as_ref())).collect();
+    assert_eq!(seen[0], [&b"k5"[..], b"k4", b"k3", b"k1"]);
+    assert_eq!(seen[0], seen[1]);
+    for store in &stores {
+        store.close().unwrap();
+        assert!(matches!(store.put(b"x", b"y"), Err(Error::Closed)));
+        assert!(matches!(store.snapshot().get(b"k1"), Err(Error::Closed)));
+        assert!(matches!(store.write_async(WriteBatch::new()).wait(), Err(Error::Closed)));
+    }
 }

@@ -1,9 +1,12 @@
-//! strata: a plain `Db`, or a `ShardedDb` of `--shards N` (hash partitioner).
+//! strata: a plain `Db`, or a `ShardedDb` of `--shards N` (hash partitioner), driven through
+//! strata's own object-safe [`KvStore`]: the harness needs no store abstraction of its own.
 
+use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use strata::{Db, Options, ShardedDb, ShardedOptions, WriteBatch};
+use strata::{Db, KvStore, Options, ShardedDb, ShardedOptions, WriteBatch, WriteOptions};
 
 use super::{drive_scan, BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
 
@@ -15,25 +18,62 @@ fn strata_durability(d: Durability) -> strata::Durability {
     }
 }
 
-/// A plain or sharded strata database; both expose the same methods.
-enum Handle {
-    Plain(Db),
-    Sharded(ShardedDb),
+fn write_options(d: Durability) -> WriteOptions {
+    strata_durability(d).into()
 }
 
-/// Call the same method on whichever handle is open.
-macro_rules! with_db {
-    ($handle:expr, $db:ident => $body:expr) => {
-        match $handle {
-            Handle::Plain($db) => $body,
-            Handle::Sharded($db) => $body,
-        }
-    };
+/// What the report reads that differs between a `Db` and a `ShardedDb` (their metrics
+/// types differ); every operation goes through [`KvStore`].
+trait Report: Send + Sync {
+    /// The engine's metrics table.
+    fn table(&self) -> String;
+    /// Bytes written by the engine's own count, where it keeps a total.
+    fn bytes_written(&self) -> Option<u64>;
+    /// Time writers spent stalled.
+    fn stall_time(&self) -> Duration;
+    /// The shard of `key` and the shard count, when sharded.
+    fn shard_of(&self, key: &[u8]) -> Option<(usize, usize)>;
+}
+
+impl Report for Db {
+    fn table(&self) -> String {
+        self.metrics().to_string()
+    }
+    fn bytes_written(&self) -> Option<u64> {
+        // The same sum as `Metrics::write_amplification`: log, flushes, compaction output.
+        let m = self.metrics();
+        let compaction: u64 = m.levels.iter().skip(1).map(|l| l.written_bytes).sum();
+        Some(m.wal_bytes + m.flush_bytes + compaction)
+    }
+    fn stall_time(&self) -> Duration {
+        self.metrics().stall_time()
+    }
+    fn shard_of(&self, _key: &[u8]) -> Option<(usize, usize)> {
+        None
+    }
+}
+
+impl Report for ShardedDb {
+    fn table(&self) -> String {
+        self.metrics().to_string()
+    }
+    fn bytes_written(&self) -> Option<u64> {
+        // `ShardedMetrics` has no byte counters; the harness's /proc/self/io figure stands.
+        None
+    }
+    fn stall_time(&self) -> Duration {
+        self.metrics().shards.iter().map(|s| s.stall_time).sum()
+    }
+    fn shard_of(&self, key: &[u8]) -> Option<(usize, usize)> {
+        Some((self.shard_for(key), self.shard_count()))
+    }
 }
 
 /// strata opened with `Options::default()`, the run's durability and `--memtable-mib`.
 pub struct StrataEngine {
-    handle: Handle,
+    store: Arc<dyn KvStore>,
+    /// The same database as `store` (handles are shared): its metrics.
+    report: Box<dyn Report>,
     default_durability: Durability,
     shards: Option<usize>,
     memtable_mib: Option<usize>,
@@ -50,12 +90,19 @@ impl StrataEngine {
         if let Some(levels) = &config.compression_per_level {
             opts = opts.compression_per_level(levels.clone());
         }
-        let handle = match config.shards {
-            None => Handle::Plain(Db::open(dir, opts)?),
-            Some(n) => Handle::Sharded(ShardedDb::open(dir, ShardedOptions::new(n).engine(opts))?),
+        let (store, report): (Arc<dyn KvStore>, Box<dyn Report>) = match config.shards {
+            None => {
+                let db = Db::open(dir, opts)?;
+                (Arc::new(db.clone()), Box::new(db))
+            }
+            Some(n) => {
+                let db = ShardedDb::open(dir, ShardedOptions::new(n).engine(opts))?;
+                (Arc::new(db.clone()), Box::new(db))
+            }
         };
         Ok(StrataEngine {
-            handle,
+            store,
+            report,
             default_durability: config.durability,
             shards: config.shards,
             memtable_mib: config.memtable_mib,
@@ -96,34 +143,19 @@ impl Engine for StrataEngine {
     }
 
     fn put(&self, key: &[u8], value: &[u8], durability: Durability) -> BenchResult<()> {
-        if durability == self.default_durability {
-            with_db!(&self.handle, db => db.put(key, value))?;
-        } else {
-            // A single-write batch carries a durability other than the database's default.
-            let batch = Self::batch_of(&[BatchOp::Put(key, value)]);
-            with_db!(&self.handle, db => db.write_with(batch, strata_durability(durability)))?;
-        }
-        Ok(())
+        Ok(self.store.put_with(key, value, write_options(durability))?)
     }
 
     fn get(&self, key: &[u8]) -> BenchResult<Option<usize>> {
-        Ok(with_db!(&self.handle, db => db.get(key)?.map(|v| v.len())))
+        Ok(self.store.get(key)?.map(|v| v.len()))
     }
 
     fn delete(&self, key: &[u8], durability: Durability) -> BenchResult<()> {
-        if durability == self.default_durability {
-            with_db!(&self.handle, db => db.delete(key))?;
-        } else {
-            let batch = Self::batch_of(&[BatchOp::Delete(key)]);
-            with_db!(&self.handle, db => db.write_with(batch, strata_durability(durability)))?;
-        }
-        Ok(())
+        Ok(self.store.delete_with(key, write_options(durability))?)
     }
 
     fn write_batch(&self, ops: &[BatchOp<'_>], durability: Durability) -> BenchResult<()> {
-        let batch = Self::batch_of(ops);
-        with_db!(&self.handle, db => db.write_with(batch, strata_durability(durability)))?;
-        Ok(())
+        Ok(self.store.write_with(Self::batch_of(ops), write_options(durability))?)
     }
 
     fn scan(
@@ -136,54 +168,96 @@ impl Engine for StrataEngine {
             let (k, v) = item?;
             Ok(visit(&k, &v))
         };
-        with_db!(&self.handle, db => match (direction, start) {
-            (ScanDirection::Forward, Some(s)) => drive_scan(db.range(s..), direction, each),
-            (ScanDirection::Reverse, Some(s)) => drive_scan(db.range(..=s), direction, each),
-            (_, None) => drive_scan(db.iter(), direction, each),
-        })
+        let iter = match (direction, start) {
+            (ScanDirection::Forward, Some(s)) => {
+                self.store.range((Bound::Included(s), Bound::Unbounded))
+            }
+            (ScanDirection::Reverse, Some(s)) => {
+                self.store.range((Bound::Unbounded, Bound::Included(s)))
+            }
+            (_, None) => self.store.iter(),
+        };
+        drive_scan(iter, direction, each)
     }
 
     fn settle(&self) -> BenchResult<()> {
-        with_db!(&self.handle, db => {
-            db.flush()?;
-            db.wait_for_compaction()?;
-        });
+        self.store.flush()?;
+        self.store.wait_for_compaction()?;
         Ok(())
     }
 
     fn close(self: Box<Self>) -> BenchResult<()> {
-        with_db!(self.handle, db => db.close())?;
-        Ok(())
+        Ok(self.store.close()?)
     }
 
     fn shard_of(&self, key: &[u8]) -> Option<(usize, usize)> {
-        match &self.handle {
-            Handle::Plain(_) => None,
-            Handle::Sharded(db) => Some((db.shard_for(key), db.shard_count())),
-        }
+        self.report.shard_of(key)
     }
 
     fn metrics(&self) -> Option<String> {
-        Some(with_db!(&self.handle, db => db.metrics().to_string()))
+        Some(self.report.table())
     }
 
     fn bytes_written(&self) -> Option<u64> {
-        match &self.handle {
-            // The same sum as `Metrics::write_amplification`: log, flushes, compaction output.
-            Handle::Plain(db) => {
-                let m = db.metrics();
-                let compaction: u64 = m.levels.iter().skip(1).map(|l| l.written_bytes).sum();
-                Some(m.wal_bytes + m.flush_bytes + compaction)
-            }
-            // `ShardedMetrics` has no byte counters; the harness's /proc/self/io figure stands.
-            Handle::Sharded(_) => None,
-        }
+        self.report.bytes_written()
     }
 
     fn stall_time(&self) -> Option<Duration> {
-        Some(match &self.handle {
-            Handle::Plain(db) => db.metrics().stall_time(),
-            Handle::Sharded(db) => db.metrics().shards.iter().map(|s| s.stall_time).sum(),
-        })
+        Some(self.report.stall_time())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(shards: Option<usize>) -> EngineConfig {
+        EngineConfig {
+            durability: Durability::Buffered,
+            shards,
+            memtable_mib: None,
+            compression_per_level: None,
+        }
+    }
+
+    /// The adapter drives a plain and a sharded store alike through `dyn KvStore`.
+    #[test]
+    fn the_adapter_runs_on_a_plain_and_a_sharded_store() {
+        for shards in [None, Some(3)] {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = Box::new(StrataEngine::open(dir.path(), &config(shards)).unwrap());
+            for k in [b"a", b"b", b"c", b"d"] {
+                engine.put(k, b"v", Durability::Buffered).unwrap();
+            }
+            engine.put(b"e", b"synced", Durability::Sync).unwrap();
+            engine.delete(b"a", Durability::None).unwrap();
+            engine
+                .write_batch(&[BatchOp::Put(b"f", b"x"), BatchOp::Delete(b"b")], Durability::Sync)
+                .unwrap();
+            assert_eq!(engine.get(b"e").unwrap(), Some(6));
+            assert_eq!(engine.get(b"a").unwrap(), None);
+            let mut seen = Vec::new();
+            let n = engine
+                .scan(Some(b"c"), ScanDirection::Forward, &mut |k, _| {
+                    seen.push(k.to_vec());
+                    seen.len() < 3
+                })
+                .unwrap();
+            assert_eq!((n, seen), (3, vec![b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]));
+            let mut back = Vec::new();
+            engine
+                .scan(Some(b"d"), ScanDirection::Reverse, &mut |k, _| {
+                    back.push(k.to_vec());
+                    true
+                })
+                .unwrap();
+            assert_eq!(back, [b"d".to_vec(), b"c".to_vec()]);
+            engine.settle().unwrap();
+            assert_eq!(engine.shard_of(b"k").map(|(_, n)| n), shards);
+            assert!(engine.metrics().is_some_and(|m| !m.is_empty()));
+            assert!(engine.stall_time().is_some());
+            assert_eq!(engine.bytes_written().is_some(), shards.is_none());
+            engine.close().unwrap();
+        }
     }
 }

@@ -38,7 +38,7 @@ use metrics::RateWindow;
 pub use metrics::{Clock, ManualClock, ShardMetrics, ShardedMetrics, SystemClock};
 use partitioner::Router;
 pub use partitioner::{HashRing, Partitioner, DEFAULT_VNODES_PER_SHARD};
-pub use store::KvStore;
+pub use store::{KeyBounds, KvIter, KvSnapshot, KvStore};
 
 /// The most shards a database may have.
 pub const MAX_SHARDS: usize = 4096;
