@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use strata::memtable::MemTable;
+use strata::__bench::MemTable;
 use strata_core::iter::{InternalIterator, VecIterator};
 use strata_core::key::{compare_internal, InternalKey, ValueKind};
 use strata_core::merge::MergingIterator;

@@ -29,6 +29,19 @@
 //! [`Durability::None`] skips the log. A failed `fdatasync` or a failed background flush
 //! makes the database read-only ([`Error::Poisoned`]); reopening recovers what truly
 //! reached stable storage.
+//!
+//! ## Writes
+//! [`Db::put`], [`Db::delete`], [`Db::write`] and [`Db::write_async`] use the defaults;
+//! their `_with` forms take `impl Into<`[`WriteOptions`]`>`: a [`Durability`], or options
+//! that also ask for [`WriteOptions::no_wait`] — [`Error::Busy`] instead of waiting for a
+//! write stall or a full queue. [`ShardedDb`] has the same methods, and both implement the
+//! object-safe [`KvStore`], so either can sit behind a `Box<dyn KvStore>`.
+//!
+//! ## Modules and features
+//! * [`fs`]: the file-system trait [`Options::file_system`] takes, to implement or wrap.
+//! * [`testing`]: the clock of [`ShardedDb`]'s write-rate windows, and a manual one.
+//! * Cargo feature `sim` (off by default): `fs::sim`, the simulated file system that cuts
+//!   power, for crash tests of code built on strata.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -39,16 +52,26 @@ mod db;
 mod db_iter;
 mod dir;
 mod flush;
+pub mod fs;
 mod histogram;
-pub mod memtable;
+mod memtable;
 mod metrics;
 mod options;
 mod recovery;
 mod sharded;
 mod snapshot;
 mod table_cache;
+pub mod testing;
 mod verify;
 mod write;
+
+/// Not part of the API: the memtable, for the criterion benchmarks in `engine/benches`.
+/// A benchmark is a crate of its own and sees only public items; a feature gate instead
+/// would make `cargo bench` skip the benchmark silently when the feature is not named.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::memtable::MemTable;
+}
 
 pub use async_write::WriteTicket;
 pub use bytes::Bytes;
@@ -57,9 +80,9 @@ pub use histogram::HistogramSummary;
 pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, WriteOptions, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use sharded::{
-    Clock, HashRing, KeyBounds, KvIter, KvSnapshot, KvStore, ManualClock, Partitioner,
-    ShardMetrics, ShardedDb, ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot,
-    SystemClock, DEFAULT_VNODES_PER_SHARD, MAX_SHARDS,
+    HashRing, KeyBounds, KvIter, KvSnapshot, KvStore, Partitioner, ShardMetrics, ShardedDb,
+    ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot, DEFAULT_VNODES_PER_SHARD,
+    MAX_SHARDS,
 };
 pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};

@@ -240,9 +240,18 @@ impl Options {
         wal_bytes_per_sync: u64
     );
 
-    /// The file system the database lives on. Default: the real one
-    /// ([`OsFileSystem`]); tests pass the simulated one (`strata_core::sim::SimFileSystem`,
-    /// feature `sim`).
+    /// The file system the database lives on (see [`crate::fs`]). Default: the real one,
+    /// [`OsFileSystem`](crate::fs::OsFileSystem); crash tests pass the simulated one
+    /// (`strata::fs::sim::SimFileSystem`, cargo feature `sim`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use strata::fs::{FileSystem, OsFileSystem};
+    /// use strata::Options;
+    /// let fs: Arc<dyn FileSystem> = Arc::new(OsFileSystem);
+    /// let opts = Options::default().file_system(fs);
+    /// # let _ = opts;
+    /// ```
     #[must_use]
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
         self.fs = fs;

@@ -5,9 +5,10 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata::testing::ManualClock;
 use strata::{
-    Db, Durability, Error, KvIter, KvStore, ManualClock, Options, Partitioner, ShardedDb,
-    ShardedOptions, WriteBatch, WriteOptions,
+    Db, Durability, Error, KvIter, KvStore, Options, Partitioner, ShardedDb, ShardedOptions,
+    WriteBatch, WriteOptions,
 };
 
 fn range3() -> Partitioner {

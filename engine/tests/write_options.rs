@@ -12,8 +12,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+use strata::fs::{FileBytes, FileLock, FileSystem, WritableFile};
 use strata::{Db, Durability, Error, Options, WriteBatch, WriteOptions};
-use strata_core::fs::{FileBytes, FileLock, FileSystem, WritableFile};
 use strata_core::sim::SimFileSystem;
 
 /// Long enough for a loaded machine.

@@ -12,10 +12,11 @@
 //! than every entry. This replaced crossbeam-skiplist, whose node-per-allocation design
 //! had a flush spend about a third of its time in `free` (see `docs/design.md`).
 //!
-//! Public for benchmarks and tools; a [`crate::Db`] user never needs it.
+//! Private to the engine; the criterion benchmarks reach it through the hidden
+//! `strata::__bench` (which the examples below use, since doctests are outside the crate).
 //!
 //! ```
-//! use strata::memtable::MemTable;
+//! use strata::__bench::MemTable;
 //! use strata_core::key::ValueKind;
 //! let mem = MemTable::new(1);
 //! mem.insert(b"k", 7, ValueKind::Put, b"v");
@@ -135,7 +136,7 @@ impl MemTable {
     /// whole (a flush).
     ///
     /// ```
-    /// use strata::memtable::MemTable;
+    /// use strata::__bench::MemTable;
     /// use strata_core::key::{InternalKey, ValueKind};
     /// let mem = MemTable::new(1);
     /// mem.insert(b"b", 1, ValueKind::Put, b"2");
@@ -157,7 +158,7 @@ impl MemTable {
 /// One entry of [`MemTable::entries`], borrowed from the memtable.
 ///
 /// ```
-/// use strata::memtable::MemTable;
+/// use strata::__bench::MemTable;
 /// use strata_core::key::{parse_internal_key, ValueKind};
 /// let mem = MemTable::new(1);
 /// mem.insert(b"k", 3, ValueKind::Delete, b"");
@@ -185,7 +186,7 @@ impl<'a> MemEntry<'a> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use strata::memtable::MemTable;
+/// use strata::__bench::MemTable;
 /// use strata_core::iter::InternalIterator;
 /// use strata_core::key::{InternalKey, ValueKind};
 /// let mem = Arc::new(MemTable::new(1));

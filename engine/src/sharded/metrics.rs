@@ -10,22 +10,32 @@ use strata_core::stripe::Striped;
 
 use crate::metrics::Metrics;
 
-/// A monotonic time source for write-rate windows. [`SystemClock`] is the default;
-/// tests inject a [`ManualClock`] to move time without sleeping.
+/// A monotonic time source for the write-rate windows of a [`crate::ShardedDb`] (see
+/// [`crate::ShardedOptions::clock`]). The system's monotonic clock is the default; tests
+/// inject a [`ManualClock`] to move time without sleeping.
+///
+/// ```
+/// use std::time::Duration;
+/// use strata::testing::Clock;
+///
+/// /// A clock that stands still at one minute.
+/// #[derive(Debug)]
+/// struct Frozen;
+/// impl Clock for Frozen {
+///     fn now(&self) -> Duration {
+///         Duration::from_secs(60)
+///     }
+/// }
+/// assert_eq!(Frozen.now(), Frozen.now());
+/// ```
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Time elapsed since an arbitrary fixed origin; never decreases.
     fn now(&self) -> Duration;
 }
 
-/// The real monotonic clock ([`Instant`]).
-///
-/// ```
-/// use strata::{Clock, SystemClock};
-/// let c = SystemClock::default();
-/// assert!(c.now() <= c.now());
-/// ```
+/// The real monotonic clock ([`Instant`]), the default.
 #[derive(Debug, Clone, Copy)]
-pub struct SystemClock {
+pub(crate) struct SystemClock {
     origin: Instant,
 }
 
@@ -45,7 +55,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use strata::{Clock, ManualClock};
+/// use strata::testing::{Clock, ManualClock};
 /// let c = ManualClock::default();
 /// c.advance(Duration::from_secs(3));
 /// assert_eq!(c.now(), Duration::from_secs(3));

@@ -35,7 +35,7 @@ use crate::snapshot::{owned_range, Snapshot};
 pub use iter::ShardedIter;
 use layout::Layout;
 use metrics::RateWindow;
-pub use metrics::{Clock, ManualClock, ShardMetrics, ShardedMetrics, SystemClock};
+pub use metrics::{Clock, ManualClock, ShardMetrics, ShardedMetrics};
 use partitioner::Router;
 pub use partitioner::{HashRing, Partitioner, DEFAULT_VNODES_PER_SHARD};
 pub use store::{KeyBounds, KvIter, KvSnapshot, KvStore};
@@ -111,8 +111,18 @@ impl ShardedOptions {
         self
     }
 
-    /// The clock of the write-rate windows. Default [`SystemClock`]; tests pass a
-    /// [`ManualClock`].
+    /// The clock of the write-rate windows behind [`ShardedDb::hot_shards`]. Default: the
+    /// system's monotonic clock. It exists so that tests can move time by hand with a
+    /// [`ManualClock`] (see [`crate::testing`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use strata::testing::ManualClock;
+    /// use strata::ShardedOptions;
+    /// let clock = Arc::new(ManualClock::default());
+    /// let opts = ShardedOptions::new(2).clock(clock.clone());
+    /// # let _ = opts;
+    /// ```
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
