@@ -32,23 +32,36 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+// The public API, on top.
+mod db;
+mod sharded;
+mod verify;
+
+// What the API drives: one open database (`inner`) and the concerns over it, each in its
+// own file.
+mod compaction;
+mod flush;
+mod inner;
+mod read;
+mod recovery;
+mod snapshot;
+mod write;
+
+// The parts a database is made of, and the building blocks below them; none of these
+// imports `inner` or anything above it.
 mod async_write;
 mod background;
-mod compaction;
-mod db;
+mod commit;
 mod db_iter;
 mod dir;
-mod flush;
+mod health;
 mod histogram;
 pub mod memtable;
 mod metrics;
 mod options;
-mod recovery;
-mod sharded;
-mod snapshot;
+mod state;
 mod table_cache;
-mod verify;
-mod write;
+mod version_set;
 
 pub use async_write::{AsyncWriter, WriteTicket};
 pub use bytes::Bytes;
