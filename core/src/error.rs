@@ -10,7 +10,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The variants separate what the caller can act on: damaged data ([`Error::Corruption`]),
 /// a failing disk or OS ([`Error::Io`]), misuse ([`Error::InvalidArgument`]), and states of
 /// the database ([`Error::Locked`], [`Error::Closed`], [`Error::Poisoned`], [`Error::Busy`],
-/// [`Error::ReadOnly`]).
+/// [`Error::ReadOnly`]), and outcomes of optimistic concurrency a caller retries or reports
+/// ([`Error::Conflict`], [`Error::ConditionFailed`], [`Error::CrossShard`]).
 /// `Error` is `Clone` so that one failure (say a failed group-commit `fdatasync`) can be
 /// handed to every writer it affects.
 ///
@@ -75,6 +76,28 @@ pub enum Error {
         thread: &'static str,
         /// The panic's message.
         message: String,
+    },
+    /// A transaction's commit found that a key it read or wrote, or a range it scanned, was
+    /// written by another commit after the transaction's snapshot (or that the history
+    /// needed to tell is no longer kept). Nothing of the transaction was applied: run it
+    /// again on a new transaction.
+    #[error("the transaction conflicts with a commit made after its snapshot; retry it")]
+    Conflict,
+    /// A conditional write's expectation did not hold at commit (`WriteBatch::expect`,
+    /// `Db::compare_and_swap`); nothing of the batch was applied.
+    #[error("the condition on key {key:?} did not hold; nothing was written")]
+    ConditionFailed {
+        /// The first key whose expectation failed.
+        key: Vec<u8>,
+    },
+    /// A transaction of a sharded database touched a key (or a range) outside the one shard
+    /// it is bound to; the transaction is still usable for its own shard.
+    #[error("the transaction is bound to shard {bound}; this key or range needs shard {other}")]
+    CrossShard {
+        /// The shard the transaction's first key chose.
+        bound: usize,
+        /// The shard the refused key or range needs (the first of them for a range).
+        other: usize,
     },
 }
 

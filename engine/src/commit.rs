@@ -166,7 +166,17 @@ impl<S> CommitPipeline<S> {
 
     /// Commits `batch` (not empty) atomically: sequences it, logs it, applies it and returns
     /// once it is visible — or fails, having applied nothing that stays.
-    pub(crate) fn commit<E>(&self, env: &E, batch: &mut WriteBatch, mode: CommitMode) -> Result<()>
+    ///
+    /// `check` runs under the commit lock just before the batch is sequenced: if it fails,
+    /// nothing is sequenced, logged or applied. It sees every batch sequenced before this
+    /// one, applied or not (a transaction's validation, a conditional write's expectations).
+    pub(crate) fn commit_checked<E>(
+        &self,
+        env: &E,
+        batch: &mut WriteBatch,
+        mode: CommitMode,
+        check: impl FnOnce(&mut S) -> Result<()>,
+    ) -> Result<()>
     where
         E: CommitEnv<State = S>,
     {
@@ -174,6 +184,7 @@ impl<S> CommitPipeline<S> {
         let count = batch.len() as u64;
         let (ticket, mem, last_seq) = {
             let (mut s, mem) = self.lock_with_room(env, mode)?;
+            check(&mut s.inner)?;
             let first = s.next_seq;
             let last = first + count - 1;
             if last > MAX_SEQ {
@@ -280,6 +291,14 @@ mod tests {
     use super::{CommitEnv, CommitMode, CommitPipeline, LogTicket, Room};
 
     const MODE: CommitMode = CommitMode { durability: Durability::Buffered, no_wait: false };
+
+    fn commit(
+        pipeline: &CommitPipeline<Vec<(SeqNo, SeqNo)>>,
+        env: &FakeEnv,
+        b: &mut WriteBatch,
+    ) -> Result<()> {
+        pipeline.commit_checked(env, b, MODE, |_| Ok(()))
+    }
 
     /// A fake log (the records in the order they were handed over) and memtable (the
     /// applied entries, by sequence number); the log write of chosen batches is held until
@@ -389,7 +408,7 @@ mod tests {
                     for i in 0..200 {
                         let k = format!("{t}-{i}");
                         let mut b = batch(&[&k, &k]);
-                        pipeline.commit(&*env, &mut b, MODE).unwrap();
+                        commit(&pipeline, &env, &mut b).unwrap();
                     }
                 })
             })
@@ -413,7 +432,7 @@ mod tests {
         let release_first = env.hold(b"first");
         let spawn = |keys: &'static [&'static str]| {
             let (pipeline, env) = (Arc::clone(&pipeline), Arc::clone(&env));
-            std::thread::spawn(move || pipeline.commit(&*env, &mut batch(keys), MODE))
+            std::thread::spawn(move || commit(&pipeline, &env, &mut batch(keys)))
         };
         let first = spawn(&["first"]);
         wait_until("the first batch to be logged", || pipeline.lock().inner.len() == 1);
@@ -437,7 +456,7 @@ mod tests {
         let fail = env.hold(b"doomed");
         let doomed = {
             let (pipeline, env) = (Arc::clone(&pipeline), Arc::clone(&env));
-            std::thread::spawn(move || pipeline.commit(&*env, &mut batch(&["doomed"]), MODE))
+            std::thread::spawn(move || commit(&pipeline, &env, &mut batch(&["doomed"])))
         };
         wait_until("the doomed batch to be logged", || pipeline.lock().inner.len() == 1);
         fail.send(Err(Error::Closed)).unwrap();
@@ -446,7 +465,7 @@ mod tests {
         assert!(env.mem.lock().is_empty(), "the failed batch left the memtable");
         // Its sequence number is published (nothing holds it), so the next batch is not
         // stuck behind it.
-        pipeline.commit(&*env, &mut batch(&["next"]), MODE).unwrap();
+        commit(&pipeline, &env, &mut batch(&["next"])).unwrap();
         assert_eq!(pipeline.visible(), 2);
         assert_eq!(env.mem.lock().keys().copied().collect::<Vec<_>>(), [2]);
     }
@@ -456,7 +475,7 @@ mod tests {
         let pipeline = CommitPipeline::new(0, Vec::new());
         let env = FakeEnv::default();
         env.full_for.store(3, Ordering::SeqCst);
-        pipeline.commit(&env, &mut batch(&["k"]), MODE).unwrap();
+        commit(&pipeline, &env, &mut batch(&["k"])).unwrap();
         assert_eq!(env.waited_for_room.load(Ordering::SeqCst), 3);
         assert_eq!(pipeline.visible(), 1);
     }
@@ -465,10 +484,10 @@ mod tests {
     fn exhausted_sequence_numbers_refuse_the_batch_before_logging() {
         let pipeline = CommitPipeline::new(strata_core::key::MAX_SEQ - 1, Vec::new());
         let env = FakeEnv::default();
-        let r = pipeline.commit(&env, &mut batch(&["a", "b"]), MODE);
+        let r = commit(&pipeline, &env, &mut batch(&["a", "b"]));
         assert!(matches!(r, Err(Error::InvalidArgument(_))));
         assert!(pipeline.lock().inner.is_empty(), "nothing was logged");
-        pipeline.commit(&env, &mut batch(&["a"]), MODE).unwrap();
+        commit(&pipeline, &env, &mut batch(&["a"])).unwrap();
         assert_eq!(pipeline.visible(), strata_core::key::MAX_SEQ);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use strata_compaction::NUM_LEVELS;
 use strata_core::{Error, Result};
-use strata_wal::{Durability, WriteBatch};
+use strata_wal::{Durability, Expect, WriteBatch};
 
 use crate::async_write::{AsyncWriter, BatchSink, WriteTicket};
 use crate::commit::CommitMode;
@@ -20,6 +20,7 @@ use crate::inner::DbInner;
 use crate::metrics::{LevelMetrics, Metrics, STALL_CAUSES};
 use crate::options::Options;
 use crate::snapshot::{Iter, Snapshot};
+use crate::transaction::Transaction;
 
 /// Closes the database when the last user handle drops (background threads hold the
 /// inner state, not this).
@@ -186,6 +187,48 @@ impl Db {
     /// ```
     pub fn write_with(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
         self.inner.write(batch, CommitMode::with(durability))
+    }
+
+    /// Begins an optimistic transaction: its reads see the database as of now plus its own
+    /// writes, and its commit fails with [`Error::Conflict`] if another commit changed what
+    /// it read meanwhile (see [`Transaction`] for the retry loop).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// let mut tx = db.transaction();
+    /// let n = tx.get("counter")?.map_or(0, |v| v[0]);
+    /// tx.put("counter", [n + 1]);
+    /// tx.commit()?;
+    /// assert_eq!(db.get("counter")?.as_deref(), Some(&[1u8][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn transaction(&self) -> Transaction {
+        Transaction::begin(Arc::clone(&self.inner))
+    }
+
+    /// Sets `key` to `new` (`None`: deletes it) only if its current value is `expected`
+    /// (`None`: absent), atomically: no write lands between the comparison and the swap.
+    /// Fails with [`Error::ConditionFailed`] (nothing written) when the value differs.
+    ///
+    /// ```
+    /// use strata::{Db, Error, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// db.compare_and_swap("leader", None, Some(b"node-1"))?; // claim it if free
+    /// let lost = db.compare_and_swap("leader", None, Some(b"node-2"));
+    /// assert!(matches!(lost, Err(Error::ConditionFailed { .. })));
+    /// db.compare_and_swap("leader", Some(b"node-1"), None)?; // release it
+    /// assert!(db.get("leader")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<()> {
+        self.write(compare_and_swap_batch(key.as_ref(), expected, new))
     }
 
     /// The current value of `key`, if any.
@@ -587,4 +630,19 @@ fn collect_metrics(db: &DbInner) -> Metrics {
         flush_duration: m.flush_duration.summary(),
         last_sequence: db.commit.visible(),
     }
+}
+
+/// The conditional batch of a compare-and-swap (shared with the sharded layer).
+pub(crate) fn compare_and_swap_batch(
+    key: &[u8],
+    expected: Option<&[u8]>,
+    new: Option<&[u8]>,
+) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    batch.expect(key, expected.map_or(Expect::Absent, |v| Expect::Value(v.to_vec())));
+    match new {
+        Some(v) => batch.put(key, v),
+        None => batch.delete(key),
+    }
+    batch
 }

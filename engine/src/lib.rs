@@ -45,6 +45,7 @@ mod inner;
 mod read;
 mod recovery;
 mod snapshot;
+mod transaction;
 mod write;
 
 // The parts a database is made of, and the building blocks below them; none of these
@@ -52,6 +53,7 @@ mod write;
 mod async_write;
 mod background;
 mod commit;
+mod conflict;
 mod db_iter;
 mod dir;
 mod health;
@@ -71,11 +73,12 @@ pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use sharded::{
     Clock, HashRing, KvStore, ManualClock, Partitioner, ShardMetrics, ShardedDb, ShardedIter,
-    ShardedMetrics, ShardedOptions, ShardedSnapshot, SystemClock, DEFAULT_VNODES_PER_SHARD,
-    MAX_SHARDS,
+    ShardedMetrics, ShardedOptions, ShardedSnapshot, ShardedTransaction, SystemClock,
+    DEFAULT_VNODES_PER_SHARD, MAX_SHARDS,
 };
 pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};
 pub use strata_sstable::Compression;
-pub use strata_wal::{Durability, RecoveryMode, WriteBatch};
+pub use strata_wal::{Durability, Expect, RecoveryMode, WriteBatch};
+pub use transaction::{Transaction, TransactionIter};
 pub use verify::VerifyReport;

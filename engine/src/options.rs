@@ -64,6 +64,7 @@ pub struct Options {
     pub(crate) max_manifest_size: u64,
     pub(crate) write_queue_depth: usize,
     pub(crate) wal_bytes_per_sync: u64,
+    pub(crate) transaction_history_bytes: usize,
 }
 
 impl Default for Options {
@@ -90,6 +91,7 @@ impl Default for Options {
             max_manifest_size: 64 << 20,
             write_queue_depth: 1024,
             wal_bytes_per_sync: 1 << 20,
+            transaction_history_bytes: 16 << 20,
         }
     }
 }
@@ -116,6 +118,7 @@ impl std::fmt::Debug for Options {
             .field("target_file_size", &self.target_file_size)
             .field("compaction_rate_limit", &self.compaction_rate_limit)
             .field("wal_bytes_per_sync", &self.wal_bytes_per_sync)
+            .field("transaction_history_bytes", &self.transaction_history_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -240,6 +243,14 @@ impl Options {
         /// Not a durability setting: what a write's [`Durability`] promises is unchanged.
         /// 0 turns it off. Default 1 MiB (RocksDB `wal_bytes_per_sync`, there default off).
         wal_bytes_per_sync: u64
+    );
+    setter!(
+        /// Bytes of keys written while transactions are open that are kept to validate
+        /// their commits ([`crate::Transaction`]). A transaction open while more than this
+        /// was written after its snapshot fails its commit with [`crate::Error::Conflict`]
+        /// (retry it), so a forgotten transaction costs bounded memory and never blocks
+        /// flushes or compactions. Default 16 MiB.
+        transaction_history_bytes: usize
     );
 
     /// The file system the database lives on. Default: the real one

@@ -313,6 +313,7 @@ fn assemble(p: Parts<'_>, opts: Options) -> Arc<DbInner> {
             retired_wal_stats: Default::default(),
             unlogged: false,
             logged_seq: p.last_seq,
+            conflicts: crate::conflict::ConflictWindow::new(opts.transaction_history_bytes),
         },
         versions: VersionSetParts {
             dir: p.dir.to_path_buf(),

@@ -75,6 +75,19 @@ impl Snapshot {
         Snapshot { reg: Arc::new(Registration { db, seq }) }
     }
 
+    /// A snapshot at `seq`, which must be visible (or about to be: the caller waits for it
+    /// before reading). Registering a sequence above the compaction horizon is safe: what
+    /// lies above the horizon is kept whole anyway.
+    pub(crate) fn at(db: Arc<DbInner>, seq: SeqNo) -> Self {
+        db.snapshots.lock().register(seq);
+        Snapshot { reg: Arc::new(Registration { db, seq }) }
+    }
+
+    /// The entries in `range` as of the snapshot.
+    pub(crate) fn range_of(&self, range: KeyRange) -> Iter {
+        Iter::new(Arc::clone(&self.reg.db), Some(Arc::clone(&self.reg)), self.reg.seq, range)
+    }
+
     /// The sequence number the snapshot reads at.
     pub fn sequence(&self) -> SeqNo {
         self.reg.seq

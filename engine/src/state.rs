@@ -12,6 +12,7 @@ use strata_core::key::SeqNo;
 use strata_core::{Error, Result};
 use strata_wal::{PeriodicSync, Wal, WalStats};
 
+use crate::conflict::ConflictWindow;
 use crate::memtable::MemTable;
 
 /// What a read sees: the memtables and the tables at one moment. Owned by the
@@ -40,6 +41,8 @@ pub(crate) struct WriteState {
     /// The last sequence number enqueued in a log (this one or an earlier one): what a seal
     /// of the active log records.
     pub(crate) logged_seq: SeqNo,
+    /// Keys written while transactions are open, to validate their commits.
+    pub(crate) conflicts: ConflictWindow,
 }
 
 impl WriteState {

@@ -75,12 +75,26 @@ impl LogTicket for CommitTicket {
 impl DbInner {
     /// Applies `batch` atomically through the commit pipeline.
     pub(crate) fn write(&self, mut batch: WriteBatch, mode: CommitMode) -> Result<()> {
+        if !batch.expectations().is_empty() {
+            return self.write_conditional(batch, mode);
+        }
+        self.write_checked(&mut batch, mode, |_| Ok(()))
+    }
+
+    /// [`DbInner::write`] with `check` run under the commit lock before the batch is
+    /// sequenced ([`crate::commit::CommitPipeline::commit_checked`]).
+    pub(crate) fn write_checked(
+        &self,
+        batch: &mut WriteBatch,
+        mode: CommitMode,
+        check: impl FnOnce(&mut WriteState) -> Result<()>,
+    ) -> Result<()> {
         let start = Instant::now();
         self.check_writable()?;
         if batch.is_empty() {
             return Ok(());
         }
-        let (puts, deletes, user_bytes) = validate(&batch)?;
+        let (puts, deletes, user_bytes) = validate(batch)?;
         if let Durability::Periodic(d) = mode.durability {
             if d.is_zero() {
                 return Err(Error::InvalidArgument(
@@ -88,7 +102,7 @@ impl DbInner {
                 ));
             }
         }
-        self.commit.commit(self, &mut batch, mode)?;
+        self.commit.commit_checked(self, batch, mode, check)?;
         self.metrics.wrote(puts, deletes, user_bytes, start.elapsed());
         Ok(())
     }
@@ -259,6 +273,8 @@ impl CommitEnv for DbInner {
         last_seq: SeqNo,
         mode: CommitMode,
     ) -> Result<Option<CommitTicket>> {
+        // Sequenced now: open transactions must see it, applied or not.
+        w.conflicts.record(batch, batch.sequence());
         if !mode.durability.uses_wal() {
             w.unlogged = true;
             return Ok(None);

@@ -20,7 +20,7 @@ mod writer;
 
 use std::time::Duration;
 
-pub use batch::{BatchEntry, BatchIter, WriteBatch, BATCH_HEADER_LEN};
+pub use batch::{BatchEntry, BatchIter, Expect, WriteBatch, BATCH_HEADER_LEN};
 pub use reader::{LogReader, Record, RecoveryMode};
 pub use writer::{CommitTicket, PeriodicSync, Wal, WalOptions, WalStats};
 
