@@ -292,7 +292,7 @@ impl Wal {
         }
         let block_offset = q.block_offset;
         let Some(group) = q.groups.back_mut() else {
-            return Err(Error::InvalidArgument("internal: no open group".into()));
+            return Err(Error::Internal("the write-ahead log has no open group".into()));
         };
         let new_offset = frame_record(&mut group.buf, block_offset, payload);
         group.sync |= sync;
@@ -532,8 +532,8 @@ impl Shared {
             }
             let Some(taken) = q.groups.pop_front() else {
                 q.leader_active = false;
-                return Err(Error::InvalidArgument(format!(
-                    "internal: group {group} is neither queued nor done"
+                return Err(Error::Internal(format!(
+                    "write-ahead log group {group} is neither queued nor done"
                 )));
             };
             let outcome = MutexGuard::unlocked(&mut q, || self.write_group(&taken));
