@@ -2,6 +2,8 @@
 //!
 //! * [`Wal`]: one log file, appended to by many threads with group commit: one leader
 //!   writes all queued records with one `write` and at most one `fdatasync`.
+//! * [`LogWriter`]: one log file written by one thread: frames, appends and syncs records,
+//!   no threads or locks. [`Wal`] does its I/O through one; the manifest uses one directly.
 //! * [`LogReader`]: reads a log back at recovery; drops and reports a torn tail, reports
 //!   corruption followed by intact records as [`strata_core::Error::Corruption`].
 //! * [`WriteBatch`]: the engine's unit of atomic writes, whose encoding is the record
@@ -15,14 +17,18 @@
 
 mod batch;
 pub mod format;
+mod group_commit;
+mod log_writer;
+mod periodic_sync;
 mod reader;
-mod writer;
 
 use std::time::Duration;
 
 pub use batch::{BatchEntry, BatchIter, WriteBatch, BATCH_HEADER_LEN};
+pub use group_commit::{CommitTicket, Wal, WalOptions, WalStats};
+pub use log_writer::{LogWriter, LogWriterOptions};
+pub use periodic_sync::PeriodicSync;
 pub use reader::{LogReader, Record, RecoveryMode};
-pub use writer::{CommitTicket, PeriodicSync, Wal, WalOptions, WalStats};
 
 /// How durable a write is when the call that made it returns.
 ///
