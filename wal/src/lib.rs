@@ -5,13 +5,16 @@
 //! * [`LogWriter`]: one log file written by one thread: frames, appends and syncs records,
 //!   no threads or locks. [`Wal`] does its I/O through one; the manifest uses one directly.
 //! * [`LogReader`]: reads a log back at recovery; drops and reports a torn tail, reports
-//!   corruption followed by intact records as [`strata_core::Error::Corruption`].
+//!   corruption followed by intact records as [`strata_core::Error::Corruption`], and
+//!   examines a dropped tail byte by byte for logs that must hold at most one torn record
+//!   ([`LogReader::examine_torn_tail`]).
 //! * [`WriteBatch`]: the engine's unit of atomic writes, whose encoding is the record
 //!   payload.
 //! * [`Durability`]: how durable a write is when it returns.
 //!
 //! The byte layout is documented in `docs/format/wal.md` and in [`mod@format`]. Records are
-//! opaque to the log, so the manifest reuses [`Wal`] and [`LogReader`] for its own records.
+//! opaque to the log, so the manifest writes its edits with a [`LogWriter`] and reads them
+//! with a [`LogReader`].
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -28,7 +31,7 @@ pub use batch::{BatchEntry, BatchIter, WriteBatch, BATCH_HEADER_LEN};
 pub use group_commit::{CommitTicket, Wal, WalOptions, WalStats};
 pub use log_writer::{LogWriter, LogWriterOptions};
 pub use periodic_sync::PeriodicSync;
-pub use reader::{LogReader, Record, RecoveryMode};
+pub use reader::{LogReader, Record, RecoveryMode, TornTail};
 
 /// How durable a write is when the call that made it returns.
 ///
