@@ -15,6 +15,7 @@
 //! The byte layout is documented in `docs/format/wal.md` and in [`mod@format`]. Records are
 //! opaque to the log, so the manifest writes its edits with a [`LogWriter`] and reads them
 //! with a [`LogReader`].
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
