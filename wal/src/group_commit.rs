@@ -7,8 +7,9 @@
 //! Writers [`Wal::enqueue`] framed records into a queue of *groups* (no I/O, under a short
 //! queue lock). A writer that then waits for its [`CommitTicket`] while no other thread is
 //! writing becomes the *leader*: it takes the oldest group out of the queue, releases the
-//! queue lock, writes the whole group with one [`WritableFile::append`] and — if any record
-//! of the group asked for it — one `sync_data`, then publishes the outcome and wakes the
+//! queue lock, writes the whole group with one
+//! [`WritableFile::append`](strata_core::fs::WritableFile::append) and — if any record of
+//! the group asked for it — one `sync_data`, then publishes the outcome and wakes the
 //! waiters. Records enqueued meanwhile collect in the next group, so no writer waits for
 //! more than the group in flight plus its own (unless its group filled up to
 //! [`WalOptions::max_group_bytes`]). A waiter whose own record needs no sync first spins
@@ -32,8 +33,6 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use strata_core::fs::FileSystem;
-#[cfg(doc)]
-use strata_core::fs::WritableFile;
 use strata_core::spin::{spin_until, DEFAULT_SPIN};
 use strata_core::{Error, Result};
 
@@ -50,10 +49,11 @@ pub struct WalOptions {
     /// engine's latency histogram). It runs on a writer's thread: keep it short.
     pub on_sync: Option<Arc<dyn Fn(Duration) + Send + Sync>>,
     /// Once this many bytes were written since the last sync or hint, the leader asks the
-    /// OS to start writing them back ([`WritableFile::start_writeback`]), so that dirty log
-    /// data does not pile up for one long sync (RocksDB's `wal_bytes_per_sync`; the
-    /// [`LogWriterOptions::bytes_per_sync`] of the log writer underneath). Changes nothing
-    /// about durability. 0 turns it off. Default 1 MiB.
+    /// OS to start writing them back
+    /// ([`WritableFile::start_writeback`](strata_core::fs::WritableFile::start_writeback)),
+    /// so that dirty log data does not pile up for one long sync (RocksDB's
+    /// `wal_bytes_per_sync`; the [`LogWriterOptions::bytes_per_sync`] of the log writer
+    /// underneath). Changes nothing about durability. 0 turns it off. Default 1 MiB.
     pub bytes_per_sync: u64,
 }
 
