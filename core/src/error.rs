@@ -8,10 +8,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in strata.
 ///
 /// The variants separate what the caller can act on: damaged data ([`Error::Corruption`]),
-/// a failing disk or OS ([`Error::Io`]), misuse ([`Error::InvalidArgument`]), and states of
+/// a failing disk or OS ([`Error::Io`]), misuse ([`Error::InvalidArgument`]), states of
 /// the database ([`Error::Locked`], [`Error::Closed`], [`Error::Poisoned`], [`Error::Busy`],
-/// [`Error::ReadOnly`]), and outcomes of optimistic concurrency a caller retries or reports
-/// ([`Error::Conflict`], [`Error::ConditionFailed`], [`Error::CrossShard`]).
+/// [`Error::ReadOnly`]), outcomes of optimistic concurrency a caller retries or reports
+/// ([`Error::Conflict`], [`Error::ConditionFailed`], [`Error::CrossShard`]), and bugs in
+/// strata itself ([`Error::Internal`], [`Error::Panicked`]).
 /// `Error` is `Clone` so that one failure (say a failed group-commit `fdatasync`) can be
 /// handed to every writer it affects.
 ///
@@ -67,6 +68,24 @@ pub enum Error {
     /// compactions are refused.
     #[error("the database was opened read-only")]
     ReadOnly,
+    /// A broken invariant inside strata: a state that cannot arise unless strata has a bug
+    /// (not bad input, not damaged data, not the OS). Please report it with the message.
+    /// Returned instead of panicking, so that the caller keeps control; the call may have
+    /// done part of its work before it found the broken invariant.
+    ///
+    /// ```
+    /// use strata_core::Error;
+    /// let e = Error::Internal("write-ahead log group 7 is neither queued nor done".into());
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "internal error (a bug in strata, please report it): \
+    ///      write-ahead log group 7 is neither queued nor done"
+    /// );
+    /// assert!(!e.is_corruption());
+    /// assert!(matches!(e.poisoned(), Error::Poisoned(inner) if matches!(*inner, Error::Internal(_))));
+    /// ```
+    #[error("internal error (a bug in strata, please report it): {0}")]
+    Internal(String),
     /// A background job panicked (a bug, or a panicking user-supplied file system). The
     /// database is poisoned with it, so waiters for that job get [`Error::Poisoned`] instead
     /// of waiting forever.

@@ -547,7 +547,10 @@ impl ShardedDb {
     }
 
     fn shard_db(&self, i: usize) -> Result<&Db> {
-        self.inner.shards.get(i).ok_or_else(|| Error::InvalidArgument(format!("no shard {i}")))
+        // The router yields only indices below the shard count.
+        self.inner.shards.get(i).ok_or_else(|| {
+            Error::Internal(format!("the router chose shard {i}, which does not exist"))
+        })
     }
 
     /// Reserves a queue slot on every shard the parts touch (waiting if `!try_only`, else

@@ -71,7 +71,7 @@ impl ShardedTransaction {
         self.shards
             .get_mut(shard)
             .and_then(Option::as_mut)
-            .ok_or_else(|| Error::InvalidArgument(format!("no shard {shard}")))
+            .ok_or_else(|| Error::Internal(format!("transaction on missing shard {shard}")))
     }
 
     fn for_key(&mut self, key: &[u8]) -> Result<&mut Transaction> {
