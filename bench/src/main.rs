@@ -2,6 +2,8 @@
 //!
 //! See docs/benchmarks.md for the workloads, the metrics and the peers' settings.
 
+#![forbid(unsafe_code)]
+
 mod disk;
 mod engines;
 mod keys;

@@ -13,6 +13,7 @@
 //!   [`parse_file_name`], for the engine's cleanup of obsolete files.
 //!
 //! The on-disk formats are documented byte by byte in `docs/format/manifest.md`.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -3,8 +3,10 @@
 //!
 //! # Durability protocol
 //! A manifest is a log file in the WAL's record framing (crate `strata-wal`: checksummed
-//! fragments in 32 KiB blocks). Its first record is a header plus a full snapshot of the tree;
-//! every later record is one [`VersionEdit`].
+//! fragments in 32 KiB blocks), written by one thread at a time (the engine holds its version
+//! lock) with a plain [`LogWriter`], one append and one fdatasync per record. Its first
+//! record is a header plus a full snapshot of the tree; every later record is one
+//! [`VersionEdit`].
 //!
 //! * [`Manifest::create_new`] writes `MANIFEST-n` with the snapshot, fdatasyncs it, fsyncs the
 //!   directory (the name `MANIFEST-n` is now durable), then switches `CURRENT` atomically:
@@ -35,8 +37,7 @@ use std::sync::Arc;
 use strata_core::fs::FileSystem;
 use strata_core::key::{InternalKey, SeqNo};
 use strata_core::{Error, IoResultExt, Result};
-use strata_wal::format::{fragment_crc, RecordType, BLOCK_SIZE, FRAGMENT_HEADER_LEN};
-use strata_wal::{LogReader, RecoveryMode, Wal, WalOptions};
+use strata_wal::{LogReader, LogWriter, LogWriterOptions, RecoveryMode, TornTail};
 
 use crate::file_name::{
     manifest_file_name, parse_file_name, FileKind, CURRENT_FILE_NAME, CURRENT_TEMP_FILE_NAME,
@@ -128,7 +129,7 @@ pub struct Manifest {
     dir: PathBuf,
     number: u64,
     path: PathBuf,
-    log: Arc<Wal>,
+    log: LogWriter,
     poisoned: Option<Error>,
 }
 
@@ -179,8 +180,8 @@ impl Manifest {
         record.extend_from_slice(&MANIFEST_FORMAT_VERSION.to_le_bytes());
         snapshot.encode(&mut record);
 
-        let log = Wal::create(fs.clone(), &path, WalOptions::default())?;
-        log.append(&record, true)?;
+        let mut log = LogWriter::create(&*fs, &path, LogWriterOptions::default())?;
+        log.add_record(&record, true)?;
         // The manifest's bytes are durable; now its name, before CURRENT may point at it.
         fs.sync_dir(dir).ctx("fsync directory", dir)?;
         set_current(&*fs, dir, manifest_number)?;
@@ -264,10 +265,7 @@ impl Manifest {
         if first {
             return Err(Error::corruption(&path, 0, "manifest holds no snapshot record"));
         }
-        if let Some((drop_from, _)) = reader.dropped_tail() {
-            let data = fs.map(&path).ctx("map", &path)?;
-            check_torn_tail(&path, &data, drop_from)?;
-        }
+        check_torn_tail(&path, &reader)?;
         let missing =
             |field: &str| Error::corruption(&path, 0, format!("manifest never recorded {field}"));
         let log_number = log_number.ok_or_else(|| missing("log_number"))?;
@@ -353,7 +351,7 @@ impl Manifest {
         }
         let mut record = Vec::new();
         edit.encode(&mut record);
-        if let Err(e) = self.log.append(&record, true) {
+        if let Err(e) = self.log.add_record(&record, true) {
             self.poisoned = Some(e.clone());
             return Err(e);
         }
@@ -446,92 +444,30 @@ fn parse_current(content: &[u8]) -> Option<u64> {
 /// single record cut short, with no intact fragment after the break.
 ///
 /// Every `log_edit` syncs before returning and edits are never written concurrently, so a
-/// crash can tear only the last record. The WAL reader alone cannot always tell: when damage
-/// hits a fragment's length field in the last block it cannot find the records after it.
-/// Here every byte offset after the break is tried, which is affordable because this runs
-/// only when a tail was dropped, and it turns "acknowledged edits silently lost" into
-/// `Error::Corruption`.
-fn check_torn_tail(path: &Path, data: &[u8], drop_from: u64) -> Result<()> {
-    let Ok(mut p) = usize::try_from(drop_from) else { return Ok(()) };
-    // Walk the intact fragments of the torn record itself.
-    while let Some(next) = intact_fragment_at(data, p) {
-        p = next;
-        let room = BLOCK_SIZE - p % BLOCK_SIZE;
-        if room < FRAGMENT_HEADER_LEN {
-            p += room;
-        }
-    }
-    // A crash leaves a prefix of what was written, and each edit is synced before the next
-    // is appended, so a fragment whose whole declared length is on disk but whose checksum
-    // fails was not torn: it is damage (found by the corruption tests: a flipped bit in the
-    // last edit silently dropped the last flush).
-    if last_fragment_is_complete(data, p) {
-        return Err(Error::corruption(
+/// crash can tear only the last record, and only by cutting it short. The reader's own scan
+/// cannot always tell (when damage hits a fragment's length field in the last block it
+/// cannot find the records after it); its byte-by-byte examination, affordable because it
+/// runs only when a tail was dropped, turns "acknowledged edits silently lost" into
+/// `Error::Corruption` (found by the corruption tests: a flipped bit in the last edit
+/// silently dropped the last flush).
+fn check_torn_tail(path: &Path, reader: &LogReader) -> Result<()> {
+    match reader.examine_torn_tail() {
+        None | Some(TornTail::CutShort) => Ok(()),
+        Some(TornTail::DamagedRecord { at }) => Err(Error::corruption(
             path,
-            p as u64,
+            at,
             "the last record is complete on disk but its checksum or header is damaged: \
              not a torn write",
-        ));
+        )),
+        Some(TornTail::IntactFragmentAfter { at, intact_at }) => Err(Error::corruption(
+            path,
+            at,
+            format!(
+                "damaged record followed by an intact fragment at offset {intact_at}: \
+                 not a torn tail"
+            ),
+        )),
     }
-    for at in p.saturating_add(1)..data.len() {
-        if intact_fragment_at(data, at).is_some() {
-            return Err(Error::corruption(
-                path,
-                p as u64,
-                format!(
-                    "damaged record followed by an intact fragment at offset {at}: not a torn tail"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Whether the fragment at `at` that failed to read was written whole: its declared length
-/// and type are plausible and all its bytes are on disk (a bit flipped in the checksum or the
-/// payload), or its checksum matches once the length is taken as "up to the end of the
-/// file" or the type as another valid type (a bit flipped in the length or the type). A
-/// torn write leaves a strict prefix of the fragment, which fits none of these.
-fn last_fragment_is_complete(data: &[u8], at: usize) -> bool {
-    let Some(header) = data.get(at..at.saturating_add(FRAGMENT_HEADER_LEN)) else { return false };
-    let (crc_bytes, rest) = header.split_at(4);
-    let Ok(crc) = <[u8; 4]>::try_from(crc_bytes).map(u32::from_le_bytes) else { return false };
-    let (declared_len, declared_ty) = match rest {
-        [lo, hi, ty] => (usize::from(u16::from_le_bytes([*lo, *hi])), *ty),
-        _ => return false,
-    };
-    let room = BLOCK_SIZE - at % BLOCK_SIZE - FRAGMENT_HEADER_LEN;
-    let on_disk = data.len() - at - FRAGMENT_HEADER_LEN;
-    if RecordType::from_u8(declared_ty).is_some() && declared_len <= room && declared_len <= on_disk
-    {
-        return true;
-    }
-    let payload_start = at + FRAGMENT_HEADER_LEN;
-    let matches = |len: usize, ty: u8| {
-        let Ok(len16) = u16::try_from(len) else { return false };
-        data.get(payload_start..payload_start + len)
-            .is_some_and(|payload| fragment_crc(len16, ty, payload) == crc)
-    };
-    let whole = on_disk.min(room);
-    (1..=4).any(|ty| {
-        matches(whole, ty) || (declared_len <= on_disk.min(room) && matches(declared_len, ty))
-    })
-}
-
-/// The end offset of a fragment starting at `at` whose type, length and checksum hold.
-fn intact_fragment_at(data: &[u8], at: usize) -> Option<usize> {
-    let header = data.get(at..at.checked_add(FRAGMENT_HEADER_LEN)?)?;
-    let (crc, rest) = header.split_at(4);
-    let crc = u32::from_le_bytes(crc.try_into().ok()?);
-    let len = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
-    let ty = *rest.get(2)?;
-    RecordType::from_u8(ty)?;
-    let end = at + FRAGMENT_HEADER_LEN + usize::from(len);
-    if FRAGMENT_HEADER_LEN + usize::from(len) > BLOCK_SIZE - at % BLOCK_SIZE {
-        return None;
-    }
-    let payload = data.get(at + FRAGMENT_HEADER_LEN..end)?;
-    (fragment_crc(len, ty, payload) == crc).then_some(end)
 }
 
 fn check_header<'a>(path: &Path, at: u64, payload: &'a [u8]) -> Result<&'a [u8]> {
@@ -563,6 +499,8 @@ mod tests {
     use strata_core::fs::{FileBytes, FileLock, WritableFile};
     use strata_core::key::ValueKind;
     use strata_core::sim::{CrashMode, FaultOp, SimFileSystem};
+    use strata_wal::format::BLOCK_SIZE;
+    use strata_wal::{Wal, WalOptions};
 
     /// A file system over a [`SimFileSystem`] on which the power fails after a budget of
     /// mutating operations (create, append, sync, rename, remove): from then on every one

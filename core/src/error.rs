@@ -8,9 +8,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in strata.
 ///
 /// The variants separate what the caller can act on: damaged data ([`Error::Corruption`]),
-/// a failing disk or OS ([`Error::Io`]), misuse ([`Error::InvalidArgument`]), and states of
+/// a failing disk or OS ([`Error::Io`]), misuse ([`Error::InvalidArgument`]), states of
 /// the database ([`Error::Locked`], [`Error::Closed`], [`Error::Poisoned`], [`Error::Busy`],
-/// [`Error::ReadOnly`]).
+/// [`Error::ReadOnly`]), outcomes of optimistic concurrency a caller retries or reports
+/// ([`Error::Conflict`], [`Error::ConditionFailed`], [`Error::CrossShard`]), and bugs in
+/// strata itself ([`Error::Internal`], [`Error::Panicked`]).
 /// `Error` is `Clone` so that one failure (say a failed group-commit `fdatasync`) can be
 /// handed to every writer it affects.
 ///
@@ -67,6 +69,24 @@ pub enum Error {
     /// compactions are refused.
     #[error("the database was opened read-only")]
     ReadOnly,
+    /// A broken invariant inside strata: a state that cannot arise unless strata has a bug
+    /// (not bad input, not damaged data, not the OS). Please report it with the message.
+    /// Returned instead of panicking, so that the caller keeps control; the call may have
+    /// done part of its work before it found the broken invariant.
+    ///
+    /// ```
+    /// use strata_core::Error;
+    /// let e = Error::Internal("write-ahead log group 7 is neither queued nor done".into());
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "internal error (a bug in strata, please report it): \
+    ///      write-ahead log group 7 is neither queued nor done"
+    /// );
+    /// assert!(!e.is_corruption());
+    /// assert!(matches!(e.poisoned(), Error::Poisoned(inner) if matches!(*inner, Error::Internal(_))));
+    /// ```
+    #[error("internal error (a bug in strata, please report it): {0}")]
+    Internal(String),
     /// A background job panicked (a bug, or a panicking user-supplied file system). The
     /// database is poisoned with it, so waiters for that job get [`Error::Poisoned`] instead
     /// of waiting forever.
@@ -76,6 +96,28 @@ pub enum Error {
         thread: &'static str,
         /// The panic's message.
         message: String,
+    },
+    /// A transaction's commit found that a key it read or wrote, or a range it scanned, was
+    /// written by another commit after the transaction's snapshot (or that the history
+    /// needed to tell is no longer kept). Nothing of the transaction was applied: run it
+    /// again on a new transaction.
+    #[error("the transaction conflicts with a commit made after its snapshot; retry it")]
+    Conflict,
+    /// A conditional write's expectation did not hold at commit (`WriteBatch::expect`,
+    /// `Db::compare_and_swap`); nothing of the batch was applied.
+    #[error("the condition on key {key:?} did not hold; nothing was written")]
+    ConditionFailed {
+        /// The first key whose expectation failed.
+        key: Vec<u8>,
+    },
+    /// A transaction of a sharded database touched a key (or a range) outside the one shard
+    /// it is bound to; the transaction is still usable for its own shard.
+    #[error("the transaction is bound to shard {bound}; this key or range needs shard {other}")]
+    CrossShard {
+        /// The shard the transaction's first key chose.
+        bound: usize,
+        /// The shard the refused key or range needs (the first of them for a range).
+        other: usize,
     },
 }
 

@@ -395,6 +395,15 @@ fn run_worker(q: &Queue, db: &Weak<dyn BatchSink>) {
 }
 
 fn apply_group(inner: &dyn BatchSink, mut group: Vec<Job>) {
+    // A conditional batch is checked on its own: merged, one failed expectation would fail
+    // the others, and the others' writes would change what it checks.
+    if group.iter().any(|j| !j.batch.expectations().is_empty()) {
+        for job in group {
+            let r = inner.write(job.batch, &job.options);
+            job.completer.complete(r);
+        }
+        return;
+    }
     if group.len() == 1 {
         if let Some(job) = group.pop() {
             let r = inner.write(job.batch, &job.options);

@@ -2,7 +2,7 @@
 //! installing results. The policy (what to pick, what to drop, where to split) lives in
 //! `strata-compaction`; see `docs/compaction.md`.
 //!
-//! One compaction runs at a time (`compaction_lock`): the picker assumes it is alone, and a
+//! One compaction runs at a time (`Background::compaction_lock`): the picker assumes it is alone, and a
 //! second concurrent compaction would need to know which tables the first holds. The flush
 //! thread is separate, so a flush never waits behind a compaction.
 
@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_compaction::{
-    apply_compact_pointers, pick_compaction, pick_manual, run_compaction, Compaction,
-    CompactionConfig, CompactionContext, NUM_LEVELS,
+    pick_compaction, pick_manual, run_compaction, Compaction, CompactionConfig, CompactionContext,
+    NUM_LEVELS,
 };
 use strata_core::iter::InternalIterator;
 use strata_core::key::SeqNo;
 use strata_core::{Error, Result};
 
-use crate::db::DbInner;
+use crate::inner::DbInner;
 use crate::table_cache::LevelIterator;
 
 impl DbInner {
@@ -30,8 +30,7 @@ impl DbInner {
     /// The compaction the tree needs now, if any.
     fn pick_automatic(&self) -> Option<Compaction> {
         let version = Arc::clone(&self.current_view().version);
-        let cursors = self.compact_cursors.lock().clone();
-        pick_compaction(&version, &self.compaction_config(), &cursors)
+        pick_compaction(&version, &self.compaction_config(), &self.versions.cursors())
     }
 
     /// Runs one picked compaction (or trivial move) and installs its result. The caller
@@ -44,10 +43,7 @@ impl DbInner {
         let same_compression = self.opts.compression_for_level(c.level)
             == self.opts.compression_for_level(c.output_level);
         if c.is_trivial_move() && same_compression {
-            let edit = c.trivial_move_edit();
-            self.install(edit.clone(), None)?;
-            apply_compact_pointers(&mut self.compact_cursors.lock(), &edit);
-            return Ok(());
+            return self.install(c.trivial_move_edit(), None);
         }
         let view = self.current_view();
         let mut inputs: Vec<Box<dyn InternalIterator>> = Vec::new();
@@ -68,16 +64,16 @@ impl DbInner {
         // visible sequence under: a snapshot taken later reads at or above `horizon`.
         let (snapshots, horizon): (Vec<SeqNo>, SeqNo) = {
             let snaps = self.snapshots.lock();
-            (snaps.keys().copied().collect(), self.visible_seq.load(Ordering::Acquire))
+            (snaps.sequences(), self.commit.visible())
         };
         let mut outputs = Vec::new();
         let mut new_file_number = || {
-            let n = self.allocate_table_number();
+            let n = self.versions.allocate_table_number();
             outputs.push(n);
             n
         };
-        let rate_limiter = self.rate_limiter.as_ref();
-        let should_stop = || self.bg.lock().shutdown;
+        let rate_limiter = self.background.rate_limiter.as_ref();
+        let should_stop = || self.background.is_shutdown();
         let table_options = self.opts.table_options(c.output_level);
         let result = run_compaction(
             c,
@@ -95,12 +91,10 @@ impl DbInner {
             },
         )
         .and_then(|out| {
-            let edit = c.edit_for(&out.files);
-            self.install(edit.clone(), None)?;
-            apply_compact_pointers(&mut self.compact_cursors.lock(), &edit);
+            self.install(c.edit_for(&out.files), None)?;
             Ok(out)
         });
-        self.pending_outputs.lock().retain(|n| !outputs.contains(n));
+        self.versions.release_outputs(&outputs);
         let out = result?;
         let level_bytes = |files: &[Arc<strata_compaction::FileMeta>]| {
             files.iter().map(|f| f.file_size).sum::<u64>()
@@ -113,7 +107,7 @@ impl DbInner {
         m.level_compaction_nanos[c.output_level]
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         m.compactions.fetch_add(1, Ordering::Relaxed);
-        self.purge_obsolete_files();
+        self.versions.purge_obsolete_files();
         Ok(())
     }
 
@@ -130,13 +124,13 @@ impl DbInner {
         for level in 0..NUM_LEVELS - 1 {
             loop {
                 self.check_writable()?;
-                let _running = self.compaction_lock.lock();
+                let _running = self.background.compaction_lock.lock();
                 let version = Arc::clone(&self.current_view().version);
                 let Some(c) = pick_manual(&version, level, lo, hi, &config) else { break };
-                self.set_compaction_running(true);
+                self.background.set_compaction_running(true);
                 let result =
                     crate::background::catch_panic("compaction", || self.run_compaction_step(&c));
-                self.set_compaction_running(false);
+                self.background.set_compaction_running(false);
                 if let Err(e) = result {
                     self.poison(&e);
                     return Err(e);
@@ -146,27 +140,22 @@ impl DbInner {
         Ok(())
     }
 
-    fn set_compaction_running(&self, running: bool) {
-        self.bg.lock().compaction_running = running;
-        self.bg_cv.notify_all();
-    }
-
     /// Waits until no flush or compaction is pending or running.
     pub(crate) fn wait_for_compaction(&self) -> Result<()> {
-        let mut bg = self.bg.lock();
+        let mut bg = self.background.lock();
         loop {
-            if self.poisoned.load(Ordering::Acquire) {
+            if self.health.is_poisoned() {
                 drop(bg);
                 return self.check_writable();
             }
             let busy = bg.flush_running
                 || bg.compaction_running
-                || self.imm_count.load(Ordering::Acquire) > 0
+                || self.versions.imm_count() > 0
                 || self.pick_automatic().is_some();
             if !busy || bg.shutdown {
                 return Ok(());
             }
-            self.bg_cv.wait_for(&mut bg, Duration::from_millis(20));
+            self.background.wait(&mut bg, Some(Duration::from_millis(20)));
         }
     }
 }
@@ -175,27 +164,27 @@ impl DbInner {
 pub(crate) fn compaction_loop(db: &Arc<DbInner>) {
     loop {
         {
-            let mut bg = db.bg.lock();
+            let mut bg = db.background.lock();
             loop {
                 if bg.shutdown {
                     return;
                 }
-                if !db.poisoned.load(Ordering::Acquire) && db.pick_automatic().is_some() {
+                if !db.health.is_poisoned() && db.pick_automatic().is_some() {
                     break;
                 }
                 // Woken by every install; the timeout only guards against a lost wakeup.
-                db.bg_cv.wait_for(&mut bg, Duration::from_millis(500));
+                db.background.wait(&mut bg, Some(Duration::from_millis(500)));
             }
         }
-        let _running = db.compaction_lock.lock();
+        let _running = db.background.compaction_lock.lock();
         let Some(c) = db.pick_automatic() else { continue };
-        db.set_compaction_running(true);
+        db.background.set_compaction_running(true);
         let result = crate::background::catch_panic("compaction", || db.run_compaction_step(&c));
-        db.set_compaction_running(false);
+        db.background.set_compaction_running(false);
         match result {
             // A panic is a bug whatever the moment: `close` must report it.
             Err(e @ Error::Panicked { .. }) => db.poison(&e),
-            Err(e) if !db.bg.lock().shutdown => db.poison(&e),
+            Err(e) if !db.background.is_shutdown() => db.poison(&e),
             _ => {}
         }
     }

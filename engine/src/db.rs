@@ -1,149 +1,25 @@
-//! [`Db`]: the embedded database — its shared state, its public API and its read path.
-//!
-//! # Concurrency design
-//! * `write` (a mutex) serializes what must happen in commit order: assigning sequence
-//!   numbers, enqueueing the batch in the WAL, and switching memtables. It is held for
-//!   microseconds: the WAL I/O happens after it is released, in the WAL's group commit.
-//! * Two ordering invariants: **log order = sequence order** (both are decided under
-//!   `write`), and **visibility order = sequence order**: after its WAL group is written, each
-//!   writer inserts its own batch into the memtable concurrently with the others, and then
-//!   *publishes* it; `visible_seq` advances only over a contiguous prefix of published
-//!   batches ([`crate::write`]). Readers read at `visible_seq`, so they never see part of a
-//!   batch, nor a batch whose predecessor is still being inserted.
-//! * `view` holds the current [`SuperVersion`] (active memtable, immutable memtables,
-//!   version of the tables). Readers clone the `Arc` and read without locks; flushes and
-//!   compactions install a new one. A reader's `Arc` pins the memtables and tables it uses.
-//! * `versions` (a mutex) serializes changes to the table set: the MANIFEST append and the
-//!   install of the new version.
-//! * `bg` (a mutex with `bg_cv`) guards background bookkeeping; waiters for flushes,
-//!   compactions and stalls sleep on `bg_cv`, and every install notifies it.
-//! * Lock order: `write` → `versions` → `bg` → `view`; `view` is never held while taking
-//!   another lock.
+//! [`Db`]: the embedded database's public API — open, reads, writes (async ones included),
+//! snapshots, maintenance, metrics and close. It sits on top: the state it drives is
+//! [`DbInner`] (`inner.rs`, which lists the parts and the lock order), and each concern over
+//! that state has its own file (`write.rs`, `flush.rs`, `compaction.rs`, `read.rs`,
+//! `recovery.rs`, ...). Nothing below imports this file.
 
 use std::ops::RangeBounds;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex, RwLock};
-use strata_compaction::{Manifest, SealedLog, Version, NUM_LEVELS};
-use strata_core::fs::{FileLock, FileSystem};
-use strata_core::iter::InternalIterator;
-use strata_core::key::{SeqNo, ValueKind};
+use strata_compaction::NUM_LEVELS;
 use strata_core::{Error, Result};
-use strata_wal::{PeriodicSync, Wal, WalStats, WriteBatch};
+use strata_wal::{Expect, WriteBatch};
 
 use crate::async_write::{AsyncWriter, BatchSink, WriteTicket};
-use crate::memtable::MemTable;
-use crate::metrics::{LevelMetrics, Metrics, MetricsRecorder, STALL_CAUSES};
+use crate::inner::DbInner;
+use crate::metrics::{LevelMetrics, Metrics, STALL_CAUSES};
 use crate::options::{Options, WriteOptions};
 use crate::snapshot::{Iter, Snapshot};
-use crate::table_cache::{LevelIterator, TableCache};
-use strata_core::merge::MergingIterator;
-
-/// What a read sees: the memtables and the tables at one moment.
-pub(crate) struct SuperVersion {
-    pub(crate) mem: Arc<MemTable>,
-    /// Immutable memtables waiting for flush, newest first.
-    pub(crate) imms: Vec<Arc<MemTable>>,
-    pub(crate) version: Arc<Version>,
-}
-
-/// State guarded by the commit-order lock.
-pub(crate) struct WriteState {
-    pub(crate) next_seq: SeqNo,
-    /// The active memtable, the same as the view's: writers take it from here, under the
-    /// lock they hold anyway, rather than from the view's lock, which readers share.
-    pub(crate) mem: Arc<MemTable>,
-    /// The log being written; `None` in a read-only database, which has none.
-    pub(crate) wal: Option<Arc<Wal>>,
-    pub(crate) periodic: Option<(std::time::Duration, PeriodicSync)>,
-    /// WAL statistics of logs already retired, so totals survive rotation.
-    pub(crate) retired_wal_stats: WalStats,
-    /// Whether the active memtable holds writes made with `Durability::None`, which only a
-    /// flush makes durable.
-    pub(crate) unlogged: bool,
-    /// The last sequence number enqueued in a log (this one or an earlier one): what a seal
-    /// of the active log records.
-    pub(crate) logged_seq: SeqNo,
-}
-
-impl WriteState {
-    /// The log, or [`Error::ReadOnly`] in a read-only database.
-    pub(crate) fn wal(&self) -> Result<&Arc<Wal>> {
-        self.wal.as_ref().ok_or(Error::ReadOnly)
-    }
-}
-
-/// State guarded by the version lock.
-pub(crate) struct VersionState {
-    /// The MANIFEST being appended to; `None` in a read-only database, which writes none.
-    pub(crate) manifest: Option<Manifest>,
-    pub(crate) log_number: u64,
-    /// Every version handed out, so that a table is deleted only when none reads it.
-    pub(crate) handed_out: Vec<Weak<Version>>,
-    /// Sealed logs recorded in the manifest and not yet below `log_number`: a rotation's
-    /// snapshot must carry them.
-    pub(crate) sealed_logs: Vec<SealedLog>,
-}
-
-impl VersionState {
-    /// The manifest, or [`Error::ReadOnly`] in a read-only database.
-    pub(crate) fn manifest(&mut self) -> Result<&mut Manifest> {
-        self.manifest.as_mut().ok_or(Error::ReadOnly)
-    }
-}
-
-/// Background-work bookkeeping, guarded by `bg` and signalled by `bg_cv`.
-#[derive(Default)]
-pub(crate) struct BgState {
-    pub(crate) shutdown: bool,
-    pub(crate) flush_running: bool,
-    pub(crate) compaction_running: bool,
-}
-
-pub(crate) struct DbInner {
-    pub(crate) dir: PathBuf,
-    pub(crate) opts: Options,
-    pub(crate) fs: Arc<dyn FileSystem>,
-    /// Opened with [`Db::open_read_only`]: no log, no manifest, no lock, no background
-    /// threads; every write path returns [`Error::ReadOnly`].
-    pub(crate) read_only: bool,
-    pub(crate) lock_file: Mutex<Option<FileLock>>,
-    pub(crate) write: Mutex<WriteState>,
-    pub(crate) view: RwLock<Arc<SuperVersion>>,
-    pub(crate) visible_seq: AtomicU64,
-    pub(crate) publish: Mutex<crate::write::PublishQueue>,
-    pub(crate) publish_cv: Condvar,
-    pub(crate) versions: Mutex<VersionState>,
-    pub(crate) next_file_number: AtomicU64,
-    /// Table numbers being written (not yet in a version): never purged as garbage.
-    pub(crate) pending_outputs: Mutex<Vec<u64>>,
-    /// Logs sealed by a memtable switch and not yet recorded in the manifest: the next edit
-    /// carries them (a leaf lock, taken under `write` or `versions`).
-    pub(crate) unrecorded_seals: Mutex<Vec<SealedLog>>,
-    pub(crate) imm_count: AtomicUsize,
-    /// Tables in level 0 of the current version, for the write path's stall check (kept
-    /// beside the view so that writers need not take the view's lock on every write).
-    pub(crate) l0_files: AtomicUsize,
-    pub(crate) bg: Mutex<BgState>,
-    pub(crate) bg_cv: Condvar,
-    pub(crate) poisoned: AtomicBool,
-    pub(crate) error: Mutex<Option<Error>>,
-    pub(crate) closed: AtomicBool,
-    pub(crate) snapshots: Mutex<std::collections::BTreeMap<SeqNo, usize>>,
-    pub(crate) tables: Arc<TableCache>,
-    /// Held for the whole of each compaction step: one compaction at a time.
-    pub(crate) compaction_lock: Mutex<()>,
-    /// Per level, where the next compaction of that level starts (round robin).
-    pub(crate) compact_cursors: Mutex<Vec<Option<strata_core::key::InternalKey>>>,
-    pub(crate) rate_limiter: Option<strata_compaction::RateLimiter>,
-    pub(crate) metrics: MetricsRecorder,
-    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
-    pub(crate) async_writer: std::sync::OnceLock<AsyncWriter>,
-}
+use crate::transaction::Transaction;
 
 /// Closes the database when the last user handle drops (background threads hold the
 /// inner state, not this).
@@ -151,7 +27,7 @@ struct HandleToken(Arc<DbInner>);
 
 impl Drop for HandleToken {
     fn drop(&mut self) {
-        let _ = self.0.close();
+        let _ = close(&self.0);
     }
 }
 
@@ -210,9 +86,9 @@ impl Db {
         let path = path.as_ref();
         crate::dir::check_path(path)?;
         let inner = crate::recovery::open(path, options)?;
-        if let Err(e) = crate::background::start(&inner) {
+        if let Err(e) = start_background(&inner) {
             // Stops the thread that did start and releases the lock.
-            let _ = inner.close();
+            let _ = close(&inner);
             return Err(e);
         }
         Ok(Db { _handle: Arc::new(HandleToken(Arc::clone(&inner))), inner })
@@ -349,13 +225,55 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_with(&self, batch: WriteBatch, options: impl Into<WriteOptions>) -> Result<()> {
-        self.inner.write(batch, &options.into())
+        self.inner.write(batch, options.into().mode(self.inner.opts.durability))
+    }
+
+    /// Begins an optimistic transaction: its reads see the database as of now plus its own
+    /// writes, and its commit fails with [`Error::Conflict`] if another commit changed what
+    /// it read meanwhile (see [`Transaction`] for the retry loop).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// let mut tx = db.transaction();
+    /// let n = tx.get("counter")?.map_or(0, |v| v[0]);
+    /// tx.put("counter", [n + 1]);
+    /// tx.commit()?;
+    /// assert_eq!(db.get("counter")?.as_deref(), Some(&[1u8][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn transaction(&self) -> Transaction {
+        Transaction::begin(Arc::clone(&self.inner))
+    }
+
+    /// Sets `key` to `new` (`None`: deletes it) only if its current value is `expected`
+    /// (`None`: absent), atomically: no write lands between the comparison and the swap.
+    /// Fails with [`Error::ConditionFailed`] (nothing written) when the value differs.
+    ///
+    /// ```
+    /// use strata::{Db, Error, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// db.compare_and_swap("leader", None, Some(b"node-1"))?; // claim it if free
+    /// let lost = db.compare_and_swap("leader", None, Some(b"node-2"));
+    /// assert!(matches!(lost, Err(Error::ConditionFailed { .. })));
+    /// db.compare_and_swap("leader", Some(b"node-1"), None)?; // release it
+    /// assert!(db.get("leader")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<()> {
+        self.write(compare_and_swap_batch(key.as_ref(), expected, new))
     }
 
     /// The current value of `key`, if any.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         self.inner.check_open()?;
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        let seq = self.inner.commit.visible();
         let view = self.inner.current_view();
         self.inner.get_at(&view, key.as_ref(), seq)
     }
@@ -374,7 +292,7 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        let seq = self.inner.commit.visible();
         Iter::for_db(Arc::clone(&self.inner), seq, crate::snapshot::owned_range(&range))
     }
 
@@ -390,7 +308,7 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
-        let seq = self.inner.visible_seq.load(Ordering::Acquire);
+        let seq = self.inner.commit.visible();
         let range = crate::db_iter::KeyRange::prefix(prefix.as_ref());
         Iter::for_db(Arc::clone(&self.inner), seq, range)
     }
@@ -476,7 +394,7 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn metrics(&self) -> Metrics {
-        self.inner.metrics()
+        collect_metrics(&self.inner)
     }
 
     /// Closes the database: waits for in-flight writes, syncs the log, flushes memtables
@@ -505,7 +423,7 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(&self) -> Result<()> {
-        self.inner.close()
+        close(&self.inner)
     }
 
     /// The directory the database lives in.
@@ -617,198 +535,150 @@ impl Db {
 /// The async writer's worker applies batches through the ordinary write path.
 impl BatchSink for DbInner {
     fn write(&self, batch: WriteBatch, options: &WriteOptions) -> Result<()> {
-        DbInner::write(self, batch, options)
+        DbInner::write(self, batch, options.mode(self.opts.durability))
     }
 }
 
-impl DbInner {
-    pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        Ok(())
+/// Starts the flush and compaction threads, each poisoning the database if it panics. If
+/// the OS refuses one, the error is returned and the caller must [`close`] the database,
+/// which stops the one that started.
+fn start_background(db: &Arc<DbInner>) -> Result<()> {
+    type Loop = fn(&Arc<DbInner>);
+    let threads: [(&str, &'static str, &'static str, Loop); 2] = [
+        ("strata-flush", "flush", "spawn the flush thread", crate::flush::flush_loop),
+        (
+            "strata-compact",
+            "compaction",
+            "spawn the compaction thread",
+            crate::compaction::compaction_loop,
+        ),
+    ];
+    for (name, job, spawning, body) in threads {
+        let worker = Arc::clone(db);
+        db.background
+            .spawn(name, move || guard_thread(&worker, job, body))
+            .map_err(|e| Error::io(spawning, &db.dir, e))?;
     }
+    Ok(())
+}
 
-    /// Fails if the database can no longer accept writes.
-    pub(crate) fn check_writable(&self) -> Result<()> {
-        self.check_open()?;
-        if self.read_only {
-            return Err(Error::ReadOnly);
-        }
-        if self.poisoned.load(Ordering::Acquire) {
-            if let Some(e) = self.error.lock().clone() {
-                return Err(e.poisoned());
-            }
-        }
-        Ok(())
+/// Backstop for a panic outside any job (in a loop's own bookkeeping): the thread ends, and
+/// the database is poisoned so that nothing waits for it.
+fn guard_thread(db: &Arc<DbInner>, thread: &'static str, body: fn(&Arc<DbInner>)) {
+    let run = std::panic::AssertUnwindSafe(|| body(db));
+    if let Err(payload) = std::panic::catch_unwind(run) {
+        db.poison(&strata_core::thread::panic_error(thread, payload.as_ref()));
     }
+}
 
-    /// Puts the database in the read-only error state (first error wins).
-    pub(crate) fn poison(&self, error: &Error) {
-        let mut slot = self.error.lock();
-        if slot.is_none() {
-            *slot = Some(match error {
-                Error::Poisoned(inner) => (**inner).clone(),
-                e => e.clone(),
-            });
-        }
-        self.poisoned.store(true, Ordering::Release);
-        drop(slot);
-        self.bg_cv.notify_all();
-        self.publish_cv.notify_all();
+/// Closes `db`: applies queued async writes, refuses new ones, flushes unlogged writes,
+/// closes the log, stops the threads, seals the log in the manifest, releases the lock.
+fn close(db: &DbInner) -> Result<()> {
+    // Apply the queued `write_async` batches before refusing writes.
+    if let Some(w) = db.async_writer.get() {
+        w.shutdown();
     }
-
-    pub(crate) fn current_view(&self) -> Arc<SuperVersion> {
-        Arc::clone(&self.view.read())
+    if !db.health.close() {
+        return Ok(());
     }
-
-    pub(crate) fn get_at(
-        &self,
-        view: &SuperVersion,
-        key: &[u8],
-        seq: SeqNo,
-    ) -> Result<Option<Bytes>> {
-        let found = |kind: ValueKind, v: Bytes| match kind {
-            ValueKind::Put => Some(v),
-            ValueKind::Delete => None,
-        };
-        if let Some((kind, v)) = view.mem.get(key, seq) {
-            return Ok(found(kind, v));
-        }
-        for imm in &view.imms {
-            if let Some((kind, v)) = imm.get(key, seq) {
-                return Ok(found(kind, v));
-            }
-        }
-        for (_, meta) in view.version.files_for_get(key) {
-            let table = self.tables.get(meta.number)?;
-            if let Some((kind, v)) = table.get(key, seq)? {
-                return Ok(found(kind, v));
-            }
-        }
-        Ok(None)
+    let mut result = Ok(());
+    // Writes made without the log are durable only in a table: flush them first.
+    let unlogged = db.commit.lock().unlogged;
+    if unlogged && !db.health.is_poisoned() {
+        result = db.flush_all();
     }
-
-    /// A merged cursor over every source of `view`.
-    pub(crate) fn merged_iter(&self, view: &SuperVersion) -> Result<MergingIterator> {
-        let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
-        children.push(Box::new(view.mem.iter()));
-        for imm in &view.imms {
-            children.push(Box::new(imm.iter()));
+    // Writers that got past `check_open` finish first: the commit lock orders us after
+    // their enqueue, and closing the log writes and syncs their groups.
+    if let Some(Err(e)) = db.commit.lock().wal.as_ref().map(|wal| wal.close()) {
+        if result.is_ok() {
+            result = Err(e);
         }
-        for meta in view.version.files(0) {
-            children.push(Box::new(self.tables.get(meta.number)?.iter()));
-        }
-        for level in 1..NUM_LEVELS {
-            let files = view.version.files(level);
-            if !files.is_empty() {
-                children
-                    .push(Box::new(LevelIterator::new(Arc::clone(&self.tables), files.to_vec())));
-            }
-        }
-        Ok(MergingIterator::new(children))
     }
+    db.background.stop();
+    db.commit.notify_all();
+    // Only a log whose every byte is durable may be sealed; the next open holds it to
+    // that length.
+    if result.is_ok() && !db.health.is_poisoned() && !db.read_only {
+        result = db.record_clean_close();
+    }
+    db.lock_file.lock().take();
+    db.tables.clear();
+    if let Some(e) = db.health.error() {
+        if result.is_ok() {
+            result = Err(e.poisoned());
+        }
+    }
+    result
+}
 
-    pub(crate) fn metrics(&self) -> Metrics {
-        let m = &self.metrics;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let wal = {
-            let w = self.write.lock();
-            let cur = w.wal.as_ref().map(|wal| wal.stats()).unwrap_or_default();
-            let old = &w.retired_wal_stats;
-            (
-                old.bytes_written + cur.bytes_written,
-                old.write_calls + cur.write_calls,
-                old.syncs + cur.syncs,
-            )
-        };
-        let view = self.current_view();
-        let levels = (0..NUM_LEVELS)
-            .map(|l| LevelMetrics {
-                files: view.version.num_files(l),
-                bytes: view.version.level_bytes(l),
-                score: strata_compaction::level_score(&self.compaction_config(), &view.version, l),
-                read_bytes: load(&m.level_read_bytes[l]),
-                written_bytes: load(&m.level_written_bytes[l]),
-                compactions: load(&m.level_compactions[l]),
-                compaction_time: std::time::Duration::from_nanos(load(
-                    &m.level_compaction_nanos[l],
-                )),
+/// Reads every part's counters into one [`Metrics`].
+fn collect_metrics(db: &DbInner) -> Metrics {
+    let m = &db.metrics;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let wal = db.commit.lock().wal_totals();
+    let view = db.current_view();
+    let config = db.compaction_config();
+    let levels = (0..NUM_LEVELS)
+        .map(|l| LevelMetrics {
+            files: view.version.num_files(l),
+            bytes: view.version.level_bytes(l),
+            score: strata_compaction::level_score(&config, &view.version, l),
+            read_bytes: load(&m.level_read_bytes[l]),
+            written_bytes: load(&m.level_written_bytes[l]),
+            compactions: load(&m.level_compactions[l]),
+            compaction_time: std::time::Duration::from_nanos(load(&m.level_compaction_nanos[l])),
+        })
+        .collect();
+    let writes = m.write_totals();
+    Metrics {
+        puts: writes.puts,
+        deletes: writes.deletes,
+        batches: writes.batches,
+        user_bytes: writes.user_bytes,
+        wal_bytes: wal.bytes_written,
+        wal_writes: wal.write_calls,
+        wal_syncs: wal.syncs,
+        wal_tail_dropped_bytes: load(&m.wal_tail_dropped_bytes),
+        wal_sealed_lost_bytes: load(&m.wal_sealed_lost_bytes),
+        flushes: db.versions.flushes(),
+        flush_bytes: load(&m.flush_bytes),
+        compactions: load(&m.compactions),
+        stalls: STALL_CAUSES
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    *c,
+                    load(&m.stall_counts[i]),
+                    std::time::Duration::from_nanos(load(&m.stall_nanos[i])),
+                )
             })
-            .collect();
-        let writes = m.write_totals();
-        Metrics {
-            puts: writes.puts,
-            deletes: writes.deletes,
-            batches: writes.batches,
-            user_bytes: writes.user_bytes,
-            wal_bytes: wal.0,
-            wal_writes: wal.1,
-            wal_syncs: wal.2,
-            wal_tail_dropped_bytes: load(&m.wal_tail_dropped_bytes),
-            wal_sealed_lost_bytes: load(&m.wal_sealed_lost_bytes),
-            flushes: load(&m.flushes),
-            flush_bytes: load(&m.flush_bytes),
-            compactions: load(&m.compactions),
-            stalls: STALL_CAUSES
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    (
-                        *c,
-                        load(&m.stall_counts[i]),
-                        std::time::Duration::from_nanos(load(&m.stall_nanos[i])),
-                    )
-                })
-                .collect(),
-            memtable_bytes: view.mem.approximate_bytes() as u64,
-            immutable_memtables: view.imms.len(),
-            immutable_bytes: view.imms.iter().map(|i| i.approximate_bytes() as u64).sum(),
-            levels,
-            block_cache_hits: self.tables.block_cache().hits(),
-            block_cache_misses: self.tables.block_cache().misses(),
-            bloom_saved_lookups: self.tables.stats().bloom_negatives(),
-            write_latency: m.write_latency.summary(),
-            wal_sync_latency: m.wal_sync_latency.summary(),
-            flush_duration: m.flush_duration.summary(),
-            last_sequence: self.visible_seq.load(Ordering::Acquire),
-        }
+            .collect(),
+        memtable_bytes: view.mem.approximate_bytes() as u64,
+        immutable_memtables: view.imms.len(),
+        immutable_bytes: view.imms.iter().map(|i| i.approximate_bytes() as u64).sum(),
+        levels,
+        block_cache_hits: db.tables.block_cache().hits(),
+        block_cache_misses: db.tables.block_cache().misses(),
+        bloom_saved_lookups: db.tables.stats().bloom_negatives(),
+        write_latency: m.write_latency.summary(),
+        wal_sync_latency: m.wal_sync_latency.summary(),
+        flush_duration: m.flush_duration.summary(),
+        last_sequence: db.commit.visible(),
     }
+}
 
-    pub(crate) fn close(&self) -> Result<()> {
-        // Apply the queued `write_async` batches before refusing writes.
-        if let Some(w) = self.async_writer.get() {
-            w.shutdown();
-        }
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let mut result = Ok(());
-        // Writes made without the log are durable only in a table: flush them first.
-        let unlogged = self.write.lock().unlogged;
-        if unlogged && !self.poisoned.load(Ordering::Acquire) {
-            result = self.flush_all();
-        }
-        // Writers that got past `check_open` finish first: the write lock orders us after
-        // their enqueue, and closing the log writes and syncs their groups.
-        if let Some(Err(e)) = self.write.lock().wal.as_ref().map(|wal| wal.close()) {
-            if result.is_ok() {
-                result = Err(e);
-            }
-        }
-        crate::background::stop(self);
-        // Only a log whose every byte is durable may be sealed; the next open holds it to
-        // that length.
-        if result.is_ok() && !self.poisoned.load(Ordering::Acquire) && !self.read_only {
-            result = self.record_clean_close();
-        }
-        self.lock_file.lock().take();
-        self.tables.clear();
-        if let Some(e) = self.error.lock().clone() {
-            if result.is_ok() {
-                result = Err(e.poisoned());
-            }
-        }
-        result
+/// The conditional batch of a compare-and-swap (shared with the sharded layer).
+pub(crate) fn compare_and_swap_batch(
+    key: &[u8],
+    expected: Option<&[u8]>,
+    new: Option<&[u8]>,
+) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    batch.expect(key, expected.map_or(Expect::Absent, |v| Expect::Value(v.to_vec())));
+    match new {
+        Some(v) => batch.put(key, v),
+        None => batch.delete(key),
     }
+    batch
 }

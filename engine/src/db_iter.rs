@@ -21,6 +21,14 @@ pub(crate) struct KeyRange {
 }
 
 impl KeyRange {
+    /// The bounds as slices, for `BTreeMap::range` over byte keys.
+    pub(crate) fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        fn slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+            b.as_ref().map(Vec::as_slice)
+        }
+        (slice(&self.start), slice(&self.end))
+    }
+
     pub(crate) fn above_end(&self, key: &[u8]) -> bool {
         match &self.end {
             Bound::Included(e) => key > e.as_slice(),

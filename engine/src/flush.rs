@@ -16,7 +16,7 @@ use strata_core::{IoResultExt, Result};
 use strata_sstable::{TableBuilder, TableOptions};
 
 use crate::background::catch_panic;
-use crate::db::DbInner;
+use crate::inner::DbInner;
 use crate::memtable::MemTable;
 
 /// The flush thread: flushes the oldest immutable memtable whenever there is one, until
@@ -24,29 +24,25 @@ use crate::memtable::MemTable;
 pub(crate) fn flush_loop(db: &Arc<DbInner>) {
     loop {
         let imm = {
-            let mut bg = db.bg.lock();
+            let mut bg = db.background.lock();
             loop {
                 if bg.shutdown {
                     return;
                 }
-                if !db.poisoned.load(Ordering::Acquire) {
+                if !db.health.is_poisoned() {
                     if let Some(imm) = db.current_view().imms.last().cloned() {
                         bg.flush_running = true;
                         break imm;
                     }
                 }
-                db.bg_cv.wait(&mut bg);
+                db.background.wait(&mut bg, None);
             }
         };
         let result = catch_panic("flush", || db.flush_memtable(&imm));
-        let mut bg = db.bg.lock();
-        bg.flush_running = false;
-        if let Err(e) = result {
-            drop(bg);
-            db.poison(&e);
-        } else {
-            drop(bg);
-            db.bg_cv.notify_all();
+        db.background.lock().flush_running = false;
+        match result {
+            Err(e) => db.poison(&e),
+            Ok(()) => db.background.notify(),
         }
     }
 }
@@ -83,7 +79,7 @@ impl DbInner {
         // Every write assigned to this memtable must have finished inserting.
         self.wait_visible(imm.sealed_seq());
         let started = Instant::now();
-        let number = self.allocate_table_number();
+        let number = self.versions.allocate_table_number();
         let result = (|| {
             let path = self.tables.table_path(number);
             let meta = build_table(&self.fs, &path, &self.opts.table_options(0), number, imm)?;
@@ -103,9 +99,9 @@ impl DbInner {
             self.metrics.flush_duration.record(started.elapsed());
             self.install(edit, Some(imm))
         })();
-        self.pending_outputs.lock().retain(|n| *n != number);
+        self.versions.release_outputs(&[number]);
         result?;
-        self.purge_obsolete_files();
+        self.versions.purge_obsolete_files();
         Ok(())
     }
 }

@@ -45,25 +45,40 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+// The public API, on top.
+mod db;
+pub mod fs;
+mod sharded;
+pub mod testing;
+mod verify;
+
+// What the API drives: one open database (`inner`) and the concerns over it, each in its
+// own file.
+mod compaction;
+mod flush;
+mod inner;
+mod read;
+mod recovery;
+mod snapshot;
+mod transaction;
+mod write;
+
+// The parts a database is made of, and the building blocks below them; none of these
+// imports `inner` or anything above it.
 mod async_write;
 mod background;
-mod compaction;
-mod db;
+mod commit;
+mod conflict;
 mod db_iter;
 mod dir;
-mod flush;
-pub mod fs;
+mod health;
 mod histogram;
 mod memtable;
 mod metrics;
 mod options;
-mod recovery;
-mod sharded;
-mod snapshot;
+mod state;
 mod table_cache;
-pub mod testing;
-mod verify;
-mod write;
+mod version_set;
 
 /// Not part of the API: the memtable, for the criterion benchmarks in `engine/benches`.
 /// A benchmark is a crate of its own and sees only public items; a feature gate instead
@@ -81,11 +96,12 @@ pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, WriteOptions, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use sharded::{
     HashRing, KeyBounds, KvIter, KvSnapshot, KvStore, Partitioner, ShardMetrics, ShardedDb,
-    ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot, DEFAULT_VNODES_PER_SHARD,
-    MAX_SHARDS,
+    ShardedIter, ShardedMetrics, ShardedOptions, ShardedSnapshot, ShardedTransaction,
+    DEFAULT_VNODES_PER_SHARD, MAX_SHARDS,
 };
 pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};
 pub use strata_sstable::Compression;
-pub use strata_wal::{Durability, RecoveryMode, WriteBatch};
+pub use strata_wal::{Durability, Expect, RecoveryMode, WriteBatch};
+pub use transaction::{Transaction, TransactionIter};
 pub use verify::VerifyReport;

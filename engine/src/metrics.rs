@@ -47,7 +47,6 @@ pub(crate) struct WriteTotals {
 /// Live counters, updated with relaxed atomics (no lock on the write path).
 pub(crate) struct MetricsRecorder {
     writes: Striped<WriteCounts>,
-    pub(crate) flushes: AtomicU64,
     pub(crate) flush_bytes: AtomicU64,
     pub(crate) stall_counts: [AtomicU64; 3],
     pub(crate) stall_nanos: [AtomicU64; 3],
@@ -67,7 +66,6 @@ impl Default for MetricsRecorder {
     fn default() -> Self {
         MetricsRecorder {
             writes: Striped::default(),
-            flushes: AtomicU64::default(),
             flush_bytes: AtomicU64::default(),
             stall_counts: Default::default(),
             stall_nanos: Default::default(),

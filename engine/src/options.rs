@@ -73,6 +73,7 @@ pub struct Options {
     pub(crate) max_manifest_size: u64,
     pub(crate) write_queue_depth: usize,
     pub(crate) wal_bytes_per_sync: u64,
+    pub(crate) transaction_history_bytes: usize,
 }
 
 impl Default for Options {
@@ -98,6 +99,7 @@ impl Default for Options {
             max_manifest_size: 64 << 20,
             write_queue_depth: 1024,
             wal_bytes_per_sync: 1 << 20,
+            transaction_history_bytes: 16 << 20,
         }
     }
 }
@@ -123,6 +125,7 @@ impl std::fmt::Debug for Options {
             .field("target_file_size", &self.target_file_size)
             .field("compaction_rate_limit", &self.compaction_rate_limit)
             .field("wal_bytes_per_sync", &self.wal_bytes_per_sync)
+            .field("transaction_history_bytes", &self.transaction_history_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -238,6 +241,14 @@ impl Options {
         /// Not a durability setting: what a write's [`Durability`] promises is unchanged.
         /// 0 turns it off. Default 1 MiB (RocksDB `wal_bytes_per_sync`, there default off).
         wal_bytes_per_sync: u64
+    );
+    setter!(
+        /// Bytes of keys written while transactions are open that are kept to validate
+        /// their commits ([`crate::Transaction`]). A transaction open while more than this
+        /// was written after its snapshot fails its commit with [`crate::Error::Conflict`]
+        /// (retry it), so a forgotten transaction costs bounded memory and never blocks
+        /// flushes or compactions. Default 16 MiB.
+        transaction_history_bytes: usize
     );
 
     /// The file system the database lives on (see [`crate::fs`]). Default: the real one,
@@ -425,11 +436,21 @@ impl WriteOptions {
         self.no_wait
     }
 
-    /// The durability this write gets in a database whose default is `default`, checked.
+    /// The durability this write gets in a database whose default is `default`, checked
+    /// (for the entry points that refuse a write before queueing it).
     pub(crate) fn resolve(&self, default: Durability) -> strata_core::Result<Durability> {
         let durability = self.durability.unwrap_or(default);
         check_durability(durability)?;
         Ok(durability)
+    }
+
+    /// What the commit pipeline is told, in a database whose default durability is
+    /// `default` (the write path checks the durability itself).
+    pub(crate) fn mode(&self, default: Durability) -> crate::commit::CommitMode {
+        crate::commit::CommitMode {
+            durability: self.durability.unwrap_or(default),
+            no_wait: self.no_wait,
+        }
     }
 }
 

@@ -9,10 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex, RwLock};
 use strata_compaction::{
     log_file_name, manifest_file_name, parse_file_name, table_file_name, FileKind, Manifest,
     RecoveredState, SealedLog, Version, VersionEdit, CURRENT_FILE_NAME, LOCK_FILE_NAME,
@@ -22,12 +21,14 @@ use strata_core::key::{InternalKey, SeqNo};
 use strata_core::{Error, IoResultExt, Result};
 use strata_wal::{BatchEncoding, Durability, LogReader, RecoveryMode, Wal, WriteBatch};
 
-use crate::db::{BgState, DbInner, SuperVersion, VersionState, WriteState};
+use crate::inner::{DbInner, Recovered};
 use crate::memtable::MemTable;
 use crate::metrics::MetricsRecorder;
 use crate::options::Options;
+use crate::state::{SuperVersion, VersionState, WriteState};
 use crate::table_cache::TableCache;
-use crate::write::{wal_options, PublishQueue};
+use crate::version_set::{snapshot_edit, VersionSetParts};
+use crate::write::wal_options;
 
 pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     opts.validate()?;
@@ -79,14 +80,8 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         wal_options(&opts, &wal_sync),
     )?;
     // The fresh log is the only one left to replay: no sealed log to carry.
-    let snapshot = crate::background::snapshot_edit(
-        &version,
-        &start.cursors,
-        wal_number,
-        &[],
-        start.next_file,
-        last_seq,
-    );
+    let snapshot =
+        snapshot_edit(&version, &start.cursors, wal_number, &[], start.next_file, last_seq);
     let manifest = Manifest::create_new(Arc::clone(&fs), dir, manifest_number, &snapshot)?;
 
     let parts = Parts {
@@ -105,13 +100,13 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     };
     let inner = assemble(parts, opts);
     if let Durability::Periodic(every) = inner.opts.durability {
-        let mut w = inner.write.lock();
+        let mut w = inner.commit.lock();
         let handle = w.wal()?.spawn_periodic_sync(every)?;
         w.periodic = Some((every, handle));
     }
     // Replayed logs, old manifests, tables no manifest names (outputs of an interrupted
     // flush or compaction), staging files.
-    inner.purge_obsolete_files();
+    inner.versions.purge_obsolete_files();
     let _ = fs.remove(&dir.join(strata_compaction::CURRENT_TEMP_FILE_NAME));
     Ok(inner)
 }
@@ -306,59 +301,40 @@ struct Parts<'a> {
     metrics: MetricsRecorder,
 }
 
-/// The one place that spells out a [`DbInner`], for both kinds of open.
+/// Builds the [`DbInner`] of both kinds of open from their parts.
 fn assemble(p: Parts<'_>, opts: Options) -> Arc<DbInner> {
-    let version = Arc::new(p.version);
-    let read_only = p.wal.is_none();
-    let imm_count = p.imms.len();
-    Arc::new(DbInner {
+    let recovered = Recovered {
         dir: p.dir.to_path_buf(),
-        fs: Arc::clone(&opts.fs),
-        read_only,
-        lock_file: Mutex::new(p.lock),
-        write: Mutex::new(WriteState {
-            next_seq: p.last_seq + 1,
+        lock: p.lock,
+        write: WriteState {
             mem: Arc::clone(&p.mem),
             wal: p.wal,
             periodic: None,
             retired_wal_stats: Default::default(),
             unlogged: false,
             logged_seq: p.last_seq,
-        }),
-        view: RwLock::new(Arc::new(SuperVersion {
-            mem: p.mem,
-            imms: p.imms,
-            version: Arc::clone(&version),
-        })),
-        visible_seq: AtomicU64::new(p.last_seq),
-        publish: Mutex::new(PublishQueue::default()),
-        publish_cv: Condvar::new(),
-        versions: Mutex::new(VersionState {
-            manifest: p.manifest,
-            log_number: p.log_number,
-            handed_out: vec![Arc::downgrade(&version)],
-            sealed_logs: Vec::new(),
-        }),
-        next_file_number: AtomicU64::new(p.start.next_file),
-        pending_outputs: Mutex::new(Vec::new()),
-        unrecorded_seals: Mutex::new(Vec::new()),
-        imm_count: AtomicUsize::new(imm_count),
-        l0_files: AtomicUsize::new(version.num_files(0)),
-        bg: Mutex::new(BgState::default()),
-        bg_cv: Condvar::new(),
-        poisoned: AtomicBool::new(false),
-        error: Mutex::new(None),
-        closed: AtomicBool::new(false),
-        snapshots: Mutex::new(Default::default()),
+            conflicts: crate::conflict::ConflictWindow::new(opts.transaction_history_bytes),
+        },
+        versions: VersionSetParts {
+            dir: p.dir.to_path_buf(),
+            fs: Arc::clone(&opts.fs),
+            tables: Arc::clone(&p.tables),
+            max_manifest_size: opts.max_manifest_size,
+            state: VersionState {
+                manifest: p.manifest,
+                log_number: p.log_number,
+                handed_out: Vec::new(),
+                sealed_logs: Vec::new(),
+            },
+            view: SuperVersion { mem: p.mem, imms: p.imms, version: Arc::new(p.version) },
+            next_file_number: p.start.next_file,
+            cursors: p.start.cursors,
+        },
+        last_seq: p.last_seq,
         tables: p.tables,
-        compaction_lock: Mutex::new(()),
-        compact_cursors: Mutex::new(p.start.cursors),
-        rate_limiter: opts.compaction_rate_limit.map(strata_compaction::RateLimiter::new),
         metrics: p.metrics,
-        threads: Mutex::new(Vec::new()),
-        async_writer: std::sync::OnceLock::new(),
-        opts,
-    })
+    };
+    DbInner::new(recovered, opts)
 }
 
 /// The database's own files in the directory, by kind (names strata never writes are not
@@ -544,30 +520,14 @@ impl DbInner {
     /// final) and every log sealed since the last edit, recorded in one synced manifest edit.
     pub(crate) fn record_clean_close(&self) -> Result<()> {
         let active = {
-            let w = self.write.lock();
+            let w = self.commit.lock();
             SealedLog {
                 number: w.mem.wal_number(),
                 length: w.wal()?.written_len(),
                 last_sequence: w.logged_seq,
             }
         };
-        let mut vs = self.versions.lock();
-        let mut edit = VersionEdit {
-            sealed_logs: self.take_unrecorded_seals(vs.log_number),
-            ..VersionEdit::default()
-        };
-        edit.sealed_logs.push(active);
-        vs.manifest()?.log_edit(&edit)?;
-        vs.sealed_logs.extend_from_slice(&edit.sealed_logs);
-        Ok(())
-    }
-
-    /// The seals of memtable switches not yet in the manifest, for the edit about to be
-    /// written; those below `log_number` (flushed by that edit or earlier) are dropped.
-    pub(crate) fn take_unrecorded_seals(&self, log_number: u64) -> Vec<SealedLog> {
-        let mut seals = std::mem::take(&mut *self.unrecorded_seals.lock());
-        seals.retain(|s| s.number >= log_number);
-        seals
+        self.versions.record_clean_close(active)
     }
 }
 

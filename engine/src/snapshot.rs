@@ -8,8 +8,9 @@ use bytes::Bytes;
 use strata_core::key::SeqNo;
 use strata_core::{Error, Result};
 
-use crate::db::{DbInner, SuperVersion};
 use crate::db_iter::{ForwardCursor, KeyRange, ReverseCursor};
+use crate::inner::DbInner;
+use crate::state::SuperVersion;
 use strata_core::merge::MergingIterator;
 
 pub(crate) fn owned_range<K: AsRef<[u8]>, R: RangeBounds<K>>(range: &R) -> KeyRange {
@@ -30,13 +31,7 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut snaps = self.db.snapshots.lock();
-        if let Some(n) = snaps.get_mut(&self.seq) {
-            *n -= 1;
-            if *n == 0 {
-                snaps.remove(&self.seq);
-            }
-        }
+        self.db.snapshots.lock().release(self.seq);
     }
 }
 
@@ -73,11 +68,24 @@ impl Snapshot {
             let mut snaps = db.snapshots.lock();
             // Read under the registry lock, so a compaction choosing what to keep sees
             // either this snapshot or a visible sequence no older than it.
-            let seq = db.visible_seq.load(std::sync::atomic::Ordering::Acquire);
-            *snaps.entry(seq).or_insert(0) += 1;
+            let seq = db.commit.visible();
+            snaps.register(seq);
             seq
         };
         Snapshot { reg: Arc::new(Registration { db, seq }) }
+    }
+
+    /// A snapshot at `seq`, which must be visible (or about to be: the caller waits for it
+    /// before reading). Registering a sequence above the compaction horizon is safe: what
+    /// lies above the horizon is kept whole anyway.
+    pub(crate) fn at(db: Arc<DbInner>, seq: SeqNo) -> Self {
+        db.snapshots.lock().register(seq);
+        Snapshot { reg: Arc::new(Registration { db, seq }) }
+    }
+
+    /// The entries in `range` as of the snapshot.
+    pub(crate) fn range_of(&self, range: KeyRange) -> Iter {
+        Iter::new(Arc::clone(&self.reg.db), Some(Arc::clone(&self.reg)), self.reg.seq, range)
     }
 
     /// The sequence number the snapshot reads at.

@@ -1,7 +1,6 @@
 //! [`Db::verify`]: reads every live table in full and checks the MANIFEST's references
 //! against the directory, for operators who want to know before a read finds the damage.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use strata_compaction::{
@@ -10,7 +9,8 @@ use strata_compaction::{
 use strata_core::{Error, IoResultExt, Result};
 use strata_sstable::{Table, TableStats};
 
-use crate::db::{Db, DbInner};
+use crate::db::Db;
+use crate::inner::DbInner;
 
 /// What [`Db::verify`] checked, when it found nothing wrong.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl DbInner {
     pub(crate) fn verify(&self) -> Result<VerifyReport> {
         self.check_open()?;
         let (version, manifest_number, in_use, allocated_below) = {
-            let vs = self.versions.lock();
+            let mut vs = self.versions.lock();
             let version = self.current_view().version.clone();
             // Under the version lock, so no edit lands between the read and the comparison.
             let manifest_number = match &vs.manifest {
@@ -73,11 +73,7 @@ impl DbInner {
             };
             // Tables that older versions (open iterators, snapshots) or running jobs still
             // use are not garbage; numbers allocated later are born after this look.
-            let mut in_use: BTreeSet<u64> = self.pending_outputs.lock().iter().copied().collect();
-            for v in vs.handed_out.iter().filter_map(|w| w.upgrade()) {
-                in_use.extend(v.live_file_numbers());
-            }
-            let allocated_below = self.next_file_number.load(std::sync::atomic::Ordering::SeqCst);
+            let (in_use, allocated_below) = self.versions.tables_in_use(&mut vs);
             (version, manifest_number, in_use, allocated_below)
         };
         let mut report = VerifyReport { manifest_number, ..VerifyReport::default() };

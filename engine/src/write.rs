@@ -1,41 +1,29 @@
-//! The write path: validation, backpressure, sequence assignment, group commit through the
-//! WAL, concurrent memtable insertion and in-order publication.
+//! The write path's side of committing: validation, and the environment the commit pipeline
+//! ([`crate::commit`], which owns the ordering) runs in — admission and stalls, room in the
+//! memtable and memtable switches (each with a new log), the WAL's group commit, applying a
+//! batch to the memtable, and poisoning when the log fails.
 //!
 //! ```text
-//!  writer ──validate──> [write lock: make room · seq = next_seq · wal.enqueue · queue publish]
-//!         ──insert into memtable (concurrently with other writers; invisible until published)──>
-//!         ──ticket.wait (WAL group commit: one write + ≤1 fdatasync for the group;
-//!                        on failure the batch is taken out of the memtable again)──>
-//!         ──publish: visible_seq advances over the contiguous prefix of finished batches──> return
+//!  writer ──validate──> admit: level-0 stalls
+//!         ──[commit lock: make room (switch memtable + log) · sequence · wal.enqueue]──>
+//!         ──insert into the memtable ──> wait for the WAL group (one write + ≤1 fdatasync)
+//!         ──publish (commit.rs) ──> return
 //! ```
 
-use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::MutexGuard;
-use strata_compaction::log_file_name;
-use strata_core::key::{SeqNo, ValueKind, MAX_SEQ};
-use strata_core::spin::{spin_until, DEFAULT_SPIN};
+use strata_compaction::{log_file_name, SealedLog};
+use strata_core::key::{SeqNo, ValueKind};
 use strata_core::{Error, Result};
-use strata_wal::{BatchEncoding, Durability, Wal, WalOptions, WalStats, WriteBatch};
+use strata_wal::{BatchEncoding, CommitTicket, Durability, Wal, WalOptions, WriteBatch};
 
-use crate::db::{DbInner, SuperVersion, WriteState};
+use crate::commit::{CommitEnv, CommitMode, LogTicket, Room};
+use crate::inner::DbInner;
 use crate::memtable::MemTable;
 use crate::metrics::StallCause;
-use crate::options::{WriteOptions, MAX_KEY_SIZE, MAX_VALUE_SIZE};
-
-/// Batches that have sequence numbers but are not yet visible, in sequence order.
-#[derive(Default)]
-pub(crate) struct PublishQueue {
-    pending: VecDeque<Pending>,
-}
-
-struct Pending {
-    last_seq: SeqNo,
-    done: bool,
-}
+use crate::options::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
+use crate::state::{SuperVersion, WriteState};
 
 /// Checks sizes and counts what the batch holds: (puts, deletes, user bytes).
 ///
@@ -78,161 +66,51 @@ pub(crate) fn wal_options(
     }
 }
 
-fn add_stats(total: &mut WalStats, s: &WalStats) {
-    total.records += s.records;
-    total.payload_bytes += s.payload_bytes;
-    total.bytes_written += s.bytes_written;
-    total.write_calls += s.write_calls;
-    total.syncs += s.syncs;
-    total.sync_time += s.sync_time;
+impl LogTicket for CommitTicket {
+    fn wait(self) -> Result<()> {
+        CommitTicket::wait(self)
+    }
 }
 
 impl DbInner {
-    pub(crate) fn write(&self, mut batch: WriteBatch, options: &WriteOptions) -> Result<()> {
+    /// Applies `batch` atomically through the commit pipeline.
+    pub(crate) fn write(&self, mut batch: WriteBatch, mode: CommitMode) -> Result<()> {
+        if !batch.expectations().is_empty() {
+            return self.write_conditional(batch, mode);
+        }
+        self.write_checked(&mut batch, mode, |_| Ok(()))
+    }
+
+    /// [`DbInner::write`] with `check` run under the commit lock before the batch is
+    /// sequenced ([`crate::commit::CommitPipeline::commit_checked`]).
+    pub(crate) fn write_checked(
+        &self,
+        batch: &mut WriteBatch,
+        mode: CommitMode,
+        check: impl FnOnce(&mut WriteState) -> Result<()>,
+    ) -> Result<()> {
         let start = Instant::now();
         self.check_writable()?;
         if batch.is_empty() {
             return Ok(());
         }
-        let (puts, deletes, user_bytes) = validate(&batch)?;
-        let durability = options.resolve(self.opts.durability)?;
-        self.delay_for_level0(options.no_wait)?;
-        let count = batch.len() as u64;
-
-        let (ticket, mem, last_seq) = {
-            let (mut w, mem) = self.lock_for_write(options.no_wait)?;
-            let first = w.next_seq;
-            let last = first + count - 1;
-            if last > MAX_SEQ {
-                return Err(Error::InvalidArgument("sequence numbers exhausted".into()));
-            }
-            batch.set_sequence(first);
-            let ticket = if durability.uses_wal() {
-                if let Durability::Periodic(every) = durability {
-                    // Nothing is logged yet: a refused thread fails this write alone.
-                    ensure_periodic_sync(&mut w, every)?;
-                }
-                match w.wal()?.enqueue(batch.as_bytes(), durability.syncs_each_write()) {
-                    Ok(t) => {
-                        w.logged_seq = last;
-                        Some(t)
-                    }
-                    Err(e) => {
-                        self.poison(&e);
-                        return Err(e);
-                    }
-                }
-            } else {
-                w.unlogged = true;
-                None
-            };
-            w.next_seq = last + 1;
-            self.publish.lock().pending.push_back(Pending { last_seq: last, done: false });
-            (ticket, mem, last)
-        };
-
-        // The batch goes into the memtable while its log record is written (by this thread
-        // or by a group's leader), so that the two overlap. It stays invisible until
-        // published, and publication waits for the log.
-        insert_batch(&mem, &batch);
-        let logged = match ticket {
-            Some(t) => t.wait(),
-            None => Ok(()),
-        };
-        if let Err(e) = &logged {
-            // The log may hold the batch or not: it is neither acknowledged nor applied (it
-            // leaves the memtable before its sequence numbers become visible), and the
-            // database goes read-only so nothing later can be acknowledged on top of it.
-            self.poison(e);
-            remove_batch(&mem, &batch);
-        }
-        // After an fdatasync, the whole group wakes at once, usually more writers than
-        // cores: the batch this one waits for is then often on a thread not yet running,
-        // and spinning would hold the core it needs.
-        self.publish(last_seq, !durability.syncs_each_write());
-        logged?;
-
+        let (puts, deletes, user_bytes) = validate(batch)?;
+        crate::options::check_durability(mode.durability)?;
+        self.commit.commit_checked(self, batch, mode, check)?;
         self.metrics.wrote(puts, deletes, user_bytes, start.elapsed());
         Ok(())
     }
 
-    /// Marks the batch ending at `last_seq` finished and waits until it is visible;
-    /// `spin`: spin for a while before sleeping.
-    fn publish(&self, last_seq: SeqNo, spin: bool) {
-        let mut q = self.publish.lock();
-        if let Some(p) = q.pending.iter_mut().find(|p| p.last_seq == last_seq) {
-            p.done = true;
-        }
-        let mut advanced = false;
-        while q.pending.front().is_some_and(|p| p.done) {
-            if let Some(p) = q.pending.pop_front() {
-                self.visible_seq.store(p.last_seq, Ordering::Release);
-                advanced = true;
-            }
-        }
-        if advanced {
-            self.publish_cv.notify_all();
-        }
-        if self.visible_seq.load(Ordering::Acquire) >= last_seq {
-            return;
-        }
-        // An earlier batch is still inserting, which takes microseconds: spin before sleeping.
-        let visible = || self.visible_seq.load(Ordering::Acquire) >= last_seq;
-        if spin && MutexGuard::unlocked(&mut q, || spin_until(DEFAULT_SPIN, visible)) {
-            return;
-        }
-        while !visible() {
-            self.publish_cv.wait(&mut q);
-        }
-    }
-
     /// Waits until every write given a sequence number up to `seq` is visible.
     pub(crate) fn wait_visible(&self, seq: SeqNo) {
-        let mut q = self.publish.lock();
-        while self.visible_seq.load(Ordering::Acquire) < seq {
-            self.publish_cv.wait(&mut q);
-        }
-    }
-
-    /// Takes the write lock once the active memtable has room, switching to a new one when
-    /// it is full and stalling while too many wait for flush. Returns the active memtable,
-    /// which stays the one this write belongs in while the lock is held. `no_wait`: fail
-    /// with [`Error::Busy`] instead of stalling.
-    fn lock_for_write(&self, no_wait: bool) -> Result<(MutexGuard<'_, WriteState>, Arc<MemTable>)> {
-        loop {
-            let mut w = self.write.lock();
-            self.check_writable()?;
-            if w.mem.approximate_bytes() < self.opts.memtable_size {
-                let mem = Arc::clone(&w.mem);
-                return Ok((w, mem));
-            }
-            if self.imm_count.load(Ordering::Acquire) < self.opts.max_immutable_memtables {
-                self.switch_memtable(&mut w)?;
-                let mem = Arc::clone(&w.mem);
-                return Ok((w, mem));
-            }
-            drop(w);
-            if no_wait {
-                return Err(Error::Busy);
-            }
-            let stalled = Instant::now();
-            {
-                let mut bg = self.bg.lock();
-                while self.imm_count.load(Ordering::Acquire) >= self.opts.max_immutable_memtables
-                    && !self.poisoned.load(Ordering::Acquire)
-                    && !bg.shutdown
-                {
-                    self.bg_cv.wait_for(&mut bg, Duration::from_millis(50));
-                }
-            }
-            self.metrics.stall(StallCause::MemtableLimit, stalled.elapsed());
-        }
+        self.commit.wait_visible(seq);
     }
 
     /// Makes the active memtable immutable and starts a new one with a new log. The old log
     /// is synced first, so that only the newest log can ever end in a torn record.
-    pub(crate) fn switch_memtable(&self, w: &mut WriteState) -> Result<()> {
-        let number = self.next_file_number.fetch_add(1, Ordering::SeqCst);
+    /// `last_assigned` is the last sequence number given out: the old memtable's last.
+    pub(crate) fn switch_memtable(&self, w: &mut WriteState, last_assigned: SeqNo) -> Result<()> {
+        let number = self.versions.allocate_file_number();
         let path = self.dir.join(log_file_name(number));
         let wal = w
             .wal()?
@@ -260,13 +138,13 @@ impl DbInner {
         let old = w.wal.replace(wal).ok_or(Error::ReadOnly)?;
         // The old log is synced and takes no more records: its seal goes into the next
         // manifest edit (not written here, to keep a manifest sync off the write path).
-        self.unrecorded_seals.lock().push(strata_compaction::SealedLog {
+        self.versions.add_seal(SealedLog {
             number: w.mem.wal_number(),
             length: old.written_len(),
             last_sequence: w.logged_seq,
         });
         let _ = old.close(); // already synced; closing only refuses further appends
-        add_stats(&mut w.retired_wal_stats, &old.stats());
+        w.retire_stats(&old.stats());
         if let Some(p) = periodic {
             w.periodic = Some(p);
         }
@@ -274,17 +152,13 @@ impl DbInner {
 
         let mem = Arc::new(MemTable::new(number));
         w.mem = Arc::clone(&mem);
-        {
-            let mut view = self.view.write();
-            view.mem.seal(w.next_seq - 1);
+        self.swap_view(|view| {
+            view.mem.seal(last_assigned);
             let mut imms = Vec::with_capacity(view.imms.len() + 1);
             imms.push(Arc::clone(&view.mem));
             imms.extend(view.imms.iter().cloned());
-            *view = Arc::new(SuperVersion { mem, imms, version: Arc::clone(&view.version) });
-        }
-        let _bg = self.bg.lock();
-        self.imm_count.fetch_add(1, Ordering::AcqRel);
-        self.bg_cv.notify_all();
+            SuperVersion { mem, imms, version: Arc::clone(&view.version) }
+        });
         Ok(())
     }
 
@@ -298,49 +172,135 @@ impl DbInner {
     /// [`DbInner::flush_and_wait`] without the open check, for `close`.
     pub(crate) fn flush_all(&self) -> Result<()> {
         let target = {
-            let mut w = self.write.lock();
-            if !self.view.read().mem.is_empty() {
-                self.switch_memtable(&mut w)?;
+            let mut w = self.commit.lock();
+            if !self.current_view().mem.is_empty() {
+                let last = w.last_assigned();
+                self.switch_memtable(&mut w, last)?;
             }
-            self.view.read().imms.first().map(|m| m.wal_number())
+            self.current_view().imms.first().map(|m| m.wal_number())
         };
         let Some(target) = target else { return Ok(()) };
-        let mut bg = self.bg.lock();
+        let mut bg = self.background.lock();
         loop {
-            if self.poisoned.load(Ordering::Acquire) {
+            if self.health.is_poisoned() {
                 drop(bg);
                 return self.check_writable();
             }
-            if self.view.read().imms.iter().all(|m| m.wal_number() > target) {
+            if self.current_view().imms.iter().all(|m| m.wal_number() > target) {
                 return Ok(());
             }
-            self.bg_cv.wait_for(&mut bg, Duration::from_millis(50));
+            self.background.wait(&mut bg, Some(Duration::from_millis(50)));
         }
     }
+}
 
-    /// Write stalls driven by the number of level-0 tables; `no_wait`: [`Error::Busy`]
-    /// instead of any delay.
-    fn delay_for_level0(&self, no_wait: bool) -> Result<()> {
-        let l0 = || self.l0_files.load(Ordering::Acquire);
-        let files = l0();
-        if no_wait && files >= self.opts.l0_slowdown_trigger {
-            return Err(Error::Busy);
-        }
+/// The write path's environment for the commit pipeline: the WAL, the memtable, memtable
+/// switches, stalls and poisoning.
+impl CommitEnv for DbInner {
+    type State = WriteState;
+    type Mem = Arc<MemTable>;
+    type Ticket = CommitTicket;
+
+    /// Write stalls driven by the number of level-0 tables.
+    fn admit(&self, mode: CommitMode) -> Result<()> {
+        let files = self.versions.l0_files();
         if files >= self.opts.l0_stop_trigger {
+            if mode.no_wait {
+                return Err(Error::Busy);
+            }
             let stalled = Instant::now();
-            let mut bg = self.bg.lock();
-            while l0() >= self.opts.l0_stop_trigger && !bg.shutdown {
+            let mut bg = self.background.lock();
+            while self.versions.l0_files() >= self.opts.l0_stop_trigger && !bg.shutdown {
                 self.check_writable()?;
-                self.bg_cv.wait_for(&mut bg, Duration::from_millis(50));
+                self.background.wait(&mut bg, Some(Duration::from_millis(50)));
             }
             drop(bg);
             self.metrics.stall(StallCause::L0Stop, stalled.elapsed());
         } else if files >= self.opts.l0_slowdown_trigger {
+            if mode.no_wait {
+                return Err(Error::Busy);
+            }
             let delay = Duration::from_millis(1);
             std::thread::sleep(delay);
             self.metrics.stall(StallCause::L0Slowdown, delay);
         }
         Ok(())
+    }
+
+    /// Room in the active memtable, or a switch to a new one while fewer than
+    /// `max_immutable_memtables` wait for flush.
+    fn make_room(&self, w: &mut WriteState, next_seq: SeqNo) -> Result<Room<Arc<MemTable>>> {
+        self.check_writable()?;
+        if w.mem.approximate_bytes() < self.opts.memtable_size {
+            return Ok(Room::Ready(Arc::clone(&w.mem)));
+        }
+        if self.versions.imm_count() < self.opts.max_immutable_memtables {
+            self.switch_memtable(w, next_seq - 1)?;
+            return Ok(Room::Ready(Arc::clone(&w.mem)));
+        }
+        Ok(Room::Full)
+    }
+
+    /// Stalls until a flush retires an immutable memtable.
+    fn wait_for_room(&self, mode: CommitMode) -> Result<()> {
+        if mode.no_wait {
+            return Err(Error::Busy);
+        }
+        let stalled = Instant::now();
+        {
+            let mut bg = self.background.lock();
+            while self.versions.imm_count() >= self.opts.max_immutable_memtables
+                && !self.health.is_poisoned()
+                && !bg.shutdown
+            {
+                self.background.wait(&mut bg, Some(Duration::from_millis(50)));
+            }
+        }
+        self.metrics.stall(StallCause::MemtableLimit, stalled.elapsed());
+        Ok(())
+    }
+
+    fn log(
+        &self,
+        w: &mut WriteState,
+        batch: &WriteBatch,
+        last_seq: SeqNo,
+        mode: CommitMode,
+    ) -> Result<Option<CommitTicket>> {
+        // Sequenced now: open transactions must see it, applied or not.
+        w.conflicts.record(batch, batch.sequence());
+        if !mode.durability.uses_wal() {
+            w.unlogged = true;
+            return Ok(None);
+        }
+        if let Durability::Periodic(every) = mode.durability {
+            // Nothing is logged yet: a refused thread fails this write alone.
+            ensure_periodic_sync(w, every)?;
+        }
+        match w.wal()?.enqueue(batch.as_bytes(), mode.durability.syncs_each_write()) {
+            Ok(ticket) => {
+                w.logged_seq = last_seq;
+                Ok(Some(ticket))
+            }
+            Err(e) => {
+                self.poison(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn apply(&self, mem: &Arc<MemTable>, batch: &WriteBatch) {
+        insert_batch(mem, batch);
+    }
+
+    fn unapply(&self, mem: &Arc<MemTable>, batch: &WriteBatch) {
+        remove_batch(mem, batch);
+    }
+
+    /// The log may hold the batch or not: the database goes read-only so that nothing
+    /// later can be acknowledged on top of it.
+    fn log_failed(&self, error: &Error) {
+        self.poison(error);
     }
 }
 
@@ -377,7 +337,7 @@ mod tests {
     #[test]
     fn the_level_0_count_of_the_write_path_follows_the_version() {
         let in_sync = |db: &Db| {
-            let seen = db.inner.l0_files.load(std::sync::atomic::Ordering::Acquire);
+            let seen = db.inner.versions.l0_files();
             assert_eq!(seen, db.inner.current_view().version.num_files(0));
             seen
         };

@@ -30,6 +30,40 @@ pub struct WriteBatch {
     /// of well-formed entries that follow.
     rep: Vec<u8>,
     count: u32,
+    /// Conditions checked at commit (never logged: a logged batch already passed them).
+    expectations: Vec<(Vec<u8>, Expect)>,
+}
+
+/// What a conditional write expects of a key's current value when it commits
+/// ([`WriteBatch::expect`]).
+///
+/// ```
+/// use strata_wal::{Expect, WriteBatch};
+/// let mut b = WriteBatch::new();
+/// b.expect("acct/7/version", Expect::Value(b"3".to_vec()));
+/// b.put("acct/7/version", "4");
+/// assert_eq!(b.expectations().len(), 1);
+/// assert!(Expect::Absent.holds(None) && !Expect::Present.holds(None));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The key has no value (never written, or deleted).
+    Absent,
+    /// The key has some value.
+    Present,
+    /// The key's value is exactly these bytes.
+    Value(Vec<u8>),
+}
+
+impl Expect {
+    /// Whether a key whose current value is `current` meets the expectation.
+    pub fn holds(&self, current: Option<&[u8]>) -> bool {
+        match (self, current) {
+            (Expect::Absent, None) | (Expect::Present, Some(_)) => true,
+            (Expect::Value(want), Some(have)) => want.as_slice() == have,
+            _ => false,
+        }
+    }
 }
 
 /// One entry of a [`WriteBatch`], from [`WriteBatch::iter`].
@@ -62,7 +96,7 @@ impl fmt::Debug for WriteBatch {
 impl WriteBatch {
     /// An empty batch with sequence number 0.
     pub fn new() -> Self {
-        WriteBatch { rep: vec![0; BATCH_HEADER_LEN], count: 0 }
+        WriteBatch { rep: vec![0; BATCH_HEADER_LEN], count: 0, expectations: Vec::new() }
     }
 
     /// An empty batch with room for `entry_bytes` bytes of entries (see
@@ -78,7 +112,7 @@ impl WriteBatch {
     pub fn with_capacity(entry_bytes: usize) -> Self {
         let mut rep = Vec::with_capacity(BATCH_HEADER_LEN.saturating_add(entry_bytes));
         rep.resize(BATCH_HEADER_LEN, 0);
-        WriteBatch { rep, count: 0 }
+        WriteBatch { rep, count: 0, expectations: Vec::new() }
     }
 
     /// The bytes one [`WriteBatch::put`] of `key` and `value` adds to a batch.
@@ -134,16 +168,40 @@ impl WriteBatch {
         self.count as usize
     }
 
-    /// Whether the batch has no entries.
+    /// Whether the batch has no entries (it may still hold expectations).
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    /// Removes every entry, keeping the allocation.
+    /// Makes the batch conditional: when it commits, `key`'s current value must meet
+    /// `expect`, checked atomically with the batch (no write between the check and the
+    /// batch), or nothing of the batch is applied and the commit fails with
+    /// `Error::ConditionFailed`. Several expectations all must hold. A batch of
+    /// expectations alone writes nothing and only checks.
+    ///
+    /// ```
+    /// use strata_wal::{Expect, WriteBatch};
+    /// let mut b = WriteBatch::new();
+    /// b.expect("stream/9/version", Expect::Absent); // create it only if new
+    /// b.put("stream/9/version", "1");
+    /// b.put("stream/9/event/1", "created");
+    /// assert_eq!(b.len(), 2);
+    /// ```
+    pub fn expect(&mut self, key: impl AsRef<[u8]>, expect: Expect) {
+        self.expectations.push((key.as_ref().to_vec(), expect));
+    }
+
+    /// The expectations added with [`WriteBatch::expect`], in order.
+    pub fn expectations(&self) -> &[(Vec<u8>, Expect)] {
+        &self.expectations
+    }
+
+    /// Removes every entry and expectation, keeping the allocation.
     pub fn clear(&mut self) {
         self.rep.clear();
         self.rep.resize(BATCH_HEADER_LEN, 0);
         self.count = 0;
+        self.expectations.clear();
     }
 
     /// The size of the encoding (header included), i.e. of the WAL payload.
@@ -158,14 +216,15 @@ impl WriteBatch {
         BatchIter { decoder, left: self.count }
     }
 
-    /// Appends every entry of `other` after those of `self` (the sequence number of `self`
-    /// is kept).
+    /// Appends every entry and expectation of `other` after those of `self` (the sequence
+    /// number of `self` is kept).
     ///
     /// # Panics
     /// If the combined batch would hold more than `u32::MAX` entries.
     pub fn append(&mut self, other: &WriteBatch) {
         self.rep.extend_from_slice(other.rep.get(BATCH_HEADER_LEN..).unwrap_or_default());
         self.add_count(other.count);
+        self.expectations.extend(other.expectations.iter().cloned());
     }
 }
 
@@ -249,7 +308,7 @@ impl BatchEncoding for WriteBatch {
 
     fn decode(bytes: Vec<u8>) -> Result<WriteBatch, String> {
         let count = validate(&bytes)?;
-        Ok(WriteBatch { rep: bytes, count })
+        Ok(WriteBatch { rep: bytes, count, expectations: Vec::new() })
     }
 }
 

@@ -8,6 +8,10 @@
 //! fragment := crc32 u32 LE | len u16 LE | type u8 | payload (len bytes)
 //! trailer  := 0..=6 zero bytes, when fewer than FRAGMENT_HEADER_LEN bytes are left in a block
 //! ```
+//!
+//! Public here: the file header and the block size, what a tool needs to build or size a
+//! log file. Fragment framing and parsing stay inside this crate ([`crate::LogWriter`]
+//! writes fragments, [`crate::LogReader`] parses them).
 
 /// Size of a block. Fragments never cross a block boundary, so a reader that finds damage
 /// can resume at the next multiple of `BLOCK_SIZE` and tell a torn tail from corruption
@@ -15,7 +19,7 @@
 pub const BLOCK_SIZE: usize = 32 * 1024;
 
 /// Bytes of a fragment header: CRC32 (4), payload length (2), record type (1).
-pub const FRAGMENT_HEADER_LEN: usize = 7;
+pub(crate) const FRAGMENT_HEADER_LEN: usize = 7;
 
 /// The file magic, the first 8 bytes of every log file.
 pub const MAGIC: [u8; 8] = *b"STRATLOG";
@@ -33,7 +37,7 @@ pub const FILE_HEADER_LEN: usize = 16;
 /// Written to disk: do not renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum RecordType {
+pub(crate) enum RecordType {
     /// The whole record is in this fragment.
     Full = 1,
     /// The first fragment of a record continued in the next block(s).
@@ -47,7 +51,7 @@ pub enum RecordType {
 impl RecordType {
     /// The type stored as `tag`; `None` for 0 (zero-filled space, never written by strata)
     /// and unknown tags.
-    pub fn from_u8(tag: u8) -> Option<Self> {
+    pub(crate) fn from_u8(tag: u8) -> Option<Self> {
         match tag {
             1 => Some(RecordType::Full),
             2 => Some(RecordType::First),
@@ -71,7 +75,7 @@ pub fn file_header() -> [u8; FILE_HEADER_LEN] {
 /// The checksum stored in a fragment header: CRC32 over the length field, the type byte and
 /// the payload (everything in the fragment after the checksum itself).
 #[inline]
-pub fn fragment_crc(len: u16, ty: u8, payload: &[u8]) -> u32 {
+pub(crate) fn fragment_crc(len: u16, ty: u8, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     let len = len.to_le_bytes();
     h.update(&[len[0], len[1], ty]);
@@ -81,7 +85,7 @@ pub fn fragment_crc(len: u16, ty: u8, payload: &[u8]) -> u32 {
 
 /// How many bytes [`frame_record`] appends for a `payload_len`-byte record written when the
 /// file's write position is `block_offset` bytes into a block.
-pub fn framed_len(mut block_offset: usize, payload_len: usize) -> usize {
+pub(crate) fn framed_len(mut block_offset: usize, payload_len: usize) -> usize {
     let mut total = 0;
     let mut left = payload_len;
     let mut first = true;
@@ -104,7 +108,7 @@ pub fn framed_len(mut block_offset: usize, payload_len: usize) -> usize {
 /// Appends `payload` to `out` as one record framed for a file whose write position is
 /// `block_offset` bytes into a block (`0 <= block_offset < BLOCK_SIZE`), padding the block
 /// trailer with zeros where needed. Returns the block offset after the record.
-pub fn frame_record(out: &mut Vec<u8>, mut block_offset: usize, payload: &[u8]) -> usize {
+pub(crate) fn frame_record(out: &mut Vec<u8>, mut block_offset: usize, payload: &[u8]) -> usize {
     debug_assert!(block_offset < BLOCK_SIZE);
     out.reserve(framed_len(block_offset, payload.len()));
     let mut rest = payload;

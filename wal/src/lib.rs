@@ -2,27 +2,37 @@
 //!
 //! * [`Wal`]: one log file, appended to by many threads with group commit: one leader
 //!   writes all queued records with one `write` and at most one `fdatasync`.
+//! * [`LogWriter`]: one log file written by one thread: frames, appends and syncs records,
+//!   no threads or locks. [`Wal`] does its I/O through one; the manifest uses one directly.
 //! * [`LogReader`]: reads a log back at recovery; drops and reports a torn tail, reports
-//!   corruption followed by intact records as [`strata_core::Error::Corruption`].
+//!   corruption followed by intact records as [`strata_core::Error::Corruption`], and
+//!   examines a dropped tail byte by byte for logs that must hold at most one torn record
+//!   ([`LogReader::examine_torn_tail`]).
 //! * [`WriteBatch`]: the engine's unit of atomic writes, whose encoding is the record
 //!   payload.
 //! * [`Durability`]: how durable a write is when it returns.
 //!
 //! The byte layout is documented in `docs/format/wal.md` and in [`mod@format`]. Records are
-//! opaque to the log, so the manifest reuses [`Wal`] and [`LogReader`] for its own records.
+//! opaque to the log, so the manifest writes its edits with a [`LogWriter`] and reads them
+//! with a [`LogReader`].
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod batch;
 pub mod format;
+mod group_commit;
+mod log_writer;
+mod periodic_sync;
 mod reader;
-mod writer;
 
 use std::time::Duration;
 
-pub use batch::{BatchEncoding, BatchEntry, BatchIter, WriteBatch, BATCH_HEADER_LEN};
-pub use reader::{LogReader, Record, RecoveryMode};
-pub use writer::{CommitTicket, PeriodicSync, Wal, WalOptions, WalStats};
+pub use batch::{BatchEncoding, BatchEntry, BatchIter, Expect, WriteBatch, BATCH_HEADER_LEN};
+pub use group_commit::{CommitTicket, Wal, WalOptions, WalStats};
+pub use log_writer::{LogWriter, LogWriterOptions};
+pub use periodic_sync::PeriodicSync;
+pub use reader::{LogReader, Record, RecoveryMode, TornTail};
 
 /// How durable a write is when the call that made it returns.
 ///

@@ -1,6 +1,8 @@
 //! [`LogReader`]: reads the records of a log file back at recovery, telling a torn tail
 //! (a crash mid-write: dropped and reported) from corruption followed by intact records (an
-//! error in [`RecoveryMode::Strict`]).
+//! error in [`RecoveryMode::Strict`]). All parsing of fragments is here, including the
+//! closer look at a dropped tail that logs synced record by record need
+//! ([`LogReader::examine_torn_tail`]).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,38 @@ pub enum RecoveryMode {
     /// Recover every record before the first damaged one and drop the rest of the file
     /// (reported by [`LogReader::dropped_tail`] and [`LogReader::stopped_at_corruption`]).
     PointInTime,
+}
+
+/// What the bytes a [`LogReader`] dropped as a torn tail turn out to be when examined byte
+/// by byte ([`LogReader::examine_torn_tail`]).
+///
+/// A crash during an append leaves a prefix of what was being written. In a log whose every
+/// record is synced before the next is appended (the manifest), that is the last record cut
+/// short, [`TornTail::CutShort`]; the two other verdicts are damage that the reader's own
+/// scan, which follows length fields and block starts only, could not prove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TornTail {
+    /// The dropped bytes are the intact leading fragments of one record, then a strict
+    /// prefix of a fragment (or nothing), and no intact fragment starts at any byte after
+    /// them: what a crash during the last append leaves.
+    CutShort,
+    /// The fragment at `at`, after the torn record's intact fragments, is entirely on disk
+    /// (its type is valid and its declared length fits the block and the file) but fails its
+    /// checksum, or its checksum matches once one damaged header field (the length or the
+    /// type) is corrected. A torn write leaves a strict prefix of a fragment, which fits
+    /// neither: the fragment was written whole, then damaged.
+    DamagedRecord {
+        /// File offset of the damaged fragment.
+        at: u64,
+    },
+    /// An intact fragment starts at `intact_at`, after the damage at `at`: the damage is not
+    /// at the end of what was written.
+    IntactFragmentAfter {
+        /// File offset of the first fragment after the torn record's intact ones.
+        at: u64,
+        /// File offset of the intact fragment found after it.
+        intact_at: u64,
+    },
 }
 
 /// One record read back from a log.
@@ -280,6 +314,110 @@ impl LogReader {
     pub fn stopped_at_corruption(&self) -> bool {
         self.stopped_at_corruption
     }
+
+    /// Examines the tail [`LogReader::dropped_tail`] reports, byte by byte, for a log that
+    /// can hold at most one torn record because each record was synced before the next was
+    /// appended (the manifest): see [`TornTail`] for the verdicts. `None` if nothing was
+    /// dropped. Answers only once [`LogReader::next_record`] returned `Ok(None)`.
+    ///
+    /// This catches what [`LogReader::next_record`] cannot: damage to a fragment's length
+    /// field in the last block hides the records after it from a scan that follows length
+    /// fields. The search tries every offset after the break, so its cost grows with the
+    /// dropped bytes times a fragment's length; the engine's write-ahead log, whose unsynced
+    /// group commits may legitimately end in any bytes, does not call it.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use strata_core::fs::FileSystem;
+    /// use strata_core::sim::SimFileSystem;
+    /// use strata_wal::{LogReader, LogWriter, LogWriterOptions, RecoveryMode, TornTail};
+    /// let fs = SimFileSystem::new();
+    /// fs.create_dir_all(Path::new("/db")).unwrap();
+    /// let path = Path::new("/db/MANIFEST-000001");
+    /// let mut log = LogWriter::create(&fs, path, LogWriterOptions::default())?;
+    /// log.add_record(b"edit 1", true)?;
+    /// log.add_record(b"edit 2", true)?;
+    /// let mut bytes = fs.read(path).unwrap();
+    ///
+    /// // A crash during the second append: it is cut short.
+    /// fs.overwrite(path, bytes[..bytes.len() - 2].to_vec()).unwrap();
+    /// let mut reader = LogReader::open(&fs, path, RecoveryMode::Strict)?;
+    /// while reader.next_record()?.is_some() {}
+    /// assert_eq!(reader.examine_torn_tail(), Some(TornTail::CutShort));
+    ///
+    /// // The second record was written whole, then a bit of it flipped.
+    /// let last = bytes.len() - 1;
+    /// bytes[last] ^= 1;
+    /// fs.overwrite(path, bytes).unwrap();
+    /// let mut reader = LogReader::open(&fs, path, RecoveryMode::Strict)?;
+    /// while reader.next_record()?.is_some() {}
+    /// assert!(matches!(reader.examine_torn_tail(), Some(TornTail::DamagedRecord { .. })));
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn examine_torn_tail(&self) -> Option<TornTail> {
+        let (drop_from, _) = self.dropped?;
+        let data = &self.data[..];
+        let Ok(mut p) = usize::try_from(drop_from) else { return Some(TornTail::CutShort) };
+        if p < FILE_HEADER_LEN {
+            // Only a file shorter than its header drops bytes there: its creation was cut.
+            return Some(TornTail::CutShort);
+        }
+        // Walk the intact fragments of the torn record itself.
+        while let Fragment::Good { next, .. } = fragment_at(data, p) {
+            p = next;
+            let room = BLOCK_SIZE - p % BLOCK_SIZE;
+            if room < FRAGMENT_HEADER_LEN {
+                p += room;
+            }
+        }
+        // A crash leaves a prefix of what was written, and each record was synced before the
+        // next was appended, so a fragment whose whole declared length is on disk but whose
+        // checksum fails was not torn: it is damage.
+        if fragment_is_complete(data, p) {
+            return Some(TornTail::DamagedRecord { at: p as u64 });
+        }
+        let intact = (p.saturating_add(1)..data.len())
+            .find(|&at| matches!(fragment_at(data, at), Fragment::Good { .. }));
+        Some(match intact {
+            Some(intact_at) => {
+                TornTail::IntactFragmentAfter { at: p as u64, intact_at: intact_at as u64 }
+            }
+            None => TornTail::CutShort,
+        })
+    }
+}
+
+/// Whether the fragment at `at`, which failed to read, was written whole: its declared length
+/// and type are plausible and all its bytes are on disk (a bit flipped in the checksum or the
+/// payload), or its checksum matches once the length is taken as "up to the end of the block
+/// or the file" or the type as another valid type (a bit flipped in the length or the type).
+/// A torn write leaves a strict prefix of the fragment, which fits none of these.
+fn fragment_is_complete(data: &[u8], at: usize) -> bool {
+    let Some(header) = data.get(at..at.saturating_add(FRAGMENT_HEADER_LEN)) else { return false };
+    let (crc_bytes, rest) = header.split_at(4);
+    let Ok(crc) = <[u8; 4]>::try_from(crc_bytes).map(u32::from_le_bytes) else { return false };
+    let (declared_len, declared_ty) = match rest {
+        [lo, hi, ty] => (usize::from(u16::from_le_bytes([*lo, *hi])), *ty),
+        _ => return false,
+    };
+    let Some(room) = (BLOCK_SIZE - at % BLOCK_SIZE).checked_sub(FRAGMENT_HEADER_LEN) else {
+        return false;
+    };
+    let on_disk = data.len() - at - FRAGMENT_HEADER_LEN;
+    if RecordType::from_u8(declared_ty).is_some() && declared_len <= room && declared_len <= on_disk
+    {
+        return true;
+    }
+    let payload_start = at + FRAGMENT_HEADER_LEN;
+    let matches = |len: usize, ty: u8| {
+        let Ok(len16) = u16::try_from(len) else { return false };
+        data.get(payload_start..payload_start + len)
+            .is_some_and(|payload| fragment_crc(len16, ty, payload) == crc)
+    };
+    let whole = on_disk.min(room);
+    (1..=4).any(|ty| {
+        matches(whole, ty) || (declared_len <= on_disk.min(room) && matches(declared_len, ty))
+    })
 }
 
 /// Parses the fragment at `at`, where at least a fragment header's worth of the block is
@@ -546,6 +684,82 @@ mod tests {
         assert!(
             matches!(out.error, Some(Error::Corruption { offset, .. }) if offset == BLOCK_SIZE as u64)
         );
+    }
+
+    /// Reads `bytes` to the end in strict mode: the records read and the tail's verdict.
+    fn examine(bytes: &[u8]) -> (usize, Option<TornTail>) {
+        let fs = SimFileSystem::new();
+        let path = Path::new("/log");
+        drop(fs.create(path).unwrap());
+        fs.overwrite(path, bytes.to_vec()).unwrap();
+        let mut reader = LogReader::open(&fs, path, RecoveryMode::Strict).unwrap();
+        let mut n = 0;
+        while reader.next_record().unwrap().is_some() {
+            n += 1;
+        }
+        (n, reader.examine_torn_tail())
+    }
+
+    #[test]
+    fn every_truncation_examines_as_cut_short() {
+        let payloads = sample();
+        let (bytes, offsets) = log_bytes(&payloads);
+        assert_eq!(examine(&bytes), (payloads.len(), None));
+        let mut cuts: Vec<usize> = (0..bytes.len()).step_by(1999).collect();
+        for &o in &offsets {
+            let o = o as usize;
+            cuts.extend([o + 1, o + 6, o + 7, o + 8]);
+        }
+        for cut in cuts.into_iter().filter(|&c| c < bytes.len()) {
+            let (_, verdict) = examine(&bytes[..cut]);
+            assert!(matches!(verdict, None | Some(TornTail::CutShort)), "cut {cut}: {verdict:?}");
+        }
+    }
+
+    #[test]
+    fn a_last_record_written_whole_then_damaged_is_not_cut_short() {
+        let payloads: Vec<_> = (0..5).map(|i| payload(i, 50)).collect();
+        let (good, offsets) = log_bytes(&payloads);
+        let last = offsets[4] as usize;
+        let damaged = |at: usize, value: u8| {
+            let mut bytes = good.clone();
+            bytes[at] = value;
+            bytes
+        };
+        // A flipped payload bit, a length beyond the block (the checksum holds for the
+        // length up to the end of the file), an unknown type (it holds for FULL).
+        for (what, bytes) in [
+            ("payload", damaged(good.len() - 1, good[good.len() - 1] ^ 1)),
+            ("length", damaged(last + 5, 0xff)),
+            ("type", damaged(last + 6, 9)),
+        ] {
+            let (n, verdict) = examine(&bytes);
+            assert_eq!(n, 4, "{what}");
+            assert_eq!(verdict, Some(TornTail::DamagedRecord { at: last as u64 }), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_length_hiding_later_records_is_found_byte_by_byte() {
+        let payloads: Vec<_> = (0..5).map(|i| payload(i, 50)).collect();
+        let (mut bytes, offsets) = log_bytes(&payloads);
+        // A length past the block: the reader cannot follow it to records 3 and 4, in the
+        // same (last) block, and takes record 2 for a torn tail.
+        bytes[offsets[2] as usize + 5] = 0xff;
+        let out = read_all(&bytes, RecoveryMode::Strict).unwrap();
+        assert!(out.error.is_none());
+        assert_eq!(out.dropped.map(|d| d.0), Some(offsets[2]));
+        let verdict = examine(&bytes).1;
+        let want = TornTail::IntactFragmentAfter { at: offsets[2], intact_at: offsets[3] };
+        assert_eq!(verdict, Some(want));
+    }
+
+    #[test]
+    fn a_cut_header_examines_as_cut_short() {
+        let header = file_header();
+        for n in [0, 1, 7, FILE_HEADER_LEN - 1] {
+            assert_eq!(examine(&header[..n]), (0, Some(TornTail::CutShort)), "prefix of {n}");
+        }
     }
 
     #[test]

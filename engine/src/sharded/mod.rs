@@ -13,6 +13,7 @@ mod layout;
 mod metrics;
 mod partitioner;
 mod store;
+mod transaction;
 
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use metrics::{Clock, ManualClock, ShardMetrics, ShardedMetrics};
 use partitioner::Router;
 pub use partitioner::{HashRing, Partitioner, DEFAULT_VNODES_PER_SHARD};
 pub use store::{KeyBounds, KvIter, KvSnapshot, KvStore};
+pub use transaction::ShardedTransaction;
 
 /// The most shards a database may have.
 pub const MAX_SHARDS: usize = 4096;
@@ -420,6 +422,30 @@ impl ShardedDb {
         self.inner.router.shard_for(key.as_ref())
     }
 
+    /// Begins an optimistic transaction whose keys must all live on one shard (see
+    /// [`ShardedTransaction`]).
+    pub fn transaction(&self) -> ShardedTransaction {
+        ShardedTransaction::begin(self)
+    }
+
+    /// [`Db::compare_and_swap`] on the key's shard.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::ShardedDb::open(dir.path(), strata::ShardedOptions::new(3))?;
+    /// db.compare_and_swap("k", None, Some(b"1"))?;
+    /// assert!(db.compare_and_swap("k", None, Some(b"2")).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<()> {
+        self.write(crate::db::compare_and_swap_batch(key.as_ref(), expected, new))
+    }
+
     /// Shard `i`'s database, for per-shard inspection (e.g. its metrics or path).
     pub fn shard(&self, i: usize) -> Option<&Db> {
         self.inner.shards.get(i)
@@ -448,6 +474,15 @@ impl ShardedDb {
             options.resolve(db.inner.opts.durability)?;
         }
         let routes: Vec<usize> = batch.iter().map(|e| self.shard_for(e.key)).collect();
+        if let Some((key, _)) = batch.expectations().first() {
+            // A condition is checked atomically with the writes only on one shard.
+            let bound = self.shard_for(key);
+            let expected = batch.expectations().iter().map(|(k, _)| self.shard_for(k));
+            if let Some(other) = routes.iter().copied().chain(expected).find(|&s| s != bound) {
+                return Err(Error::CrossShard { bound, other });
+            }
+            return Ok(vec![(bound, batch)]);
+        }
         let Some(&first) = routes.first() else { return Ok(Vec::new()) };
         if routes.iter().all(|&s| s == first) {
             return Ok(vec![(first, batch)]);
@@ -569,7 +604,10 @@ impl ShardedDb {
     }
 
     fn shard_db(&self, i: usize) -> Result<&Db> {
-        self.inner.shards.get(i).ok_or_else(|| Error::InvalidArgument(format!("no shard {i}")))
+        // The router yields only indices below the shard count.
+        self.inner.shards.get(i).ok_or_else(|| {
+            Error::Internal(format!("the router chose shard {i}, which does not exist"))
+        })
     }
 
     /// Reserves a queue slot on every shard the parts touch (waiting, or with

@@ -1,11 +1,15 @@
-//! [`Wal`]: the log writer with group commit.
+//! [`Wal`]: one log file shared by many writer threads, with group commit. This module owns
+//! the queue, leader election and waking the waiters; the leader's I/O (append, sync,
+//! write-back hints) goes through the [`LogWriter`] it holds, and the periodic sync thread
+//! is in `periodic_sync.rs`.
 //!
 //! # Group commit
 //! Writers [`Wal::enqueue`] framed records into a queue of *groups* (no I/O, under a short
 //! queue lock). A writer that then waits for its [`CommitTicket`] while no other thread is
 //! writing becomes the *leader*: it takes the oldest group out of the queue, releases the
-//! queue lock, writes the whole group with one [`WritableFile::append`] and — if any record
-//! of the group asked for it — one `sync_data`, then publishes the outcome and wakes the
+//! queue lock, writes the whole group with one
+//! [`WritableFile::append`](strata_core::fs::WritableFile::append) and — if any record of
+//! the group asked for it — one `sync_data`, then publishes the outcome and wakes the
 //! waiters. Records enqueued meanwhile collect in the next group, so no writer waits for
 //! more than the group in flight plus its own (unless its group filled up to
 //! [`WalOptions::max_group_bytes`]). A waiter whose own record needs no sync first spins
@@ -24,16 +28,16 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use strata_core::fs::{parent_dir, FileSystem, WritableFile};
+use strata_core::fs::FileSystem;
 use strata_core::spin::{spin_until, DEFAULT_SPIN};
-use strata_core::{Error, IoResultExt, Result};
+use strata_core::{Error, Result};
 
-use crate::format::{file_header, frame_record, framed_len, BLOCK_SIZE, FILE_HEADER_LEN};
+use crate::format::{frame_record, framed_len, BLOCK_SIZE};
+use crate::log_writer::{LogWriter, LogWriterOptions};
 
 /// Options of a [`Wal`].
 #[derive(Clone)]
@@ -45,9 +49,11 @@ pub struct WalOptions {
     /// engine's latency histogram). It runs on a writer's thread: keep it short.
     pub on_sync: Option<Arc<dyn Fn(Duration) + Send + Sync>>,
     /// Once this many bytes were written since the last sync or hint, the leader asks the
-    /// OS to start writing them back ([`WritableFile::start_writeback`]), so that dirty log
-    /// data does not pile up for one long sync (RocksDB's `wal_bytes_per_sync`). Changes
-    /// nothing about durability. 0 turns it off. Default 1 MiB.
+    /// OS to start writing them back
+    /// ([`WritableFile::start_writeback`](strata_core::fs::WritableFile::start_writeback)),
+    /// so that dirty log data does not pile up for one long sync (RocksDB's
+    /// `wal_bytes_per_sync`; the [`LogWriterOptions::bytes_per_sync`] of the log writer
+    /// underneath). Changes nothing about durability. 0 turns it off. Default 1 MiB.
     pub bytes_per_sync: u64,
 }
 
@@ -117,13 +123,6 @@ struct QueueState {
 /// How many written group buffers are kept for reuse.
 const SPARE_BUFS: usize = 4;
 
-struct FileState {
-    file: Box<dyn WritableFile>,
-    synced_len: u64,
-    /// End of what was synced or handed to [`WritableFile::start_writeback`].
-    hinted_len: u64,
-}
-
 struct Shared {
     path: PathBuf,
     options: WalOptions,
@@ -135,7 +134,7 @@ struct Shared {
     groups_finished: AtomicU64,
     /// Locked only by the leader (there is at most one), so never contended; the lock
     /// exists to give the leader `&mut` access.
-    file: Mutex<FileState>,
+    log: Mutex<LogWriter>,
 }
 
 /// One write-ahead log file, shared by all writers (`Send + Sync`).
@@ -210,26 +209,26 @@ impl Wal {
         options: WalOptions,
     ) -> Result<Arc<Wal>> {
         let path = path.into();
-        let mut file = fs.create(&path).ctx("create", &path)?;
-        let header = file_header();
-        file.append(&header).ctx("write", &path)?;
-        let started = Instant::now();
-        file.sync_data().ctx("fdatasync", &path)?;
-        let sync_time = started.elapsed();
-        fs.sync_dir(&parent_dir(&path)).ctx("fsync directory", parent_dir(&path))?;
-        let header_len = FILE_HEADER_LEN as u64;
-        let stats =
-            WalStats { bytes_written: header_len, syncs: 1, sync_time, ..WalStats::default() };
+        let log_options = LogWriterOptions { bytes_per_sync: options.bytes_per_sync };
+        let log = LogWriter::create(&*fs, path.clone(), log_options)?;
+        let header_len = log.written_len();
+        let stats = WalStats {
+            bytes_written: header_len,
+            syncs: log.sync_count(),
+            sync_time: log.sync_time(),
+            ..WalStats::default()
+        };
         let queue = QueueState {
             groups: VecDeque::new(),
             next_group_id: 1,
-            block_offset: FILE_HEADER_LEN % BLOCK_SIZE,
+            // Below BLOCK_SIZE, so the cast is exact.
+            block_offset: (header_len % BLOCK_SIZE as u64) as usize,
             done_through: 0,
             leader_active: false,
             failure: None,
             closed: false,
             written_len: header_len,
-            synced_len: header_len,
+            synced_len: log.synced_len(),
             stats,
             spare_bufs: Vec::new(),
         };
@@ -240,11 +239,7 @@ impl Wal {
                 queue: Mutex::new(queue),
                 group_done: Condvar::new(),
                 groups_finished: AtomicU64::new(0),
-                file: Mutex::new(FileState {
-                    file,
-                    synced_len: header_len,
-                    hinted_len: header_len,
-                }),
+                log: Mutex::new(log),
             }),
         }))
     }
@@ -292,7 +287,7 @@ impl Wal {
         }
         let block_offset = q.block_offset;
         let Some(group) = q.groups.back_mut() else {
-            return Err(Error::InvalidArgument("internal: no open group".into()));
+            return Err(Error::Internal("the write-ahead log has no open group".into()));
         };
         let new_offset = frame_record(&mut group.buf, block_offset, payload);
         group.sync |= sync;
@@ -368,88 +363,6 @@ impl Wal {
     /// The error that poisoned the log, if any.
     pub fn poison(&self) -> Option<Error> {
         self.shared.queue.lock().failure.as_ref().map(|(_, e)| e.clone().poisoned())
-    }
-
-    /// Starts a background thread that syncs the log at least every `every` while it holds
-    /// unsynced records ([`crate::Durability::Periodic`]). The thread holds only a weak
-    /// reference; it stops when the returned handle drops, when the log is closed or dropped,
-    /// or after a failed sync (which poisons the log like any other failed sync).
-    ///
-    /// Fails with [`Error::Io`] if the OS refuses the thread: the caller must not carry on
-    /// as if the log were synced periodically.
-    ///
-    /// ```
-    /// # use std::{path::Path, sync::Arc, time::Duration};
-    /// # use strata_core::{fs::FileSystem, sim::SimFileSystem};
-    /// # use strata_wal::{Wal, WalOptions};
-    /// # let fs = Arc::new(SimFileSystem::new());
-    /// # fs.create_dir_all(Path::new("/db")).unwrap();
-    /// let wal = Wal::create(fs, "/db/000001.log", WalOptions::default())?;
-    /// let syncer = wal.spawn_periodic_sync(Duration::from_millis(100))?;
-    /// wal.append(b"buffered now, durable within ~100 ms", false)?;
-    /// drop(syncer); // stops and joins the thread
-    /// # Ok::<(), strata_core::Error>(())
-    /// ```
-    pub fn spawn_periodic_sync(self: &Arc<Self>, every: Duration) -> Result<PeriodicSync> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let weak: Weak<Wal> = Arc::downgrade(self);
-        let thread_stop = stop.clone();
-        let thread = strata_core::thread::spawn("strata-wal-sync", move || {
-            periodic_sync_loop(weak, every, thread_stop)
-        })
-        .map_err(|e| Error::io("spawn the periodic sync thread", self.path(), e))?;
-        Ok(PeriodicSync { stop, thread: Some(thread) })
-    }
-}
-
-fn periodic_sync_loop(wal: Weak<Wal>, every: Duration, stop: Arc<(Mutex<bool>, Condvar)>) {
-    loop {
-        {
-            let mut stopped = stop.0.lock();
-            if !*stopped {
-                stop.1.wait_for(&mut stopped, every);
-            }
-            if *stopped {
-                return;
-            }
-        }
-        let Some(wal) = wal.upgrade() else { return };
-        if wal.is_closed() || wal.poison().is_some() {
-            return;
-        }
-        if wal.has_unsynced() && wal.sync().is_err() {
-            // The failure poisoned the log; every writer will see it.
-            return;
-        }
-    }
-}
-
-/// The background syncer of [`Wal::spawn_periodic_sync`]; dropping it stops the thread and
-/// waits for it.
-#[derive(Debug)]
-pub struct PeriodicSync {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl PeriodicSync {
-    /// Whether the thread is still running.
-    pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
-    }
-}
-
-impl Drop for PeriodicSync {
-    fn drop(&mut self) {
-        *self.stop.0.lock() = true;
-        self.stop.1.notify_all();
-        if let Some(thread) = self.thread.take() {
-            // The thread may hold the last strong reference to the Wal for a moment; if this
-            // drop runs on that very thread, joining would deadlock.
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
-        }
     }
 }
 
@@ -532,8 +445,8 @@ impl Shared {
             }
             let Some(taken) = q.groups.pop_front() else {
                 q.leader_active = false;
-                return Err(Error::InvalidArgument(format!(
-                    "internal: group {group} is neither queued nor done"
+                return Err(Error::Internal(format!(
+                    "write-ahead log group {group} is neither queued nor done"
                 )));
             };
             let outcome = MutexGuard::unlocked(&mut q, || self.write_group(&taken));
@@ -573,46 +486,30 @@ impl Shared {
         }
     }
 
-    /// The leader's I/O, with the queue unlocked so other writers keep enqueuing.
+    /// The leader's I/O, with the queue unlocked so other writers keep enqueuing. Groups
+    /// are written in id order and each was framed where the previous one ends, so the
+    /// group starts at the log writer's block offset.
     fn write_group(&self, group: &Group) -> Result<GroupOutcome> {
-        let mut f = self.file.lock();
-        if !group.buf.is_empty() {
-            f.file.append(&group.buf).ctx("write", &self.path)?;
+        let mut log = self.log.lock();
+        let sync_time = log.write_framed(&group.buf, group.sync)?;
+        if let (Some(elapsed), Some(hook)) = (sync_time, &self.options.on_sync) {
+            // A panicking hook must not unwind through the leader: it would leave the log
+            // with a leader that never finishes and every writer waiting forever.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(elapsed)));
         }
-        let mut sync_time = None;
-        if group.sync && f.file.len() > f.synced_len {
-            let started = Instant::now();
-            f.file.sync_data().ctx("fdatasync", &self.path)?;
-            let elapsed = started.elapsed();
-            f.synced_len = f.file.len();
-            f.hinted_len = f.synced_len;
-            if let Some(hook) = &self.options.on_sync {
-                // A panicking hook must not unwind through the leader: it would leave the
-                // log with a leader that never finishes and every writer waiting forever.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(elapsed)));
-            }
-            sync_time = Some(elapsed);
-        } else if self.options.bytes_per_sync > 0
-            && f.file.len() - f.hinted_len >= self.options.bytes_per_sync
-        {
-            // Start writing back what accumulated, so that the log's next sync (at the
-            // latest when its memtable is switched out, under the write lock) has little
-            // left to write and stalls writers for less.
-            let (from, to) = (f.hinted_len, f.file.len());
-            f.file.start_writeback(from, to - from).ctx("sync_file_range", &self.path)?;
-            f.hinted_len = to;
-        }
-        Ok(GroupOutcome { bytes: group.buf.len() as u64, sync_time, synced_len: f.synced_len })
+        Ok(GroupOutcome { bytes: group.buf.len() as u64, sync_time, synced_len: log.synced_len() })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::FILE_HEADER_LEN;
     use crate::{LogReader, RecoveryMode};
     use std::io;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::mpsc;
+    use strata_core::fs::WritableFile;
     use strata_core::fs::{FileBytes, FileLock};
     use strata_core::sim::{CrashMode, SimFileSystem};
 
@@ -799,54 +696,6 @@ mod tests {
         wal.sync().unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(wal.stats().syncs, 3); // the header's too
-    }
-
-    fn poll(mut done: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if done() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        false
-    }
-
-    #[test]
-    fn periodic_sync_makes_buffered_records_durable() {
-        let (fs, wal) = setup();
-        let syncer = wal.spawn_periodic_sync(Duration::from_millis(10)).unwrap();
-        wal.append(b"eventually durable", false).unwrap();
-        assert!(poll(|| synced(&fs) == file_len(&fs)), "never synced");
-        wal.append(b"again", false).unwrap();
-        assert!(poll(|| synced(&fs) == file_len(&fs)), "never synced");
-        assert!(syncer.is_running());
-        drop(syncer); // joins
-        fs.crash(CrashMode::SyncedOnly);
-        assert_eq!(records(&*fs).len(), 2);
-    }
-
-    // Before, a refused thread was dropped silently: `Durability::Periodic` quietly became
-    // `Buffered`, with nothing synced until the next switch.
-    #[test]
-    fn a_periodic_sync_thread_that_cannot_start_is_an_error() {
-        let (_fs, wal) = setup();
-        strata_core::thread::fail_nth_spawn_on_this_thread(1);
-        let err = wal.spawn_periodic_sync(Duration::from_millis(5)).unwrap_err();
-        assert!(matches!(err, Error::Io { .. }), "{err:?}");
-        assert!(wal.spawn_periodic_sync(Duration::from_millis(5)).unwrap().is_running());
-    }
-
-    #[test]
-    fn periodic_sync_stops_when_log_closes_or_drops() {
-        let (_fs, wal) = setup();
-        let syncer = wal.spawn_periodic_sync(Duration::from_millis(5)).unwrap();
-        wal.close().unwrap();
-        assert!(poll(|| !syncer.is_running()));
-        let (_fs, wal) = setup();
-        let syncer = wal.spawn_periodic_sync(Duration::from_millis(5)).unwrap();
-        drop(wal);
-        assert!(poll(|| !syncer.is_running()));
     }
 
     #[test]

@@ -1,0 +1,228 @@
+//! [`ConflictWindow`]: which keys were written after the snapshot of each open transaction,
+//! so that a transaction's commit can tell whether anything it read (or wrote) changed
+//! under it — optimistic concurrency control.
+//!
+//! The window lives under the commit lock (in `WriteState`): every commit sequenced while a
+//! transaction is open records its keys here *when it is sequenced*, before it is applied
+//! or logged, so a validating commit sees writes that are still in flight without waiting
+//! for them. When no transaction is open nothing is recorded, so plain writes pay one
+//! branch.
+//!
+//! History is bounded ([`ConflictWindow::new`]'s capacity, in key bytes): when it would
+//! grow past it, the oldest writes are forgotten and every transaction whose snapshot
+//! precedes a forgotten write gets [`Error::Conflict`] at commit — a spurious retry, never
+//! a wrong answer (as RocksDB's optimistic transactions fail when memtable history is
+//! gone). A long-open transaction therefore costs bounded memory and never blocks a flush
+//! or a compaction.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use strata_core::key::SeqNo;
+use strata_core::{Error, Result};
+use strata_wal::WriteBatch;
+
+use crate::db_iter::KeyRange;
+
+/// What a transaction read (and, unless it is blind, wrote): what its commit validates.
+#[derive(Default, Debug, Clone)]
+pub(crate) struct ReadSet {
+    pub(crate) keys: Vec<Vec<u8>>,
+    pub(crate) ranges: Vec<KeyRange>,
+}
+
+impl ReadSet {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.ranges.is_empty()
+    }
+}
+
+pub(crate) struct ConflictWindow {
+    /// Snapshots of open transactions, with a count each.
+    open: BTreeMap<SeqNo, usize>,
+    /// Per key, the last sequence number that wrote it (since the oldest open snapshot).
+    written: BTreeMap<Vec<u8>, SeqNo>,
+    /// Every recorded write in sequence order, to forget the oldest first.
+    history: VecDeque<(SeqNo, Vec<u8>)>,
+    /// Key bytes in `history`.
+    bytes: usize,
+    capacity: usize,
+    /// The newest sequence number forgotten for lack of room (0: none).
+    forgotten: SeqNo,
+}
+
+impl ConflictWindow {
+    /// A window keeping up to `capacity` bytes of written keys.
+    pub(crate) fn new(capacity: usize) -> Self {
+        ConflictWindow {
+            open: BTreeMap::new(),
+            written: BTreeMap::new(),
+            history: VecDeque::new(),
+            bytes: 0,
+            capacity,
+            forgotten: 0,
+        }
+    }
+
+    /// Registers a transaction reading at `snapshot` (the last sequence number assigned,
+    /// taken under the commit lock, so every later commit is recorded).
+    pub(crate) fn open(&mut self, snapshot: SeqNo) {
+        *self.open.entry(snapshot).or_insert(0) += 1;
+    }
+
+    /// Unregisters a transaction and forgets what no open transaction needs any more.
+    pub(crate) fn close(&mut self, snapshot: SeqNo) {
+        if let Some(n) = self.open.get_mut(&snapshot) {
+            *n -= 1;
+            if *n == 0 {
+                self.open.remove(&snapshot);
+            }
+        }
+        match self.open.keys().next().copied() {
+            None => {
+                self.written.clear();
+                self.history.clear();
+                self.bytes = 0;
+                self.forgotten = 0;
+            }
+            Some(oldest) => {
+                // Writes at or below the oldest open snapshot happened before every open
+                // transaction began: none can conflict with them.
+                while self.history.front().is_some_and(|(seq, _)| *seq <= oldest) {
+                    self.pop_oldest();
+                }
+            }
+        }
+    }
+
+    /// Whether any transaction is open (so commits must be recorded).
+    pub(crate) fn is_tracking(&self) -> bool {
+        !self.open.is_empty()
+    }
+
+    /// Records the keys of `batch`, sequenced from `first_seq`.
+    pub(crate) fn record(&mut self, batch: &WriteBatch, first_seq: SeqNo) {
+        if !self.is_tracking() {
+            return;
+        }
+        for (i, e) in batch.iter().enumerate() {
+            let seq = first_seq + i as u64;
+            self.written.insert(e.key.to_vec(), seq);
+            self.history.push_back((seq, e.key.to_vec()));
+            self.bytes += e.key.len();
+        }
+        while self.bytes > self.capacity {
+            if let Some(seq) = self.pop_oldest() {
+                self.forgotten = self.forgotten.max(seq);
+            }
+        }
+    }
+
+    fn pop_oldest(&mut self) -> Option<SeqNo> {
+        let (seq, key) = self.history.pop_front()?;
+        self.bytes -= key.len();
+        if self.written.get(&key) == Some(&seq) {
+            self.written.remove(&key);
+        }
+        Some(seq)
+    }
+
+    /// [`Error::Conflict`] if a key or range of `reads` was written after `snapshot`, or if
+    /// a write after `snapshot` was forgotten (it may have touched one).
+    pub(crate) fn validate(&self, snapshot: SeqNo, reads: &ReadSet) -> Result<()> {
+        if self.forgotten > snapshot {
+            return Err(Error::Conflict);
+        }
+        let newer = |seq: &SeqNo| *seq > snapshot;
+        if reads.keys.iter().any(|k| self.written.get(k).is_some_and(newer)) {
+            return Err(Error::Conflict);
+        }
+        for r in &reads.ranges {
+            if self.written.range::<[u8], _>(r.bounds()).any(|(_, seq)| newer(seq)) {
+                return Err(Error::Conflict);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConflictWindow, ReadSet};
+    use crate::db_iter::KeyRange;
+    use std::ops::Bound;
+    use strata_core::Error;
+    use strata_wal::WriteBatch;
+
+    fn batch(keys: &[&str]) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        keys.iter().for_each(|k| b.put(k, "v"));
+        b
+    }
+
+    fn reads(keys: &[&str], ranges: &[(&str, &str)]) -> ReadSet {
+        ReadSet {
+            keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            ranges: ranges
+                .iter()
+                .map(|(a, b)| KeyRange {
+                    start: Bound::Included(a.as_bytes().to_vec()),
+                    end: Bound::Excluded(b.as_bytes().to_vec()),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_writes_after_the_snapshot_conflict() {
+        let mut w = ConflictWindow::new(1 << 20);
+        w.open(10);
+        w.record(&batch(&["a"]), 11);
+        w.open(11);
+        w.record(&batch(&["b"]), 12);
+        assert!(matches!(w.validate(10, &reads(&["a"], &[])), Err(Error::Conflict)));
+        assert!(w.validate(11, &reads(&["a"], &[])).is_ok(), "a was written at 11, not after");
+        assert!(matches!(w.validate(11, &reads(&["b"], &[])), Err(Error::Conflict)));
+        assert!(w.validate(11, &reads(&["c"], &[])).is_ok());
+    }
+
+    #[test]
+    fn a_write_into_a_scanned_range_is_a_conflict() {
+        let mut w = ConflictWindow::new(1 << 20);
+        w.open(5);
+        w.record(&batch(&["user/2"]), 6);
+        assert!(matches!(w.validate(5, &reads(&[], &[("user/", "user0")])), Err(Error::Conflict)));
+        assert!(w.validate(5, &reads(&[], &[("user/3", "user0")])).is_ok());
+        assert!(w.validate(5, &reads(&[], &[("a", "user/2")])).is_ok(), "end is excluded");
+    }
+
+    #[test]
+    fn nothing_is_recorded_without_an_open_transaction_and_closing_forgets() {
+        let mut w = ConflictWindow::new(1 << 20);
+        w.record(&batch(&["a"]), 1);
+        w.open(1);
+        assert!(w.validate(0, &reads(&["a"], &[])).is_ok(), "recorded while nobody tracked");
+        w.record(&batch(&["b"]), 2);
+        w.open(2);
+        w.record(&batch(&["c"]), 3);
+        w.close(1);
+        // The oldest open snapshot is 2 now: the write at 2 can no longer matter.
+        assert_eq!(w.history.len(), 1);
+        assert!(matches!(w.validate(2, &reads(&["c"], &[])), Err(Error::Conflict)));
+        w.close(2);
+        assert!(!w.is_tracking() && w.history.is_empty() && w.written.is_empty());
+    }
+
+    #[test]
+    fn forgotten_history_fails_older_transactions_safely() {
+        let mut w = ConflictWindow::new(4); // room for four one-byte keys
+        w.open(0);
+        w.record(&batch(&["a", "b", "c", "d"]), 1);
+        assert!(w.validate(0, &reads(&["z"], &[])).is_ok());
+        w.record(&batch(&["e"]), 5); // forgets "a" (seq 1)
+        assert!(
+            matches!(w.validate(0, &reads(&["z"], &[])), Err(Error::Conflict)),
+            "a write after the snapshot was forgotten: it might have been z"
+        );
+        assert!(w.validate(1, &reads(&["z"], &[])).is_ok(), "the forgotten write is not newer");
+    }
+}

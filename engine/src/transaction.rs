@@ -1,0 +1,366 @@
+//! [`Transaction`]: optimistic, serializable read-modify-write transactions, and the
+//! conditional writes built on the same validation ([`strata_wal::WriteBatch::expect`],
+//! `Db::compare_and_swap`).
+//!
+//! A transaction reads a snapshot taken when it began, plus its own writes, and buffers
+//! its writes. Its commit is one batch, committed through the commit pipeline with a check
+//! run under the commit lock: if any key it read (or wrote, unless it read nothing) or any
+//! range it scanned was written by a commit sequenced after its snapshot, the commit fails
+//! with [`Error::Conflict`] and nothing is applied. What "written after" means is kept by
+//! the [`crate::conflict::ConflictWindow`]. Readers that use no transaction pay nothing;
+//! writers pay one branch while no transaction is open.
+
+use std::collections::BTreeMap;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_core::key::SeqNo;
+use strata_core::{Error, Result};
+use strata_wal::WriteBatch;
+
+use crate::commit::CommitMode;
+use crate::conflict::ReadSet;
+use crate::db_iter::KeyRange;
+use crate::inner::DbInner;
+use crate::options::WriteOptions;
+use crate::snapshot::{owned_range, Iter, Snapshot};
+
+/// How often a conditional write re-reads its keys when a concurrent commit changed one of
+/// them between its read and its commit, before giving up with [`Error::Conflict`].
+const CONDITION_ATTEMPTS: usize = 64;
+
+impl DbInner {
+    /// Opens a conflict window at the last sequence number assigned, and waits until it is
+    /// visible, so that a snapshot there sees every commit sequenced before it.
+    pub(crate) fn begin_tracking(&self) -> SeqNo {
+        let seq = {
+            let mut w = self.commit.lock();
+            let seq = w.last_assigned();
+            w.conflicts.open(seq);
+            seq
+        };
+        self.commit.wait_visible(seq);
+        seq
+    }
+
+    pub(crate) fn end_tracking(&self, seq: SeqNo) {
+        self.commit.lock().conflicts.close(seq);
+    }
+
+    /// Commits `batch` if nothing in `reads` was written after `snapshot` (checked under the
+    /// commit lock) and `extra` passes too; a batch without entries only checks.
+    fn commit_validated(
+        &self,
+        mut batch: WriteBatch,
+        mode: CommitMode,
+        snapshot: SeqNo,
+        reads: &ReadSet,
+        extra: Result<()>,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            self.check_open()?;
+            self.commit.lock().conflicts.validate(snapshot, reads)?;
+            return extra;
+        }
+        self.write_checked(&mut batch, mode, |w| {
+            w.conflicts.validate(snapshot, reads)?;
+            extra
+        })
+    }
+
+    /// A batch with expectations: read each expected key at a fresh tracked snapshot, then
+    /// commit with those keys as the read set, so that no write can slip in between the
+    /// check and the batch. A key changed meanwhile means reading again.
+    pub(crate) fn write_conditional(&self, batch: WriteBatch, mode: CommitMode) -> Result<()> {
+        self.check_writable()?;
+        let reads = ReadSet {
+            keys: batch.expectations().iter().map(|(k, _)| k.clone()).collect(),
+            ranges: Vec::new(),
+        };
+        for _ in 0..CONDITION_ATTEMPTS {
+            let seq = self.begin_tracking();
+            let outcome = (|| {
+                let view = self.current_view();
+                let mut verdict = Ok(());
+                for (key, expect) in batch.expectations() {
+                    let current = self.get_at(&view, key, seq)?;
+                    if !expect.holds(current.as_deref()) {
+                        verdict = Err(Error::ConditionFailed { key: key.clone() });
+                        break;
+                    }
+                }
+                self.commit_validated(batch.clone(), mode, seq, &reads, verdict)
+            })();
+            self.end_tracking(seq);
+            match outcome {
+                Err(Error::Conflict) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Conflict)
+    }
+}
+
+/// An optimistic transaction on a [`crate::Db`], from [`crate::Db::transaction`].
+///
+/// Reads see the database as of the moment the transaction began, plus the transaction's
+/// own writes; writes are buffered until [`Transaction::commit`], which applies them all
+/// atomically (one log record) — or fails with [`Error::Conflict`] if another commit wrote
+/// a key this transaction read, or into a range it scanned, after it began. Isolation is
+/// serializable for what it read. A transaction that only writes (reads nothing) never
+/// conflicts: the last committer wins, as with a plain batch. Dropping it (or
+/// [`Transaction::rollback`]) writes nothing.
+///
+/// The retry loop of an event store's expected-version append:
+///
+/// ```
+/// use strata::{Db, Error, Options};
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open(dir.path(), Options::default())?;
+/// let append = |event: &str| -> strata::Result<u64> {
+///     loop {
+///         let mut tx = db.transaction();
+///         let version = match tx.get("acct/7/version")? {
+///             Some(v) => std::str::from_utf8(&v).unwrap().parse::<u64>().unwrap(),
+///             None => 0,
+///         };
+///         let next = version + 1;
+///         tx.put(format!("acct/7/event/{next:010}"), event);
+///         tx.put("acct/7/version", next.to_string());
+///         match tx.commit() {
+///             Ok(()) => return Ok(next),
+///             Err(Error::Conflict) => continue, // someone appended first: read again
+///             Err(e) => return Err(e),
+///         }
+///     }
+/// };
+/// assert_eq!(append("opened")?, 1);
+/// assert_eq!(append("deposited")?, 2);
+/// assert_eq!(db.prefix("acct/7/event/").count(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Transaction {
+    db: Arc<DbInner>,
+    snapshot: Snapshot,
+    /// Buffered writes, last one per key (`None`: delete).
+    writes: BTreeMap<Vec<u8>, Option<Bytes>>,
+    reads: ReadSet,
+    /// Committed or rolled back: the conflict window is closed.
+    finished: bool,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("snapshot", &self.snapshot.sequence())
+            .field("writes", &self.writes.len())
+            .field("read_keys", &self.reads.keys.len())
+            .field("read_ranges", &self.reads.ranges.len())
+            .finish()
+    }
+}
+
+impl Transaction {
+    pub(crate) fn begin(db: Arc<DbInner>) -> Self {
+        let seq = db.begin_tracking();
+        let snapshot = Snapshot::at(Arc::clone(&db), seq);
+        Transaction {
+            db,
+            snapshot,
+            writes: BTreeMap::new(),
+            reads: ReadSet::default(),
+            finished: false,
+        }
+    }
+
+    /// The sequence number the transaction reads at.
+    pub fn sequence(&self) -> SeqNo {
+        self.snapshot.sequence()
+    }
+
+    /// The value of `key`: the transaction's own write if it made one, else the value as of
+    /// its snapshot (and then the key joins what the commit validates).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("k", "old")?;
+    /// let mut tx = db.transaction();
+    /// db.put("k", "newer")?; // after the snapshot: the transaction does not see it
+    /// assert_eq!(tx.get("k")?.as_deref(), Some(&b"old"[..]));
+    /// tx.put("k", "mine");
+    /// assert_eq!(tx.get("k")?.as_deref(), Some(&b"mine"[..]));
+    /// assert!(matches!(tx.commit(), Err(strata::Error::Conflict)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        if let Some(own) = self.writes.get(key) {
+            return Ok(own.clone());
+        }
+        self.reads.keys.push(key.to_vec());
+        self.snapshot.get(key)
+    }
+
+    /// Sets `key` to `value` when the transaction commits.
+    pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.writes.insert(key.as_ref().to_vec(), Some(Bytes::copy_from_slice(value.as_ref())));
+    }
+
+    /// Deletes `key` when the transaction commits.
+    pub fn delete(&mut self, key: impl AsRef<[u8]>) {
+        self.writes.insert(key.as_ref().to_vec(), None);
+    }
+
+    /// The entries in `range` as of the snapshot, merged with the transaction's own writes,
+    /// in key order. The whole range joins what the commit validates (a write into it by
+    /// another commit after the snapshot is a conflict: no phantoms), however far the
+    /// iterator is read.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("acct/7/a", "1")?;
+    /// db.put("acct/7/c", "3")?;
+    /// let mut tx = db.transaction();
+    /// tx.put("acct/7/b", "2");
+    /// tx.delete("acct/7/c");
+    /// let keys: Vec<_> = tx.range("acct/7/".."acct/70").map(|r| r.unwrap().0).collect();
+    /// assert_eq!(keys, ["acct/7/a", "acct/7/b"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> TransactionIter {
+        self.scan(owned_range(&range))
+    }
+
+    /// The entries whose keys start with `prefix`, merged with the transaction's own
+    /// writes; the prefix joins what the commit validates.
+    pub fn prefix(&mut self, prefix: impl AsRef<[u8]>) -> TransactionIter {
+        self.scan(KeyRange::prefix(prefix.as_ref()))
+    }
+
+    pub(crate) fn scan(&mut self, range: KeyRange) -> TransactionIter {
+        let own: Vec<(Bytes, Option<Bytes>)> = self
+            .writes
+            .range::<[u8], _>(range.bounds())
+            .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
+            .collect();
+        let stored = self.snapshot.range_of(range.clone());
+        self.reads.ranges.push(range);
+        TransactionIter { stored, pending_stored: None, own: own.into_iter().peekable() }
+    }
+
+    /// Commits with the database's default durability: every write at once, or
+    /// [`Error::Conflict`] (nothing applied; retry on a new transaction). A transaction
+    /// that wrote nothing commits trivially: it read one consistent snapshot.
+    pub fn commit(self) -> Result<()> {
+        self.commit_with(WriteOptions::default())
+    }
+
+    /// [`Transaction::commit`] as `options` say (see [`crate::Db::write_with`]): a
+    /// [`crate::Durability`], or [`WriteOptions`] with `no_wait`.
+    ///
+    /// ```
+    /// use strata::{Db, Durability, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// let mut tx = db.transaction();
+    /// tx.put("k", "v");
+    /// tx.commit_with(Durability::Sync)?; // on stable storage when this returns
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn commit_with(mut self, options: impl Into<WriteOptions>) -> Result<()> {
+        self.finished = true;
+        let result = self.try_commit(options.into().mode(self.db.opts.durability));
+        self.db.end_tracking(self.snapshot.sequence());
+        result
+    }
+
+    fn try_commit(&mut self, mode: CommitMode) -> Result<()> {
+        self.db.check_open()?;
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        for (key, value) in &self.writes {
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
+            }
+        }
+        let mut reads = std::mem::take(&mut self.reads);
+        if reads.is_empty() {
+            // Blind writes: last committer wins, as with a plain batch.
+            return self.db.write(batch, mode);
+        }
+        // First committer wins on a key both wrote.
+        reads.keys.extend(self.writes.keys().cloned());
+        self.db.commit_validated(batch, mode, self.snapshot.sequence(), &reads, Ok(()))
+    }
+
+    /// Discards the transaction: nothing is written (the same as dropping it).
+    pub fn rollback(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.db.end_tracking(self.snapshot.sequence());
+        }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The iterator of [`Transaction::range`] and [`Transaction::prefix`]: the snapshot's
+/// entries merged with the transaction's own writes (which win, and whose deletes hide).
+pub struct TransactionIter {
+    stored: Iter,
+    pending_stored: Option<(Bytes, Bytes)>,
+    own: std::iter::Peekable<std::vec::IntoIter<(Bytes, Option<Bytes>)>>,
+}
+
+impl std::fmt::Debug for TransactionIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionIter").finish_non_exhaustive()
+    }
+}
+
+impl Iterator for TransactionIter {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.pending_stored.is_none() {
+                match self.stored.next() {
+                    Some(Ok(kv)) => self.pending_stored = Some(kv),
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => {}
+                }
+            }
+            let own_key = self.own.peek().map(|(k, _)| k.clone());
+            let take_own = match (&self.pending_stored, &own_key) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((sk, _)), Some(ok)) => ok <= sk,
+            };
+            if !take_own {
+                return self.pending_stored.take().map(Ok);
+            }
+            let (key, value) = self.own.next()?;
+            if self.pending_stored.as_ref().is_some_and(|(sk, _)| *sk == key) {
+                self.pending_stored = None; // shadowed by the transaction's own write
+            }
+            if let Some(v) = value {
+                return Some(Ok((key, v)));
+            }
+        }
+    }
+}
