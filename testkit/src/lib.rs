@@ -9,6 +9,8 @@
 //! * [`crash`]: the crash workload (deterministic writes with per-thread progress keys) and the
 //!   check of a recovered state; [`kill9`] runs it against a writer process killed with
 //!   SIGKILL, [`power_loss`] against threads whose simulated disk loses power.
+//! * [`fuzz`]: the logic of the cargo-fuzz targets in `fuzz/` and their seed corpus, which
+//!   `engine/tests/fuzz_corpus_replay.rs` also replays in an ordinary `cargo test`.
 //!
 //! Everything here reports a finding by panicking, as a test or a fuzz target must.
 //!
@@ -23,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod crash;
+pub mod fuzz;
 pub mod kill9;
 pub mod model;
 pub mod power_loss;
