@@ -6,6 +6,9 @@
 //!
 //! * [`model`]: the reference model, a `BTreeMap` of what a store must hold, with the contents
 //!   each live snapshot saw.
+//! * [`model_test`]: the model-based property test, one operation sequence (a proptest
+//!   strategy) run against any store that implements [`strata::KvStore`], through the adapter
+//!   in [`store`].
 //! * [`crash`]: the crash workload (deterministic writes with per-thread progress keys) and the
 //!   check of a recovered state; [`kill9`] runs it against a writer process killed with
 //!   SIGKILL, [`power_loss`] against threads whose simulated disk loses power.
@@ -28,4 +31,6 @@ pub mod crash;
 pub mod fuzz;
 pub mod kill9;
 pub mod model;
+pub mod model_test;
 pub mod power_loss;
+pub mod store;

@@ -1,9 +1,9 @@
 //! The reference model: a `BTreeMap` of what a store must hold, and what each live snapshot
 //! saw when it was taken.
 //!
-//! The `ops_crash` fuzz target ([`crate::fuzz::ops_crash`]) applies every acknowledged write
-//! to a [`Model`] and compares the store's reads with it; the crash checks ([`crate::crash`])
-//! build [`State`]s with [`apply`].
+//! The model test ([`crate::model_test`]) and the `ops_crash` fuzz target
+//! ([`crate::fuzz::ops_crash`]) apply every acknowledged write to a [`Model`] and compare the
+//! store's reads with it; the crash checks ([`crate::crash`]) build [`State`]s with [`apply`].
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
