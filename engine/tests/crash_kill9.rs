@@ -1,19 +1,19 @@
-//! kill -9 crash test (CI-sized): the campaign of `examples/crashtest.rs` with 20 short
-//! rounds. The writer child is this test binary re-executed with `--exact child_entry` and the
-//! child's arguments in environment variables; `child_entry` does nothing in a normal run.
+//! kill -9 crash test (CI-sized): the campaign of `strata_testkit::kill9` (which
+//! `examples/crashtest.rs` runs for long campaigns) with 20 short rounds. The writer child is
+//! this test binary re-executed with `--exact child_entry` and the child's arguments in
+//! environment variables; `child_entry` does nothing in a normal run.
 //!
 //! Long campaign: `cargo run --release -p strata --example crashtest -- --rounds 100000 --dir /tmp/x`
 //! (docs/testing.md). `STRATA_LONG_TESTS=1` runs 200 rounds here.
 
-#[path = "../examples/crashtest.rs"]
-mod crashtest;
-
 use std::process::Command;
+
+use strata_testkit::kill9::{child_main, run_campaign, Campaign, ChildArgs};
 
 #[test]
 fn child_entry() {
-    if let Some(args) = crashtest::ChildArgs::from_env() {
-        crashtest::child_main(&args);
+    if let Some(args) = ChildArgs::from_env() {
+        child_main(&args);
     }
 }
 
@@ -21,7 +21,7 @@ fn child_entry() {
 fn kill9_campaign() {
     let long = std::env::var_os("STRATA_LONG_TESTS").is_some();
     let dir = tempfile::tempdir().unwrap();
-    let campaign = crashtest::Campaign {
+    let campaign = Campaign {
         dir: dir.path().join("crash"),
         rounds: if long { 200 } else { 20 },
         seed: std::env::var("STRATA_CRASH_SEED")
@@ -33,7 +33,7 @@ fn kill9_campaign() {
         max_ms: if long { 1000 } else { 250 },
     };
     let exe = std::env::current_exe().unwrap();
-    let verified = crashtest::run_campaign(&campaign, &|| {
+    let verified = run_campaign(&campaign, &|| {
         let mut cmd = Command::new(&exe);
         cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads", "1"]);
         cmd

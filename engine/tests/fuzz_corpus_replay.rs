@@ -1,15 +1,13 @@
 //! Replays every committed fuzz corpus file (`fuzz/corpus/<target>/*`) through the fuzz
 //! targets' logic, so an ordinary `cargo test` covers them without a fuzzer.
 //!
-//! The targets live in `fuzz/src/lib.rs` (the cargo-fuzz crate, not a workspace member); it
-//! is compiled into this test as a module. `STRATA_WRITE_FUZZ_CORPUS=1` regenerates the seed
-//! files from `fuzz_lib::seed_corpus()` first (see docs/testing.md).
-
-#[allow(dead_code)]
-#[path = "../../fuzz/src/lib.rs"]
-mod fuzz_lib;
+//! The targets' logic is `strata_testkit::fuzz`, which the cargo-fuzz targets in `fuzz/` call
+//! too. `STRATA_WRITE_FUZZ_CORPUS=1` regenerates the seed files from `seed_corpus()` first
+//! (see docs/testing.md).
 
 use std::path::{Path, PathBuf};
+
+use strata_testkit::fuzz::{run_target, seed_corpus, TARGETS};
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
@@ -17,8 +15,7 @@ fn corpus_dir(target: &str) -> PathBuf {
 
 fn replay(target: &str) {
     if std::env::var_os("STRATA_WRITE_FUZZ_CORPUS").is_some() {
-        for (t, name, bytes) in fuzz_lib::seed_corpus().into_iter().filter(|(t, _, _)| *t == target)
-        {
+        for (t, name, bytes) in seed_corpus().into_iter().filter(|(t, _, _)| *t == target) {
             let dir = corpus_dir(t);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
@@ -34,7 +31,7 @@ fn replay(target: &str) {
     let mut replayed = 0;
     for file in files {
         let data = std::fs::read(&file).unwrap();
-        let outcome = std::panic::catch_unwind(|| fuzz_lib::run_target(target, &data));
+        let outcome = std::panic::catch_unwind(|| run_target(target, &data));
         if let Err(panic) = outcome {
             std::panic::resume_unwind(Box::new(format!(
                 "{target} fails on corpus file {}: {}",
@@ -73,10 +70,10 @@ fn manifest_reader_corpus() {
 
 #[test]
 fn seed_corpus_is_small_and_committed() {
-    let seeds = fuzz_lib::seed_corpus();
+    let seeds = seed_corpus();
     let total: usize = seeds.iter().map(|(_, _, b)| b.len()).sum();
     assert!(total < 1 << 20, "seed corpus of {total} bytes is too large");
-    for target in fuzz_lib::TARGETS {
+    for target in TARGETS {
         assert!(seeds.iter().any(|(t, _, _)| *t == target), "no seeds for {target}");
     }
 }

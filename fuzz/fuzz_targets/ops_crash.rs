@@ -1,4 +1,4 @@
-//! cargo-fuzz target `ops_crash`: see `strata_fuzz::ops_crash` and docs/testing.md.
+//! cargo-fuzz target `ops_crash`: see `strata_testkit::fuzz::ops_crash` and docs/testing.md.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| strata_fuzz::ops_crash(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| strata_testkit::fuzz::ops_crash::run(data));

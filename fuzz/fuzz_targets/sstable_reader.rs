@@ -1,4 +1,4 @@
-//! cargo-fuzz target `sstable_reader`: see `strata_fuzz::sstable_reader` and docs/testing.md.
+//! cargo-fuzz target `sstable_reader`: see `strata_testkit::fuzz::sstable_reader` and docs/testing.md.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| strata_fuzz::sstable_reader(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| strata_testkit::fuzz::sstable_reader::run(data));
