@@ -466,6 +466,87 @@ impl FileSystem for SimFileSystem {
     }
 }
 
+/// How an [`InterceptCreate`] creates a file: given the path and the file system it wraps.
+pub type CreateHook =
+    dyn Fn(&Path, &dyn FileSystem) -> io::Result<Box<dyn WritableFile>> + Send + Sync;
+
+/// A file system that hands every `create` to a hook and every other call to the file
+/// system it wraps: for tests that must hold up, fail, panic in or wrap the creation of
+/// some files (a table the flush writes, a log's appends) while the rest runs as usual.
+///
+/// ```
+/// use std::path::Path;
+/// use std::sync::Arc;
+/// use strata_core::fs::FileSystem;
+/// use strata_core::sim::{InterceptCreate, SimFileSystem};
+/// let disk = SimFileSystem::new();
+/// disk.create_dir_all(Path::new("/db")).unwrap();
+/// let fs = InterceptCreate::new(Arc::new(disk.process()), |path, inner| {
+///     if path.extension().is_some_and(|e| e == "sst") {
+///         return Err(std::io::Error::other("no tables today"));
+///     }
+///     inner.create(path)
+/// });
+/// assert!(fs.create(Path::new("/db/000007.sst")).is_err());
+/// assert!(fs.create(Path::new("/db/000008.log")).is_ok());
+/// ```
+pub struct InterceptCreate {
+    inner: Arc<dyn FileSystem>,
+    hook: Box<CreateHook>,
+}
+
+impl InterceptCreate {
+    /// Wraps `inner`, creating files through `hook`.
+    pub fn new(
+        inner: Arc<dyn FileSystem>,
+        hook: impl Fn(&Path, &dyn FileSystem) -> io::Result<Box<dyn WritableFile>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        InterceptCreate { inner, hook: Box::new(hook) }
+    }
+}
+
+impl std::fmt::Debug for InterceptCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterceptCreate").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl FileSystem for InterceptCreate {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        (self.hook)(path, &*self.inner)
+    }
+    fn map(&self, path: &Path) -> io::Result<FileBytes> {
+        self.inner.map(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        self.inner.file_size(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<FileLock> {
+        self.inner.lock(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,69 +5,37 @@
 //! The panic comes from a user-supplied component that runs on those threads, the file
 //! system: [`PanickingFs`] panics when the named thread creates a table.
 
-use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use strata::{Db, Durability, Error, Options};
-use strata_core::fs::{FileBytes, FileLock, FileSystem, WritableFile};
-use strata_core::sim::SimFileSystem;
+use strata_core::fs::FileSystem;
+use strata_core::sim::{InterceptCreate, SimFileSystem};
 
 /// Long enough for a loaded machine; a hang (the old behaviour) never ends.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-#[derive(Debug)]
+/// A simulated disk whose named thread panics when it next creates a table, once armed.
 struct PanickingFs {
-    inner: SimFileSystem,
-    /// The thread (by name) whose next table creation panics, while armed.
-    thread: &'static str,
-    armed: AtomicBool,
+    armed: Arc<AtomicBool>,
+    fs: Arc<dyn FileSystem>,
 }
 
-impl FileSystem for PanickingFs {
-    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+fn panicking_fs(disk: &SimFileSystem, thread: &'static str) -> PanickingFs {
+    let armed = Arc::new(AtomicBool::new(false));
+    let trigger = Arc::clone(&armed);
+    let fs = InterceptCreate::new(Arc::new(disk.process()), move |path, inner| {
         let is_table = path.extension().is_some_and(|e| e == "sst");
         if is_table
-            && std::thread::current().name() == Some(self.thread)
-            && self.armed.swap(false, Ordering::SeqCst)
+            && std::thread::current().name() == Some(thread)
+            && trigger.swap(false, Ordering::SeqCst)
         {
             panic!("injected panic creating {}", path.display());
         }
-        self.inner.create(path)
-    }
-    fn map(&self, path: &Path) -> io::Result<FileBytes> {
-        self.inner.map(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn file_size(&self, path: &Path) -> io::Result<u64> {
-        self.inner.file_size(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(dir)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<FileLock> {
-        self.inner.lock(path)
-    }
-}
-
-fn panicking_fs(disk: &SimFileSystem, thread: &'static str) -> Arc<PanickingFs> {
-    Arc::new(PanickingFs { inner: disk.process(), thread, armed: AtomicBool::new(false) })
+        inner.create(path)
+    });
+    PanickingFs { armed, fs: Arc::new(fs) }
 }
 
 /// Runs `f` on another thread and returns its result, or panics if it does not finish.
@@ -98,8 +66,10 @@ fn assert_poisoned_by_panic(r: &strata::Result<()>, thread: &str) {
 fn a_panic_in_the_flush_thread_poisons_instead_of_hanging_writers() {
     let disk = SimFileSystem::new();
     let fs = panicking_fs(&disk, "strata-flush");
-    let opts =
-        Options::default().file_system(fs.clone()).memtable_size(4096).max_immutable_memtables(1);
+    let opts = Options::default()
+        .file_system(Arc::clone(&fs.fs))
+        .memtable_size(4096)
+        .max_immutable_memtables(1);
     let db = Db::open("/db", opts).unwrap();
     db.put("durable", "v").unwrap();
     db.flush().unwrap();
@@ -135,7 +105,7 @@ fn a_panic_in_the_compaction_thread_poisons_instead_of_hanging_waiters() {
     let disk = SimFileSystem::new();
     let fs = panicking_fs(&disk, "strata-compact");
     fs.armed.store(true, Ordering::SeqCst);
-    let opts = Options::default().file_system(fs.clone()).l0_compaction_trigger(2);
+    let opts = Options::default().file_system(Arc::clone(&fs.fs)).l0_compaction_trigger(2);
     let db = Db::open("/db", opts).unwrap();
     // Two overlapping level-0 tables: a real merge (a trivial move creates no table).
     for round in 0..2u32 {

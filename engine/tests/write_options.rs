@@ -6,87 +6,64 @@
 //! The stalls are made deterministic by [`GatedFs`]: table files cannot be created while
 //! its gate is closed, so flushes and compactions stand still until the test opens it.
 
-use std::io;
-use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use strata::fs::{FileBytes, FileLock, FileSystem, WritableFile};
+use strata::fs::FileSystem;
 use strata::{Db, Durability, Error, Options, WriteBatch, WriteOptions};
-use strata_core::sim::SimFileSystem;
+use strata_core::sim::{InterceptCreate, SimFileSystem};
 
 /// Long enough for a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A simulated disk on which only `allowed` more table files may be created; the next
 /// creation blocks until [`GatedFs::open`].
-#[derive(Debug)]
 struct GatedFs {
-    inner: SimFileSystem,
+    gate: Arc<Gate>,
+    fs: Arc<dyn FileSystem>,
+}
+
+struct Gate {
     allowed: Mutex<Option<usize>>,
     opened: Condvar,
 }
 
+impl Gate {
+    /// Waits until this table creation may go ahead.
+    fn pass(&self) {
+        let mut allowed = self.allowed.lock();
+        loop {
+            match allowed.as_mut() {
+                None => return,
+                Some(0) => self.opened.wait(&mut allowed),
+                Some(n) => {
+                    *n -= 1;
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl GatedFs {
     fn new(disk: &SimFileSystem, allowed_tables: usize) -> Arc<GatedFs> {
-        Arc::new(GatedFs {
-            inner: disk.process(),
-            allowed: Mutex::new(Some(allowed_tables)),
-            opened: Condvar::new(),
-        })
+        let gate =
+            Arc::new(Gate { allowed: Mutex::new(Some(allowed_tables)), opened: Condvar::new() });
+        let held = Arc::clone(&gate);
+        let fs = InterceptCreate::new(Arc::new(disk.process()), move |path, inner| {
+            if path.extension().is_some_and(|e| e == "sst") {
+                held.pass();
+            }
+            inner.create(path)
+        });
+        Arc::new(GatedFs { gate, fs: Arc::new(fs) })
     }
 
     /// Lets every table creation through from now on.
     fn open(&self) {
-        *self.allowed.lock() = None;
-        self.opened.notify_all();
-    }
-}
-
-impl FileSystem for GatedFs {
-    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        if path.extension().is_some_and(|e| e == "sst") {
-            let mut allowed = self.allowed.lock();
-            loop {
-                match allowed.as_mut() {
-                    None => break,
-                    Some(0) => self.opened.wait(&mut allowed),
-                    Some(n) => {
-                        *n -= 1;
-                        break;
-                    }
-                }
-            }
-        }
-        self.inner.create(path)
-    }
-    fn map(&self, path: &Path) -> io::Result<FileBytes> {
-        self.inner.map(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path)
-    }
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.inner.exists(path)
-    }
-    fn file_size(&self, path: &Path) -> io::Result<u64> {
-        self.inner.file_size(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(dir)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<FileLock> {
-        self.inner.lock(path)
+        *self.gate.allowed.lock() = None;
+        self.gate.opened.notify_all();
     }
 }
 
@@ -103,7 +80,7 @@ fn batch(key: &str) -> WriteBatch {
 /// Small memtables, one of which may wait for flush: the second full one stalls writers.
 fn memtable_limited(fs: &Arc<GatedFs>) -> Options {
     Options::default()
-        .file_system(fs.clone())
+        .file_system(Arc::clone(&fs.fs))
         .memtable_size(4096)
         .max_immutable_memtables(1)
         .write_queue_depth(1)
@@ -187,7 +164,7 @@ fn a_write_slowed_or_stopped_by_level_0_is_busy_with_no_wait() {
     // Two flushes may write their tables; the compaction that would merge them may not.
     let fs = GatedFs::new(&disk, 2);
     let opts = Options::default()
-        .file_system(fs.clone())
+        .file_system(Arc::clone(&fs.fs))
         .l0_compaction_trigger(2)
         .l0_slowdown_trigger(2)
         .l0_stop_trigger(2);

@@ -510,8 +510,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::mpsc;
     use strata_core::fs::WritableFile;
-    use strata_core::fs::{FileBytes, FileLock};
-    use strata_core::sim::{CrashMode, SimFileSystem};
+    use strata_core::sim::{CrashMode, InterceptCreate, SimFileSystem};
 
     const LOG: &str = "/db/000001.log";
 
@@ -780,14 +779,8 @@ mod tests {
     /// A one-shot gate: (announce entry, wait for release).
     type Gate = Arc<Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>>;
 
-    /// A file system whose next append (once armed) announces itself and blocks until
+    /// A file whose next append (once the gate is armed) announces itself and blocks until
     /// released, to observe the writer while a leader is inside its I/O.
-    #[derive(Debug)]
-    struct GatedFs {
-        inner: SimFileSystem,
-        gate: Gate,
-    }
-
     struct GatedFile {
         inner: Box<dyn WritableFile>,
         gate: Gate,
@@ -810,45 +803,15 @@ mod tests {
         }
     }
 
-    impl FileSystem for GatedFs {
-        fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-            Ok(Box::new(GatedFile { inner: self.inner.create(path)?, gate: self.gate.clone() }))
-        }
-        fn map(&self, path: &Path) -> io::Result<FileBytes> {
-            self.inner.map(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-            self.inner.rename(from, to)
-        }
-        fn remove(&self, path: &Path) -> io::Result<()> {
-            self.inner.remove(path)
-        }
-        fn exists(&self, path: &Path) -> io::Result<bool> {
-            self.inner.exists(path)
-        }
-        fn file_size(&self, path: &Path) -> io::Result<u64> {
-            self.inner.file_size(path)
-        }
-        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-            self.inner.list(dir)
-        }
-        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-            self.inner.create_dir_all(dir)
-        }
-        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-            self.inner.sync_dir(dir)
-        }
-        fn lock(&self, path: &Path) -> io::Result<FileLock> {
-            self.inner.lock(path)
-        }
-    }
-
     #[test]
     fn enqueue_proceeds_while_leader_writes_and_joins_the_next_group() {
         let sim = SimFileSystem::new();
         sim.create_dir_all(Path::new("/db")).unwrap();
         let gate = Arc::new(Mutex::new(None));
-        let fs = Arc::new(GatedFs { inner: sim.clone(), gate: gate.clone() });
+        let held = gate.clone();
+        let fs = Arc::new(InterceptCreate::new(Arc::new(sim.clone()), move |path, inner| {
+            Ok(Box::new(GatedFile { inner: inner.create(path)?, gate: held.clone() }))
+        }));
         let wal = Wal::create(fs, LOG, WalOptions::default()).unwrap();
         let (entered_tx, entered_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel();
