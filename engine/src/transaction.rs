@@ -10,7 +10,7 @@
 //! the [`crate::conflict::ConflictWindow`]. Readers that use no transaction pay nothing;
 //! writers pay one branch while no transaction is open.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
@@ -248,7 +248,7 @@ impl Transaction {
             .collect();
         let stored = self.snapshot.range_of(range.clone());
         self.reads.ranges.push(range);
-        TransactionIter { stored, pending_stored: None, own: own.into_iter().peekable() }
+        TransactionIter::new(stored, own)
     }
 
     /// Commits with the database's default durability: every write at once, or
@@ -319,11 +319,15 @@ impl Drop for Transaction {
 }
 
 /// The iterator of [`Transaction::range`] and [`Transaction::prefix`]: the snapshot's
-/// entries merged with the transaction's own writes (which win, and whose deletes hide).
+/// entries merged with the transaction's own writes (which win, and whose deletes hide), in
+/// key order; double-ended like [`Iter`].
 pub struct TransactionIter {
     stored: Iter,
-    pending_stored: Option<(Bytes, Bytes)>,
-    own: std::iter::Peekable<std::vec::IntoIter<(Bytes, Option<Bytes>)>>,
+    /// A stored entry taken from the front (back) of `stored` and not yet yielded. Once
+    /// `stored` is exhausted, one end's entry is the other end's last candidate too.
+    front: Option<(Bytes, Bytes)>,
+    back: Option<(Bytes, Bytes)>,
+    own: VecDeque<(Bytes, Option<Bytes>)>,
 }
 
 impl std::fmt::Debug for TransactionIter {
@@ -332,35 +336,75 @@ impl std::fmt::Debug for TransactionIter {
     }
 }
 
-impl Iterator for TransactionIter {
-    type Item = Result<(Bytes, Bytes)>;
+/// Which end a [`TransactionIter`] step takes from.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    Front,
+    Back,
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl TransactionIter {
+    fn new(stored: Iter, own: Vec<(Bytes, Option<Bytes>)>) -> Self {
+        TransactionIter { stored, front: None, back: None, own: own.into() }
+    }
+
+    fn step(&mut self, end: End) -> Option<Result<(Bytes, Bytes)>> {
         loop {
-            if self.pending_stored.is_none() {
-                match self.stored.next() {
-                    Some(Ok(kv)) => self.pending_stored = Some(kv),
+            let (mine, other) = match end {
+                End::Front => (&mut self.front, &mut self.back),
+                End::Back => (&mut self.back, &mut self.front),
+            };
+            if mine.is_none() {
+                let next = match end {
+                    End::Front => self.stored.next(),
+                    End::Back => self.stored.next_back(),
+                };
+                match next {
+                    Some(Ok(kv)) => *mine = Some(kv),
                     Some(Err(e)) => return Some(Err(e)),
-                    None => {}
+                    None => *mine = other.take(),
                 }
             }
-            let own_key = self.own.peek().map(|(k, _)| k.clone());
-            let take_own = match (&self.pending_stored, &own_key) {
+            let own = match end {
+                End::Front => self.own.front(),
+                End::Back => self.own.back(),
+            };
+            let take_own = match (&*mine, own) {
                 (None, None) => return None,
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
-                (Some((sk, _)), Some(ok)) => ok <= sk,
+                (Some((stored, _)), Some((key, _))) => match end {
+                    End::Front => key <= stored,
+                    End::Back => key >= stored,
+                },
             };
             if !take_own {
-                return self.pending_stored.take().map(Ok);
+                return mine.take().map(Ok);
             }
-            let (key, value) = self.own.next()?;
-            if self.pending_stored.as_ref().is_some_and(|(sk, _)| *sk == key) {
-                self.pending_stored = None; // shadowed by the transaction's own write
+            let (key, value) = match end {
+                End::Front => self.own.pop_front(),
+                End::Back => self.own.pop_back(),
+            }?;
+            if mine.as_ref().is_some_and(|(stored, _)| *stored == key) {
+                *mine = None; // shadowed by the transaction's own write
             }
             if let Some(v) = value {
                 return Some(Ok((key, v)));
             }
         }
+    }
+}
+
+impl Iterator for TransactionIter {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(End::Front)
+    }
+}
+
+impl DoubleEndedIterator for TransactionIter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.step(End::Back)
     }
 }

@@ -406,3 +406,41 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A transaction's scan is the snapshot merged with its own writes, whichever ends it is
+    /// read from and in whatever alternation.
+    #[test]
+    fn transaction_scans_merge_own_writes_from_both_ends(
+        stored in proptest::collection::btree_map(0..20u8, any::<u8>(), 0..12),
+        own in proptest::collection::btree_map(0..20u8, proptest::option::of(any::<u8>()), 0..12),
+        ends in proptest::collection::vec(any::<bool>(), 0..40),
+        lo in 0..20u8,
+        span in 0..20u8,
+    ) {
+        let (_dir, db) = open();
+        for (k, v) in &stored {
+            db.put([*k], [*v]).unwrap();
+        }
+        let mut tx = db.transaction();
+        let mut model = stored.clone();
+        for (k, v) in &own {
+            match v {
+                Some(v) => { tx.put([*k], [*v]); model.insert(*k, *v); }
+                None => { tx.delete([*k]); model.remove(k); }
+            }
+        }
+        let hi = lo.saturating_add(span);
+        let mut want: std::collections::VecDeque<(u8, u8)> =
+            model.range(lo..hi).map(|(k, v)| (*k, *v)).collect();
+        let mut it = tx.range([lo]..[hi]);
+        for from_front in ends.iter().copied().chain(std::iter::repeat(true).take(40)) {
+            let got = if from_front { it.next() } else { it.next_back() };
+            let got = got.map(|r| { let (k, v) = r.unwrap(); (k[0], v[0]) });
+            let expected = if from_front { want.pop_front() } else { want.pop_back() };
+            prop_assert_eq!(got, expected);
+        }
+    }
+}
