@@ -436,7 +436,7 @@ proptest! {
         let mut want: std::collections::VecDeque<(u8, u8)> =
             model.range(lo..hi).map(|(k, v)| (*k, *v)).collect();
         let mut it = tx.range([lo]..[hi]);
-        for from_front in ends.iter().copied().chain(std::iter::repeat(true).take(40)) {
+        for from_front in ends.iter().copied().chain(std::iter::repeat_n(true, 40)) {
             let got = if from_front { it.next() } else { it.next_back() };
             let got = got.map(|r| { let (k, v) = r.unwrap(); (k[0], v[0]) });
             let expected = if from_front { want.pop_front() } else { want.pop_back() };
