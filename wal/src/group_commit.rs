@@ -502,7 +502,7 @@ impl Shared {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::format::FILE_HEADER_LEN;
     use crate::{LogReader, RecoveryMode};
@@ -512,9 +512,9 @@ mod tests {
     use strata_core::fs::WritableFile;
     use strata_core::sim::{CrashMode, InterceptCreate, SimFileSystem};
 
-    const LOG: &str = "/db/000001.log";
+    pub(crate) const LOG: &str = "/db/000001.log";
 
-    fn setup() -> (Arc<SimFileSystem>, Arc<Wal>) {
+    pub(crate) fn setup() -> (Arc<SimFileSystem>, Arc<Wal>) {
         setup_with(WalOptions::default())
     }
 
@@ -525,7 +525,7 @@ mod tests {
         (fs, wal)
     }
 
-    fn records(fs: &dyn FileSystem) -> Vec<Vec<u8>> {
+    pub(crate) fn records(fs: &dyn FileSystem) -> Vec<Vec<u8>> {
         let mut reader = LogReader::open(fs, Path::new(LOG), RecoveryMode::Strict).unwrap();
         let mut out = Vec::new();
         while let Some(r) = reader.next_record().unwrap() {
@@ -534,11 +534,11 @@ mod tests {
         out
     }
 
-    fn file_len(fs: &SimFileSystem) -> u64 {
+    pub(crate) fn file_len(fs: &SimFileSystem) -> u64 {
         fs.file_size(Path::new(LOG)).unwrap()
     }
 
-    fn synced(fs: &SimFileSystem) -> u64 {
+    pub(crate) fn synced(fs: &SimFileSystem) -> u64 {
         fs.synced_len(Path::new(LOG)).unwrap()
     }
 

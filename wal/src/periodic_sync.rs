@@ -98,37 +98,11 @@ impl Drop for PeriodicSync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LogReader, RecoveryMode, WalOptions};
-    use std::path::Path;
     use std::time::Instant;
-    use strata_core::fs::FileSystem;
-    use strata_core::sim::{CrashMode, SimFileSystem};
+    use strata_core::sim::CrashMode;
 
-    const LOG: &str = "/db/000001.log";
-
-    fn setup() -> (Arc<SimFileSystem>, Arc<Wal>) {
-        let fs = Arc::new(SimFileSystem::new());
-        fs.create_dir_all(Path::new("/db")).unwrap();
-        let wal = Wal::create(fs.clone(), LOG, WalOptions::default()).unwrap();
-        (fs, wal)
-    }
-
-    fn records(fs: &dyn FileSystem) -> Vec<Vec<u8>> {
-        let mut reader = LogReader::open(fs, Path::new(LOG), RecoveryMode::Strict).unwrap();
-        let mut out = Vec::new();
-        while let Some(r) = reader.next_record().unwrap() {
-            out.push(r.payload.to_vec());
-        }
-        out
-    }
-
-    fn file_len(fs: &SimFileSystem) -> u64 {
-        fs.file_size(Path::new(LOG)).unwrap()
-    }
-
-    fn synced(fs: &SimFileSystem) -> u64 {
-        fs.synced_len(Path::new(LOG)).unwrap()
-    }
+    // The group-commit tests' log on a simulated disk.
+    use crate::group_commit::tests::{file_len, records, setup, synced};
 
     fn poll(mut done: impl FnMut() -> bool) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
