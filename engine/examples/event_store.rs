@@ -157,7 +157,7 @@ fn main() -> Result<()> {
     )?;
     println!(
         "ShardedDb: {appended} appends on shard {}, {} events",
-        sharded.shard_for("agg/7/version"),
+        sharded.shard_of("agg/7/version"),
         sharded.prefix("agg/7/event/").count()
     );
     sharded.close()?;

@@ -4,7 +4,9 @@
 //! agreeing with a `BTreeMap` after every step:
 //! * a `Db` on the simulated file system;
 //! * a hash-partitioned `ShardedDb` (4 shards) and a range-partitioned one (split at `c`, `e`
-//!   and `eg`), on a real directory.
+//!   and `eg`), on a real directory; and both again routed by a shard key (a 3-byte prefix
+//!   under hashing; the bytes before `/` under ranges, which does not keep key order, so
+//!   scans must merge every shard).
 //!
 //! Every store has tiny memtables and blocks, so flushes happen and scans cross tables.
 //! `STRATA_LONG_TESTS=1` runs 20 times as many cases.
@@ -13,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use strata::{Db, Durability, Options, Partitioner, ShardedDb, ShardedOptions};
+use strata::{Db, Durability, Options, Partitioner, ShardKey, ShardedDb, ShardedOptions};
 use strata_core::sim::SimFileSystem;
 use strata_testkit::model_test::{ops, run};
 
@@ -35,14 +37,20 @@ fn cases(default: u32) -> u32 {
     }
 }
 
-fn sharded(partitioner: Partitioner, dir: &Path) -> impl Fn() -> ShardedDb + '_ {
+fn sharded(
+    partitioner: Partitioner,
+    shard_key: ShardKey,
+    dir: &Path,
+) -> impl Fn() -> ShardedDb + '_ {
     let shards = match &partitioner {
         Partitioner::Hash => 4,
         Partitioner::Range(splits) => splits.len() + 1,
     };
     move || {
-        let options =
-            ShardedOptions::new(shards).partitioner(partitioner.clone()).engine(engine_options());
+        let options = ShardedOptions::new(shards)
+            .partitioner(partitioner.clone())
+            .shard_key(shard_key.clone())
+            .engine(engine_options());
         ShardedDb::open(dir, options).expect("open sharded")
     }
 }
@@ -63,13 +71,26 @@ proptest! {
     #[test]
     fn hash_sharded_matches_a_btreemap(ops in ops(60)) {
         let dir = tempfile::tempdir().unwrap();
-        run(sharded(Partitioner::Hash, dir.path()), ops);
+        run(sharded(Partitioner::Hash, ShardKey::Whole, dir.path()), ops);
     }
 
     #[test]
     fn range_sharded_matches_a_btreemap(ops in ops(60)) {
         let dir = tempfile::tempdir().unwrap();
         let splits = vec![b"c".to_vec(), b"e".to_vec(), b"eg".to_vec()];
-        run(sharded(Partitioner::Range(splits), dir.path()), ops);
+        run(sharded(Partitioner::Range(splits), ShardKey::Whole, dir.path()), ops);
+    }
+
+    #[test]
+    fn hash_sharded_by_a_prefix_matches_a_btreemap(ops in ops(60)) {
+        let dir = tempfile::tempdir().unwrap();
+        run(sharded(Partitioner::Hash, ShardKey::Prefix(3), dir.path()), ops);
+    }
+
+    #[test]
+    fn range_sharded_by_a_segment_matches_a_btreemap(ops in ops(60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let splits = vec![b"c".to_vec(), b"k05".to_vec(), b"k10".to_vec()];
+        run(sharded(Partitioner::Range(splits), ShardKey::UntilByte(b'/'), dir.path()), ops);
     }
 }

@@ -82,7 +82,7 @@ fn crash_round(sim: &SimFileSystem, round: u64, cut_after: u64) {
     for t in 0..3 {
         for c in 0..400u64 {
             for k in batch_keys(t, round, c) {
-                let e = parts.entry((t, c, db.shard_for(&k))).or_default();
+                let e = parts.entry((t, c, db.shard_of(&k))).or_default();
                 e.0 += 1;
                 e.1 += usize::from(present.contains(&k));
             }

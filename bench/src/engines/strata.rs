@@ -65,7 +65,7 @@ impl Report for ShardedDb {
         self.metrics().shards.iter().map(|s| s.stall_time).sum()
     }
     fn shard_of(&self, key: &[u8]) -> Option<(usize, usize)> {
-        Some((self.shard_for(key), self.shard_count()))
+        Some((self.shard_of(key), self.shard_count()))
     }
 }
 

@@ -1,5 +1,5 @@
 //! The `SHARDS` file: the persisted shard layout (count, partitioner, split points, shard
-//! directories) at the root of a sharded database. See `docs/format/shards.md`.
+//! key, shard directories) at the root of a sharded database. See `docs/format/shards.md`.
 //!
 //! It is written once, when the database is created, before any shard exists: temp file,
 //! `fdatasync`, rename, directory fsync. A crash before the rename leaves no layout (the
@@ -12,19 +12,47 @@ use strata_core::coding::Decoder;
 use strata_core::fs::FileSystem;
 use strata_core::{Error, IoResultExt, Result};
 
-use super::partitioner::Partitioner;
+use super::partitioner::{Partitioner, ShardKey};
 
 /// The layout file's name, at the root.
 pub(crate) const LAYOUT_FILE_NAME: &str = "SHARDS";
 const TEMP_FILE_NAME: &str = "SHARDS.tmp";
 const MAGIC: &[u8; 8] = b"STRASHRD";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the shard key; a version-1 file routes by the whole key.
+const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION_WHOLE_KEY: u32 = 1;
 
 /// Partitioner kinds. Written to disk: do not renumber.
 const KIND_HASH: u8 = 0;
 const KIND_RANGE: u8 = 1;
 /// Hash functions of the ring. Written to disk: do not renumber.
 const HASH_XXH3_64: u8 = 1;
+/// Shard-key kinds. Written to disk: do not renumber.
+const SHARD_KEY_WHOLE: u8 = 0;
+const SHARD_KEY_PREFIX: u8 = 1;
+const SHARD_KEY_UNTIL_BYTE: u8 = 2;
+const SHARD_KEY_CUSTOM: u8 = 3;
+
+/// The recorded form of a [`ShardKey`]: a custom one by its name (its function is code,
+/// supplied again at every open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ShardKeySpec {
+    Whole,
+    Prefix(u32),
+    UntilByte(u8),
+    Custom(String),
+}
+
+impl ShardKeySpec {
+    pub(crate) fn of(key: &ShardKey) -> ShardKeySpec {
+        match key {
+            ShardKey::Whole => ShardKeySpec::Whole,
+            ShardKey::Prefix(n) => ShardKeySpec::Prefix(u32::try_from(*n).unwrap_or(u32::MAX)),
+            ShardKey::UntilByte(b) => ShardKeySpec::UntilByte(*b),
+            ShardKey::Custom(c) => ShardKeySpec::Custom(c.name().to_string()),
+        }
+    }
+}
 
 /// What the `SHARDS` file records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +60,7 @@ pub(crate) struct Layout {
     pub(crate) partitioner: Partitioner,
     /// Ring points per shard (0 under `Range`).
     pub(crate) vnodes_per_shard: u32,
+    pub(crate) shard_key: ShardKeySpec,
     /// One directory per shard, as given: relative paths are relative to the root.
     pub(crate) paths: Vec<PathBuf>,
 }
@@ -61,6 +90,18 @@ impl Layout {
                 for s in splits {
                     put_bytes(&mut body, s);
                 }
+            }
+        }
+        match &self.shard_key {
+            ShardKeySpec::Whole => body.push(SHARD_KEY_WHOLE),
+            ShardKeySpec::Prefix(n) => {
+                body.push(SHARD_KEY_PREFIX);
+                body.extend_from_slice(&n.to_le_bytes());
+            }
+            ShardKeySpec::UntilByte(b) => body.extend_from_slice(&[SHARD_KEY_UNTIL_BYTE, *b]),
+            ShardKeySpec::Custom(name) => {
+                body.push(SHARD_KEY_CUSTOM);
+                put_bytes(&mut body, name.as_bytes());
             }
         }
         for p in &self.paths {
@@ -97,7 +138,7 @@ impl Layout {
         let mut d = Decoder::new(covered.get(8..).unwrap_or_default());
         let at = |d: &Decoder<'_>| 8 + d.offset();
         let version = d.u32().ok_or_else(|| corrupt(8, "truncated version"))?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_WHOLE_KEY {
             return Err(corrupt(8, &format!("unsupported shard layout version {version}")));
         }
         let body_len = d.u32().ok_or_else(|| corrupt(12, "truncated length"))? as usize;
@@ -138,6 +179,28 @@ impl Layout {
             }
             other => return Err(corrupt(at(&d) - 1, &format!("unknown partitioner kind {other}"))),
         };
+        let shard_key = if version == FORMAT_VERSION_WHOLE_KEY {
+            ShardKeySpec::Whole
+        } else {
+            let offset = at(&d);
+            match d.u8().ok_or_else(|| corrupt(offset, "truncated shard key kind"))? {
+                SHARD_KEY_WHOLE => ShardKeySpec::Whole,
+                SHARD_KEY_PREFIX => ShardKeySpec::Prefix(
+                    d.u32().ok_or_else(|| corrupt(at(&d), "truncated shard key prefix"))?,
+                ),
+                SHARD_KEY_UNTIL_BYTE => ShardKeySpec::UntilByte(
+                    d.u8().ok_or_else(|| corrupt(at(&d), "truncated shard key byte"))?,
+                ),
+                SHARD_KEY_CUSTOM => {
+                    let raw = get_bytes(&mut d)
+                        .ok_or_else(|| corrupt(at(&d), "truncated shard key name"))?;
+                    let name = std::str::from_utf8(raw)
+                        .map_err(|_| corrupt(offset, "shard key name is not UTF-8"))?;
+                    ShardKeySpec::Custom(name.to_string())
+                }
+                other => return Err(corrupt(offset, &format!("unknown shard key kind {other}"))),
+            }
+        };
         let mut paths = Vec::with_capacity(shards.min(d.remaining()));
         for _ in 0..shards {
             let offset = at(&d);
@@ -151,7 +214,7 @@ impl Layout {
         }
         super::partitioner::validate(&partitioner, shards)
             .map_err(|e| corrupt(16, &e.to_string()))?;
-        Ok(Layout { partitioner, vnodes_per_shard, paths })
+        Ok(Layout { partitioner, vnodes_per_shard, shard_key, paths })
     }
 
     /// Reads the layout at `root`, if the database was created.
@@ -198,6 +261,7 @@ mod tests {
         Layout {
             partitioner: Partitioner::Range(vec![b"g".to_vec(), b"p".to_vec()]),
             vnodes_per_shard: 0,
+            shard_key: ShardKeySpec::Custom("tenant".into()),
             paths: vec!["shard-000".into(), "/mnt/b/s1".into(), "shard-002".into()],
         }
     }
@@ -206,12 +270,17 @@ mod tests {
     fn round_trips_both_partitioners() {
         let l = sample();
         assert_eq!(Layout::decode(Path::new("SHARDS"), &l.encode().unwrap()).unwrap(), l);
-        let h = Layout {
-            partitioner: Partitioner::Hash,
-            vnodes_per_shard: 1024,
-            paths: vec!["a".into()],
-        };
-        assert_eq!(Layout::decode(Path::new("SHARDS"), &h.encode().unwrap()).unwrap(), h);
+        for shard_key in
+            [ShardKeySpec::Whole, ShardKeySpec::Prefix(4), ShardKeySpec::UntilByte(b'/')]
+        {
+            let h = Layout {
+                partitioner: Partitioner::Hash,
+                vnodes_per_shard: 1024,
+                shard_key,
+                paths: vec!["a".into()],
+            };
+            assert_eq!(Layout::decode(Path::new("SHARDS"), &h.encode().unwrap()).unwrap(), h);
+        }
     }
 
     #[test]
@@ -246,5 +315,48 @@ mod tests {
         sample().store(&fs, root).unwrap();
         fs.crash(CrashMode::SyncedOnly);
         assert_eq!(Layout::load(&fs, root).unwrap(), Some(sample()));
+    }
+
+    /// A layout written before shard keys existed (format version 1, the example of
+    /// `docs/format/shards.md`) still opens, routing by the whole key.
+    #[test]
+    fn a_version_1_layout_opens_as_routing_by_the_whole_key() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(b"STRASHRD");
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&36u32.to_le_bytes());
+        v1.extend_from_slice(&2u32.to_le_bytes());
+        v1.extend_from_slice(&[KIND_HASH, HASH_XXH3_64]);
+        v1.extend_from_slice(&1024u32.to_le_bytes());
+        for p in ["shard-000", "shard-001"] {
+            put_bytes(&mut v1, p.as_bytes());
+        }
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(v1.len(), 56);
+        let l = Layout::decode(Path::new("SHARDS"), &v1).unwrap();
+        assert_eq!(l.shard_key, ShardKeySpec::Whole);
+        assert_eq!(l.partitioner, Partitioner::Hash);
+        assert_eq!(l.paths, [PathBuf::from("shard-000"), PathBuf::from("shard-001")]);
+    }
+
+    /// The example of `docs/format/shards.md`, byte for byte up to the checksum.
+    #[test]
+    fn the_documented_example_encodes_as_documented() {
+        let l = Layout {
+            partitioner: Partitioner::Hash,
+            vnodes_per_shard: 1024,
+            shard_key: ShardKeySpec::UntilByte(b'/'),
+            paths: vec!["shard-000".into(), "shard-001".into()],
+        };
+        let bytes = l.encode().unwrap();
+        assert_eq!(bytes.len(), 58);
+        let mut want = b"STRASHRD".to_vec();
+        want.extend_from_slice(&[2, 0, 0, 0, 0x26, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0, 4, 0, 0, 2, b'/']);
+        want.extend_from_slice(&[9, 0, 0, 0]);
+        want.extend_from_slice(b"shard-000");
+        want.extend_from_slice(&[9, 0, 0, 0]);
+        want.extend_from_slice(b"shard-001");
+        assert_eq!(&bytes[..54], &want[..]);
     }
 }

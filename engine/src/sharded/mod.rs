@@ -34,11 +34,11 @@ use crate::options::{Options, WriteOptions};
 use crate::snapshot::{owned_range, Snapshot};
 
 pub use iter::ShardedIter;
-use layout::Layout;
+use layout::{Layout, ShardKeySpec};
 use metrics::RateWindow;
 pub use metrics::{Clock, ManualClock, ShardMetrics, ShardedMetrics};
 use partitioner::Router;
-pub use partitioner::{HashRing, Partitioner, DEFAULT_VNODES_PER_SHARD};
+pub use partitioner::{CustomShardKey, HashRing, Partitioner, ShardKey, DEFAULT_VNODES_PER_SHARD};
 pub use store::{KeyBounds, KvIter, KvSnapshot, KvStore};
 pub use transaction::ShardedTransaction;
 
@@ -61,6 +61,7 @@ const ROOT_LOCK_FILE_NAME: &str = "LOCK";
 pub struct ShardedOptions {
     shards: usize,
     partitioner: Partitioner,
+    shard_key: ShardKey,
     shard_paths: Option<Vec<PathBuf>>,
     engine: Options,
     clock: Arc<dyn Clock>,
@@ -71,6 +72,7 @@ impl std::fmt::Debug for ShardedOptions {
         f.debug_struct("ShardedOptions")
             .field("shards", &self.shards)
             .field("partitioner", &self.partitioner)
+            .field("shard_key", &self.shard_key)
             .field("shard_paths", &self.shard_paths)
             .field("engine", &self.engine)
             .finish_non_exhaustive()
@@ -84,6 +86,7 @@ impl ShardedOptions {
         ShardedOptions {
             shards,
             partitioner: Partitioner::Hash,
+            shard_key: ShardKey::Whole,
             shard_paths: None,
             engine: Options::default(),
             clock: metrics::system_clock(),
@@ -94,6 +97,29 @@ impl ShardedOptions {
     #[must_use]
     pub fn partitioner(mut self, partitioner: Partitioner) -> Self {
         self.partitioner = partitioner;
+        self
+    }
+
+    /// Which part of each key the partitioner routes on. Default [`ShardKey::Whole`]. With
+    /// `ShardKey::UntilByte(b'/')`, `user/42/...` routes by `user/42`'s first segment, so all
+    /// of one entity's keys live on one shard: a [`WriteBatch`] or a
+    /// [`ShardedDb::transaction`] over them is atomic on that shard. Persisted; reopening
+    /// with another is [`Error::InvalidArgument`] (a custom one is matched by name).
+    ///
+    /// ```
+    /// use strata::{ShardKey, ShardedDb, ShardedOptions, WriteBatch};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(4).shard_key(ShardKey::UntilByte(b'/')))?;
+    /// let mut b = WriteBatch::new();
+    /// b.put("acct7/version", "2");
+    /// b.put("acct7/event/2", "deposit");
+    /// db.write(b)?; // one shard: atomic
+    /// assert_eq!(db.shard_of("acct7/version"), db.shard_of("acct7/event/2"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn shard_key(mut self, shard_key: ShardKey) -> Self {
+        self.shard_key = shard_key;
         self
     }
 
@@ -175,7 +201,12 @@ impl ShardedOptions {
                 Partitioner::Range(_) => 0,
             };
             return Ok((
-                Layout { partitioner: self.partitioner.clone(), vnodes_per_shard: vnodes, paths },
+                Layout {
+                    partitioner: self.partitioner.clone(),
+                    vnodes_per_shard: vnodes,
+                    shard_key: ShardKeySpec::of(&self.shard_key),
+                    paths,
+                },
                 true,
             ));
         };
@@ -189,6 +220,13 @@ impl ShardedOptions {
             return conflict(format!(
                 "partitioner {:?}, not {:?}",
                 stored.partitioner, self.partitioner
+            ));
+        }
+        if stored.shard_key != ShardKeySpec::of(&self.shard_key) {
+            return conflict(format!(
+                "shard key {:?}, not {:?} (pass the one it was created with to \
+                 ShardedOptions::shard_key)",
+                stored.shard_key, self.shard_key
             ));
         }
         if let Some(paths) = &self.shard_paths {
@@ -333,7 +371,7 @@ impl ShardedDb {
             layout.store(fs.as_ref(), &root)?;
         }
         let shards = open_shards(&dirs, |d| Db::open(d, options.engine.clone()))?;
-        Ok(ShardedDb::assemble(root, layout, shards, Some(root_lock), options.clock))
+        Ok(ShardedDb::assemble(root, layout, shards, Some(root_lock), options))
     }
 
     /// Opens the sharded database at `root` for reading only, as [`Db::open_read_only`]
@@ -367,7 +405,7 @@ impl ShardedDb {
         let (layout, _) = options.reconcile(Some(stored))?;
         let dirs = shard_dirs(&root, &layout)?;
         let shards = open_shards(&dirs, |d| Db::open_read_only(d, options.engine.clone()))?;
-        Ok(ShardedDb::assemble(root, layout, shards, None, options.clock))
+        Ok(ShardedDb::assemble(root, layout, shards, None, options))
     }
 
     fn assemble(
@@ -375,10 +413,12 @@ impl ShardedDb {
         layout: Layout,
         shards: Vec<Db>,
         root_lock: Option<FileLock>,
-        clock: Arc<dyn Clock>,
+        options: ShardedOptions,
     ) -> ShardedDb {
+        let (clock, shard_key) = (options.clock, options.shard_key);
         let rates = shards.iter().map(|_| RateWindow::new(clock.as_ref())).collect();
-        let router = Router::new(&layout.partitioner, layout.shards(), layout.vnodes_per_shard);
+        let router =
+            Router::new(&layout.partitioner, layout.shards(), layout.vnodes_per_shard, shard_key);
         ShardedDb {
             inner: Arc::new(ShardedInner {
                 root,
@@ -408,17 +448,18 @@ impl ShardedDb {
         &self.inner.layout.partitioner
     }
 
-    /// The shard that owns `key`.
+    /// The shard that owns `key` (routed by its [`ShardKey`]): for users who route work to
+    /// shard-local threads.
     ///
     /// ```
     /// use strata::{Partitioner, ShardedDb, ShardedOptions};
     /// let dir = tempfile::tempdir()?;
     /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(2).partitioner(Partitioner::Range(vec![b"m".to_vec()])))?;
-    /// assert_eq!(db.shard_for("apple"), 0);
-    /// assert_eq!(db.shard_for("melon"), 1);
+    /// assert_eq!(db.shard_of("apple"), 0);
+    /// assert_eq!(db.shard_of("melon"), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn shard_for(&self, key: impl AsRef<[u8]>) -> usize {
+    pub fn shard_of(&self, key: impl AsRef<[u8]>) -> usize {
         self.inner.router.shard_for(key.as_ref())
     }
 
@@ -452,7 +493,7 @@ impl ShardedDb {
     }
 
     fn db_for(&self, key: &[u8]) -> (usize, &Db) {
-        let i = self.shard_for(key);
+        let i = self.shard_of(key);
         // The router only yields indices below the shard count.
         let db = self.inner.shards.get(i).or_else(|| self.inner.shards.first());
         (i, db.unwrap_or_else(|| unreachable!("a sharded database has at least one shard")))
@@ -473,11 +514,11 @@ impl ShardedDb {
         if let Some(db) = self.inner.shards.first() {
             options.resolve(db.inner.opts.durability)?;
         }
-        let routes: Vec<usize> = batch.iter().map(|e| self.shard_for(e.key)).collect();
+        let routes: Vec<usize> = batch.iter().map(|e| self.shard_of(e.key)).collect();
         if let Some((key, _)) = batch.expectations().first() {
             // A condition is checked atomically with the writes only on one shard.
-            let bound = self.shard_for(key);
-            let expected = batch.expectations().iter().map(|(k, _)| self.shard_for(k));
+            let bound = self.shard_of(key);
+            let expected = batch.expectations().iter().map(|(k, _)| self.shard_of(k));
             if let Some(other) = routes.iter().copied().chain(expected).find(|&s| s != bound) {
                 return Err(Error::CrossShard { bound, other });
             }
@@ -914,7 +955,7 @@ impl ShardedSnapshot {
     /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         self.db.check_open()?;
-        let i = self.db.shard_for(key.as_ref());
+        let i = self.db.shard_of(key.as_ref());
         self.snaps.get(i).ok_or(Error::Closed)?.get(key)
     }
 

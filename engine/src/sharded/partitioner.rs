@@ -98,48 +98,193 @@ impl HashRing {
     }
 }
 
-/// The routing table a sharded database uses: the built form of a [`Partitioner`].
+/// Which part of a key routes it to a shard ([`crate::ShardedOptions::shard_key`]). Every key
+/// with the same shard key lives on one shard, so a batch or a transaction over one entity
+/// (a user, a tenant, an aggregate) is atomic on one shard, and its writes keep their order.
+/// Persisted in the layout; reopening with a different one is [`Error::InvalidArgument`].
+///
+/// ```
+/// use strata::ShardKey;
+/// assert_eq!(ShardKey::UntilByte(b'/').extract(b"user/42/orders/7"), b"user");
+/// assert_eq!(ShardKey::Prefix(4).extract(b"acct0007/event/1"), b"acct");
+/// assert_eq!(ShardKey::Whole.extract(b"k"), b"k");
+/// // The second path segment, e.g. a tenant id under a fixed table name:
+/// let tenant = ShardKey::custom("second-segment", |key| {
+///     let start = key.iter().position(|&b| b == b'/').map_or(key.len(), |i| i + 1);
+///     let len = key[start..].iter().position(|&b| b == b'/').unwrap_or(key.len() - start);
+///     start..start + len
+/// });
+/// assert_eq!(tenant.extract(b"orders/acme/2026/7"), b"acme");
+/// ```
+#[derive(Clone, Default)]
+pub enum ShardKey {
+    /// The whole key (the default).
+    #[default]
+    Whole,
+    /// The first `n` bytes (the whole key if it is shorter).
+    Prefix(usize),
+    /// The bytes before the first occurrence of this byte (the whole key if it has none):
+    /// `UntilByte(b'/')` routes `user/42/...` by `user`.
+    UntilByte(u8),
+    /// A function of the key, named so the layout can record which one routed the data
+    /// (see [`ShardKey::custom`]).
+    Custom(CustomShardKey),
+}
+
+/// A shard-key function: the byte range of a key that routes it.
+type KeyPart = dyn Fn(&[u8]) -> std::ops::Range<usize> + Send + Sync;
+
+/// A named shard-key function, from [`ShardKey::custom`].
+#[derive(Clone)]
+pub struct CustomShardKey {
+    name: String,
+    part: std::sync::Arc<KeyPart>,
+}
+
+impl ShardKey {
+    /// A shard key computed by `part`, which returns the byte range of the key that routes
+    /// it (clamped to the key). `name` is recorded in the layout: a database created with
+    /// one custom shard key must be reopened with the one of the same name, and the function
+    /// must never change what it returns for a key, or keys would be looked up on the wrong
+    /// shard.
+    pub fn custom(
+        name: impl Into<String>,
+        part: impl Fn(&[u8]) -> std::ops::Range<usize> + Send + Sync + 'static,
+    ) -> Self {
+        ShardKey::Custom(CustomShardKey { name: name.into(), part: std::sync::Arc::new(part) })
+    }
+
+    /// The part of `key` that routes it.
+    pub fn extract<'a>(&self, key: &'a [u8]) -> &'a [u8] {
+        match self {
+            ShardKey::Whole => key,
+            ShardKey::Prefix(n) => &key[..(*n).min(key.len())],
+            ShardKey::UntilByte(b) => &key[..key.iter().position(|x| x == b).unwrap_or(key.len())],
+            ShardKey::Custom(c) => {
+                let r = (c.part)(key);
+                let end = r.end.min(key.len());
+                &key[r.start.min(end)..end]
+            }
+        }
+    }
+
+    /// Whether `a <= b` implies `extract(a) <= extract(b)`: then a range partitioner keeps
+    /// the shards' key ranges disjoint and ordered, and a scan visits only the shards its
+    /// range can touch. `UntilByte` is not (with `/`: `a.` < `a/x` but `a.` > `a`), nor is
+    /// a custom function in general.
+    pub(crate) fn preserves_order(&self) -> bool {
+        matches!(self, ShardKey::Whole | ShardKey::Prefix(_))
+    }
+}
+
+impl std::fmt::Debug for ShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardKey::Whole => write!(f, "Whole"),
+            ShardKey::Prefix(n) => write!(f, "Prefix({n})"),
+            ShardKey::UntilByte(b) => write!(f, "UntilByte({:?})", *b as char),
+            ShardKey::Custom(c) => write!(f, "Custom({:?})", c.name),
+        }
+    }
+}
+
+impl std::fmt::Debug for CustomShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomShardKey").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Shard keys are equal when they route alike: custom ones by name.
+impl PartialEq for ShardKey {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ShardKey::Whole, ShardKey::Whole) => true,
+            (ShardKey::Prefix(a), ShardKey::Prefix(b)) => a == b,
+            (ShardKey::UntilByte(a), ShardKey::UntilByte(b)) => a == b,
+            (ShardKey::Custom(a), ShardKey::Custom(b)) => a.name == b.name,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ShardKey {}
+
+impl CustomShardKey {
+    /// The name the layout records.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The routing table a sharded database uses: the built form of a [`Partitioner`] and the
+/// [`ShardKey`] it routes on.
 #[derive(Debug, Clone)]
-pub(crate) enum Router {
+pub(crate) struct Router {
+    table: Table,
+    key: ShardKey,
+}
+
+#[derive(Debug, Clone)]
+enum Table {
     Hash(HashRing),
     Range(Vec<Vec<u8>>),
 }
 
 impl Router {
-    pub(crate) fn new(partitioner: &Partitioner, shards: usize, vnodes: u32) -> Router {
-        match partitioner {
-            Partitioner::Hash => Router::Hash(HashRing::new(shards, vnodes)),
-            Partitioner::Range(splits) => Router::Range(splits.clone()),
-        }
+    pub(crate) fn new(
+        partitioner: &Partitioner,
+        shards: usize,
+        vnodes: u32,
+        key: ShardKey,
+    ) -> Router {
+        let table = match partitioner {
+            Partitioner::Hash => Table::Hash(HashRing::new(shards, vnodes)),
+            Partitioner::Range(splits) => Table::Range(splits.clone()),
+        };
+        Router { table, key }
     }
 
     pub(crate) fn shard_for(&self, key: &[u8]) -> usize {
-        match self {
-            Router::Hash(ring) => ring.shard_for(key),
+        let key = self.key.extract(key);
+        match &self.table {
+            Table::Hash(ring) => ring.shard_for(key),
             // The number of splits at or below the key is the index of its shard.
-            Router::Range(splits) => splits.partition_point(|s| s.as_slice() <= key),
+            Table::Range(splits) => splits.partition_point(|s| s.as_slice() <= key),
         }
     }
 
     /// Whether the shards hold disjoint, ascending key ranges (so a scan can visit them
     /// one after the other instead of merging).
     pub(crate) fn is_ordered(&self) -> bool {
-        matches!(self, Router::Range(_))
+        matches!(self.table, Table::Range(_)) && self.key.preserves_order()
     }
 
     /// The shards a scan of `range` must visit, ascending.
     pub(crate) fn shards_for_range(&self, shards: usize, range: &KeyRange) -> Vec<usize> {
-        let Router::Range(splits) = self else { return (0..shards).collect() };
+        let Table::Range(splits) = &self.table else { return (0..shards).collect() };
+        if !self.key.preserves_order() {
+            return (0..shards).collect();
+        }
+        // Keys in the range have shard keys between those of its bounds. A bound that is
+        // its own shard key keeps its kind; otherwise it becomes inclusive (a key below an
+        // excluded end may still share the end's shard key).
+        let route = |b: &Bound<Vec<u8>>| match b {
+            Bound::Included(k) | Bound::Excluded(k) if self.key.extract(k) != k.as_slice() => {
+                Bound::Included(self.key.extract(k).to_vec())
+            }
+            other => other.clone(),
+        };
+        let (start, end) = (route(&range.start), route(&range.end));
         (0..shards)
             .filter(|&i| {
                 // Shard i owns [lo, hi): lo = splits[i-1] (none for 0), hi = splits[i].
                 let lo = i.checked_sub(1).and_then(|j| splits.get(j));
                 let hi = splits.get(i);
-                let starts_below_hi = match (hi, &range.start) {
+                let starts_below_hi = match (hi, &start) {
                     (None, _) | (_, Bound::Unbounded) => true,
                     (Some(hi), Bound::Included(s) | Bound::Excluded(s)) => s < hi,
                 };
-                let ends_at_or_above_lo = match (lo, &range.end) {
+                let ends_at_or_above_lo = match (lo, &end) {
                     (None, _) | (_, Bound::Unbounded) => true,
                     (Some(lo), Bound::Included(e)) => e >= lo,
                     (Some(lo), Bound::Excluded(e)) => e > lo,
@@ -248,7 +393,7 @@ mod tests {
     #[test]
     fn range_router_routes_by_split_points_and_prunes_scans() {
         let splits = vec![b"g".to_vec(), b"p".to_vec()];
-        let r = Router::new(&Partitioner::Range(splits), 3, 0);
+        let r = Router::new(&Partitioner::Range(splits), 3, 0, ShardKey::Whole);
         assert_eq!(r.shard_for(b""), 0);
         assert_eq!(r.shard_for(b"f\xff"), 0);
         assert_eq!(r.shard_for(b"g"), 1);
@@ -277,5 +422,33 @@ mod tests {
         assert!(validate(&p(&[b"a", b"a"]), 3).is_err());
         assert!(validate(&p(&[b"", b"a"]), 3).is_err());
         assert!(validate(&Partitioner::Hash, 3).is_ok());
+    }
+
+    #[test]
+    fn shard_keys_route_an_entity_to_one_shard_and_prune_only_when_order_is_kept() {
+        let ring = Router::new(&Partitioner::Hash, 8, 64, ShardKey::UntilByte(b'/'));
+        let shard = ring.shard_for(b"user42/profile");
+        for k in ["user42/orders/1", "user42/orders/2", "user42"] {
+            assert_eq!(ring.shard_for(k.as_bytes()), shard, "{k}");
+        }
+        let kr = |s: &[u8], e: &[u8]| KeyRange {
+            start: Bound::Included(s.to_vec()),
+            end: Bound::Excluded(e.to_vec()),
+        };
+        let splits = vec![b"m".to_vec()];
+        let prefix = Router::new(&Partitioner::Range(splits.clone()), 2, 0, ShardKey::Prefix(1));
+        assert!(prefix.is_ordered());
+        assert_eq!(prefix.shards_for_range(2, &kr(b"a", b"c")), [0]);
+        assert_eq!(prefix.shards_for_range(2, &kr(b"a", b"m")), [0]);
+        assert_eq!(prefix.shards_for_range(2, &kr(b"a", b"mz")), [0, 1], "`ma` < `mz` is on 1");
+        let until = Router::new(&Partitioner::Range(splits), 2, 0, ShardKey::UntilByte(b'/'));
+        assert!(!until.is_ordered());
+        assert_eq!(until.shards_for_range(2, &kr(b"a", b"c")), [0, 1]);
+        // Not order-preserving: "a." < "a/x", but their shard keys are "a." > "a".
+        assert_eq!(ShardKey::UntilByte(b'/').extract(b"a."), b"a.");
+        assert_eq!(ShardKey::UntilByte(b'/').extract(b"a/x"), b"a");
+        let clamped = ShardKey::custom("bad-range", |_| 5..100);
+        assert_eq!(clamped.extract(b"abc"), b"");
+        assert_eq!(ShardKey::custom("x", |_| 0..1), ShardKey::custom("x", |_| 0..2));
     }
 }

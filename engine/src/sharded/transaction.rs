@@ -75,7 +75,7 @@ impl ShardedTransaction {
     }
 
     fn for_key(&mut self, key: &[u8]) -> Result<&mut Transaction> {
-        let shard = self.db.shard_for(key);
+        let shard = self.db.shard_of(key);
         self.on(shard)
     }
 
