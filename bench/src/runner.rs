@@ -358,6 +358,29 @@ mod tests {
             .all(|r| r.conditional.is_none()));
     }
 
+    #[test]
+    fn an_engine_without_transactions_skips_only_the_conditional_workloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan_of(
+            dir.path(),
+            vec![Benchmark::FillRandom, Benchmark::TxnRandom, Benchmark::ReadRandom],
+        );
+        plan.engines = vec![EngineKind::MemoryWithoutTransactions, EngineKind::Memory];
+        plan.repeat = 2;
+        let (results, _) = run(&plan).unwrap();
+        let ran: Vec<(EngineKind, Benchmark)> =
+            results.iter().map(|r| (r.engine, r.benchmark)).collect();
+        let without = EngineKind::MemoryWithoutTransactions;
+        let round = [
+            (without, Benchmark::FillRandom),
+            (EngineKind::Memory, Benchmark::FillRandom),
+            (EngineKind::Memory, Benchmark::TxnRandom),
+            (without, Benchmark::ReadRandom),
+            (EngineKind::Memory, Benchmark::ReadRandom),
+        ];
+        assert_eq!(ran, [round, round].concat());
+    }
+
     fn plan_of(dir: &std::path::Path, benchmarks: Vec<Benchmark>) -> Plan {
         Plan {
             engines: vec![EngineKind::Memory],

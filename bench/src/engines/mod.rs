@@ -72,6 +72,9 @@ pub enum EngineKind {
     /// A `BTreeMap` behind a mutex: the test double for the harness's own tests.
     #[cfg(test)]
     Memory,
+    /// The test double without transactions, like a peer that has none.
+    #[cfg(test)]
+    MemoryWithoutTransactions,
 }
 
 impl EngineKind {
@@ -85,6 +88,8 @@ impl EngineKind {
             EngineKind::Redb => "redb",
             #[cfg(test)]
             EngineKind::Memory => "memory",
+            #[cfg(test)]
+            EngineKind::MemoryWithoutTransactions => "memory-without-transactions",
         }
     }
 }
@@ -262,6 +267,10 @@ pub fn open_engine(
         EngineKind::Redb => Ok(Box::new(redb::RedbEngine::open(dir, config)?)),
         #[cfg(test)]
         EngineKind::Memory => Ok(Box::new(memory::MemoryEngine::default())),
+        #[cfg(test)]
+        EngineKind::MemoryWithoutTransactions => {
+            Ok(Box::new(memory::MemoryEngine::without_transactions()))
+        }
         #[allow(unreachable_patterns)]
         other => {
             Err(format!("engine {other} is not compiled in: rebuild with `--features {other}`")
