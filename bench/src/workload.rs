@@ -1016,7 +1016,7 @@ mod tests {
                 assert_eq!(m.user_bytes_written, num * 116, "{bench}: key + value per commit");
                 assert!(m.lookups.is_none());
             }
-            // txncontended kept to the 16 hot keys: their counters hold all its commits.
+            // txncontended keeps to its hot keys: their counters hold all its commits.
             let cfg = WorkloadConfig { hot_keys: 4, ..cfg };
             let m = run(Benchmark::TxnContended, &engine, &live, &cfg, 77, &mut |_| {}).unwrap();
             let counters = CounterCodec::new(77);
