@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod counters;
 mod disk;
 mod engines;
 mod keys;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::counters::COUNTER_BYTES;
 use crate::engines::{Durability, EngineConfig, EngineKind};
 use crate::keys::KeyCodec;
 use crate::report::RunContext;
@@ -31,7 +33,8 @@ use crate::workload::{Benchmark, WorkloadConfig};
 struct Cli {
     /// Comma-separated workloads, run in order; state carries from one to the next (fills start
     /// from an empty database). One of: fillseq, fillrandom, fillbatch, fillsync, overwrite,
-    /// deleterandom, readrandom, readmissing, readseq, readreverse, seekrandom, readwhilewriting.
+    /// deleterandom, readrandom, readmissing, readseq, readreverse, seekrandom, readwhilewriting,
+    /// txnrandom, txncontended, casrandom.
     #[arg(long, value_delimiter = ',', default_value = "fillseq,fillrandom,readrandom")]
     benchmarks: Vec<Benchmark>,
     /// Key space size and operations per benchmark run (split across --threads).
@@ -68,6 +71,9 @@ struct Cli {
     /// Writes per batch in fillbatch.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
+    /// Keys txncontended's threads share (the first N keys of the key space).
+    #[arg(long, default_value_t = workload::DEFAULT_HOT_KEYS)]
+    hot_keys: u64,
     /// Durability of each write: sync (fsync per write), buffered (log handed to the OS), none.
     #[arg(long, default_value = "buffered")]
     durability: Durability,
@@ -132,6 +138,17 @@ fn validate(cli: &Cli) -> Result<(), String> {
     if !(0.0..=1.0).contains(&cli.compression_ratio) {
         return Err("--compression-ratio must be within 0..=1".into());
     }
+    if cli.benchmarks.iter().any(|b| b.conditional()) && cli.value_size < COUNTER_BYTES {
+        return Err(format!(
+            "--value-size must be at least {COUNTER_BYTES} for txnrandom, txncontended and \
+             casrandom (a value holds a {COUNTER_BYTES}-byte counter)"
+        ));
+    }
+    if cli.benchmarks.contains(&Benchmark::TxnContended)
+        && (cli.hot_keys == 0 || cli.hot_keys > cli.num)
+    {
+        return Err("--hot-keys must be between 1 and --num".into());
+    }
     if cli.benchmarks.is_empty() || cli.engine.is_empty() {
         return Err("--benchmarks and --engine must name at least one".into());
     }
@@ -172,6 +189,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             durability: cli.durability,
             compression_ratio: cli.compression_ratio,
             shard_affine: cli.shard_affine,
+            hot_keys: cli.hot_keys,
         },
         engine: EngineConfig {
             durability: cli.durability,

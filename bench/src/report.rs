@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::engines::EngineKind;
 use crate::runner::RunResult;
 use crate::stats::{self, median, median_of_present};
+use crate::workload::ConditionalCounts;
 
 /// Bytes per "MB" in MB/s, as db_bench computes it (MiB).
 const MB: f64 = 1_048_576.0;
@@ -61,6 +62,14 @@ pub struct Summary {
     pub found: Option<u64>,
     /// Lookups attempted (reads).
     pub lookups: Option<u64>,
+    /// Acknowledged commits (conditional workloads).
+    pub commits: Option<u64>,
+    /// Attempts refused with a conflict (conditional workloads).
+    pub conflicts: Option<u64>,
+    /// Compare-and-swap attempts whose expected value no longer held (casrandom).
+    pub condition_failed: Option<u64>,
+    /// Attempts made again after a refusal (conditional workloads).
+    pub retries: Option<u64>,
     /// Disk bytes written / user bytes written, after settling (writes).
     pub write_amp: Option<f64>,
     /// The engine's own count of bytes written / user bytes written (strata), else null.
@@ -121,6 +130,10 @@ pub fn summarize(
             let of_opt = |f: &dyn Fn(&RunResult) -> Option<f64>| -> Option<f64> {
                 median_of_present(runs.iter().map(|r| f(r)))
             };
+            let of_count = |f: &dyn Fn(&ConditionalCounts) -> Option<u64>| -> Option<u64> {
+                of_opt(&|r| r.conditional.as_ref().and_then(f).map(|n| n as f64))
+                    .map(|n| n.round() as u64)
+            };
             let representative = members[stats::median_index(&per_sec).unwrap_or(0)];
             let rep = &results[representative];
             let summary = Summary {
@@ -139,6 +152,10 @@ pub fn summarize(
                 max_us: of(&|r| stats::quantile_us(&r.histogram, 1.0)),
                 found: of_opt(&|r| r.found.map(|f| f as f64)).map(|f| f.round() as u64),
                 lookups: of_opt(&|r| r.lookups.map(|f| f as f64)).map(|f| f.round() as u64),
+                commits: of_count(&|c| Some(c.commits)),
+                conflicts: of_count(&|c| Some(c.conflicts)),
+                condition_failed: of_count(&|c| c.condition_failed),
+                retries: of_count(&|c| Some(c.retries)),
                 write_amp: of_opt(&|r| r.write_amp),
                 engine_write_amp: of_opt(&|r| r.engine_write_amp),
                 space_amp: of_opt(&|r| r.space_amp),
@@ -175,6 +192,16 @@ fn opt(v: Option<f64>, precision: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.precision$}"))
 }
 
+/// The last column of a conditional workload's line: what its attempts came to.
+fn conditional_detail(commits: u64, s: &Summary) -> String {
+    let mut detail = format!("commits {commits}, conflicts {}", s.conflicts.unwrap_or(0));
+    if let Some(failed) = s.condition_failed {
+        let _ = write!(detail, ", condition failed {failed}");
+    }
+    let _ = write!(detail, ", retries {} (no lost updates)", s.retries.unwrap_or(0));
+    detail
+}
+
 /// The human-readable table, then the engines' settings and metrics.
 pub fn table(summaries: &[Summarized], settings: &[(EngineKind, String)]) -> String {
     let mut out = String::new();
@@ -185,7 +212,7 @@ pub fn table(summaries: &[Summarized], settings: &[(EngineKind, String)]) -> Str
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<16} {:<8} {:>10} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} found",
+        "{:<16} {:<8} {:>10} {:>8} {:>12} {:>8} {:>9} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} found / commits",
         "benchmark",
         "engine",
         "ops",
@@ -201,10 +228,11 @@ pub fn table(summaries: &[Summarized], settings: &[(EngineKind, String)]) -> Str
         "stall s",
     );
     for s in summaries.iter().map(|s| &s.summary) {
-        let found = match (s.found, s.lookups) {
-            (Some(f), Some(n)) if n > 0 => {
+        let found = match (s.found, s.lookups, s.commits) {
+            (Some(f), Some(n), _) if n > 0 => {
                 format!("{f}/{n} ({:.1}%)", 100.0 * f as f64 / n as f64)
             }
+            (_, _, Some(commits)) => conditional_detail(commits, s),
             _ => String::new(),
         };
         let _ = writeln!(
@@ -272,6 +300,12 @@ pub(crate) mod tests {
             stall_secs: None,
             settle_secs: None,
             metrics: None,
+            conditional: bench.conditional().then_some(ConditionalCounts {
+                commits: 1000,
+                conflicts: 10 * (round as u64 + 1),
+                condition_failed: (bench == Benchmark::CasRandom).then_some(3),
+                retries: 10 * (round as u64 + 1) + 3 * u64::from(bench == Benchmark::CasRandom),
+            }),
         }
     }
 
@@ -354,6 +388,42 @@ pub(crate) mod tests {
         assert_eq!((read["found"].as_u64(), read["lookups"].as_u64()), (Some(900), Some(1000)));
         let mb = read["mb_per_sec"].as_f64().unwrap();
         assert!((mb - 116_000.0 / MB / 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn conditional_counts_reach_json_and_the_table() {
+        let mut results: Vec<RunResult> = (0..3)
+            .map(|round| result(EngineKind::Memory, Benchmark::CasRandom, round, 100.0))
+            .collect();
+        results.push(result(EngineKind::Memory, Benchmark::TxnContended, 0, 100.0));
+        results[3].position = 1;
+        let summaries = summarize(&results, &[], &ctx());
+        let text = json_lines(&summaries);
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        // Conflicts of the three rounds are 10, 20, 30: the median is 20.
+        assert_eq!(lines[0]["commits"], 1000);
+        assert_eq!(lines[0]["conflicts"], 20);
+        assert_eq!(lines[0]["condition_failed"], 3);
+        assert_eq!(lines[0]["retries"], 23);
+        assert!(lines[1]["condition_failed"].is_null(), "transactions have no condition");
+        assert_eq!(lines[1]["retries"], 10);
+        let table = table(&summaries, &[]);
+        assert!(
+            table.contains("commits 1000, conflicts 20, condition failed 3, retries 23"),
+            "{table}"
+        );
+        assert!(table.contains("commits 1000, conflicts 10, retries 10"), "{table}");
+        // Other workloads carry none of it.
+        let plain = json_lines(&summarize(
+            &[result(EngineKind::Memory, Benchmark::FillRandom, 0, 100.0)],
+            &[],
+            &ctx(),
+        ));
+        let plain: serde_json::Value = serde_json::from_str(plain.trim()).unwrap();
+        for field in ["commits", "conflicts", "condition_failed", "retries"] {
+            assert!(plain[field].is_null(), "{field} on fillrandom");
+        }
     }
 
     #[test]

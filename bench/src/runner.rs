@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::disk;
 use crate::engines::{open_engine, BenchResult, Engine, EngineConfig, EngineKind};
-use crate::workload::{self, Benchmark, LiveSet, WorkloadConfig};
+use crate::workload::{self, Benchmark, ConditionalCounts, LiveSet, WorkloadConfig};
 
 /// A progress bar appears only for runs longer than this.
 const PROGRESS_AFTER: Duration = Duration::from_secs(1);
@@ -81,6 +81,8 @@ pub struct RunResult {
     pub settle_secs: Option<f64>,
     /// The engine's metrics table after the run (strata).
     pub metrics: Option<String>,
+    /// Conditional workloads: commits, conflicts and retries.
+    pub conditional: Option<ConditionalCounts>,
 }
 
 struct Slot {
@@ -157,12 +159,25 @@ pub fn run(plan: &Plan) -> BenchResult<(Vec<RunResult>, Settings)> {
         .collect::<BenchResult<Vec<_>>>()?;
 
     let mut results = Vec::new();
+    let mut skipped: Vec<(Benchmark, EngineKind)> = Vec::new();
     for round in 0..plan.repeat {
         for (position, &bench) in plan.benchmarks.iter().enumerate() {
             // Same seed for every engine in a round: they see the same keys.
             let seed = plan.seed
                 ^ ((round as u64) << 32 | position as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
             for slot in &mut slots {
+                if bench.conditional() {
+                    if let Err(why) = slot.engine()?.transactional() {
+                        if !skipped.contains(&(bench, slot.kind)) {
+                            eprintln!(
+                                "note: {bench} is unsupported on {}: {why}; skipped",
+                                slot.kind
+                            );
+                            skipped.push((bench, slot.kind));
+                        }
+                        continue;
+                    }
+                }
                 let result = run_one(plan, slot, bench, position, seed)?;
                 if plan.verbose {
                     eprintln!(
@@ -226,7 +241,8 @@ fn run_one(
         }
         bar.set_position(done);
     };
-    let m = workload::run(bench, engine, &slot.live, &plan.workload, seed, &mut on_progress)?;
+    let m = workload::run(bench, engine, &slot.live, &plan.workload, seed, &mut on_progress)
+        .map_err(|e| format!("{bench} on {}: {e}", slot.kind))?;
     bar.finish_and_clear();
 
     let stall_secs = match (stall_before, engine.stall_time()) {
@@ -270,6 +286,7 @@ fn run_one(
         stall_secs,
         settle_secs,
         metrics: engine.metrics(),
+        conditional: m.conditional,
     })
 }
 
@@ -284,31 +301,11 @@ mod tests {
     #[test]
     fn a_plan_runs_end_to_end_into_json_and_svg() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = Plan {
-            engines: vec![EngineKind::Memory],
-            benchmarks: vec![Benchmark::FillRandom, Benchmark::ReadRandom, Benchmark::ReadSeq],
-            workload: WorkloadConfig {
-                num: 1000,
-                threads: 2,
-                codec: KeyCodec::new(16).unwrap(),
-                value_size: 50,
-                batch_size: 10,
-                durability: Durability::Buffered,
-                compression_ratio: 0.5,
-                shard_affine: false,
-            },
-            engine: EngineConfig {
-                durability: Durability::Buffered,
-                shards: None,
-                memtable_mib: None,
-                compression_per_level: None,
-            },
-            db_dir: dir.path().to_path_buf(),
-            repeat: 2,
-            seed: 1,
-            progress: false,
-            verbose: false,
-        };
+        let mut plan = plan_of(
+            dir.path(),
+            vec![Benchmark::FillRandom, Benchmark::ReadRandom, Benchmark::ReadSeq],
+        );
+        plan.repeat = 2;
         let (results, settings) = run(&plan).unwrap();
         assert_eq!(results.len(), 6, "3 benchmarks x 2 rounds");
         assert_eq!(settings, vec![(EngineKind::Memory, "BTreeMap test double".to_string())]);
@@ -333,5 +330,83 @@ mod tests {
         assert_eq!(panels.len(), 3);
         let doc = svg::render("t", &panels);
         assert_eq!(doc.matches("<polyline").count(), 6, "two charts per benchmark, one engine");
+    }
+
+    #[test]
+    fn conditional_workloads_run_in_a_plan_with_their_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan_of(
+            dir.path(),
+            vec![
+                Benchmark::FillRandom,
+                Benchmark::TxnRandom,
+                Benchmark::TxnContended,
+                Benchmark::CasRandom,
+            ],
+        );
+        plan.repeat = 2;
+        let (results, _) = run(&plan).unwrap();
+        assert_eq!(results.len(), 8);
+        for r in results.iter().filter(|r| r.benchmark.conditional()) {
+            let counts = r.conditional.unwrap_or_else(|| panic!("{} has no counts", r.benchmark));
+            assert_eq!((r.ops, counts.commits), (1000, 1000));
+            assert!(r.settle_secs.is_some(), "conditional runs write, so the engine settles");
+        }
+        assert!(results
+            .iter()
+            .filter(|r| !r.benchmark.conditional())
+            .all(|r| r.conditional.is_none()));
+    }
+
+    #[test]
+    fn an_engine_without_transactions_skips_only_the_conditional_workloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan_of(
+            dir.path(),
+            vec![Benchmark::FillRandom, Benchmark::TxnRandom, Benchmark::ReadRandom],
+        );
+        plan.engines = vec![EngineKind::MemoryWithoutTransactions, EngineKind::Memory];
+        plan.repeat = 2;
+        let (results, _) = run(&plan).unwrap();
+        let ran: Vec<(EngineKind, Benchmark)> =
+            results.iter().map(|r| (r.engine, r.benchmark)).collect();
+        let without = EngineKind::MemoryWithoutTransactions;
+        let round = [
+            (without, Benchmark::FillRandom),
+            (EngineKind::Memory, Benchmark::FillRandom),
+            (EngineKind::Memory, Benchmark::TxnRandom),
+            (without, Benchmark::ReadRandom),
+            (EngineKind::Memory, Benchmark::ReadRandom),
+        ];
+        assert_eq!(ran, [round, round].concat());
+    }
+
+    fn plan_of(dir: &std::path::Path, benchmarks: Vec<Benchmark>) -> Plan {
+        Plan {
+            engines: vec![EngineKind::Memory],
+            benchmarks,
+            workload: WorkloadConfig {
+                num: 1000,
+                threads: 2,
+                codec: KeyCodec::new(16).unwrap(),
+                value_size: 50,
+                batch_size: 10,
+                durability: Durability::Buffered,
+                compression_ratio: 0.5,
+                shard_affine: false,
+                hot_keys: crate::workload::DEFAULT_HOT_KEYS,
+            },
+            engine: EngineConfig {
+                durability: Durability::Buffered,
+                shards: None,
+                memtable_mib: None,
+                compression_per_level: None,
+            },
+            db_dir: dir.to_path_buf(),
+            repeat: 1,
+            seed: 1,
+            progress: false,
+            verbose: false,
+        }
     }
 }

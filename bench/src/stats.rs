@@ -30,6 +30,10 @@ pub struct ThreadStats {
     pub bytes: u64,
     /// Lookups that found their key (reads only).
     pub found: u64,
+    /// Transactional workloads: attempts refused because another commit got there first.
+    pub conflicts: u64,
+    /// Compare-and-swap workloads: attempts whose expected value no longer held.
+    pub condition_failed: u64,
 }
 
 impl ThreadStats {
@@ -42,6 +46,8 @@ impl ThreadStats {
             ops: 0,
             bytes: 0,
             found: 0,
+            conflicts: 0,
+            condition_failed: 0,
         }
     }
 
@@ -75,6 +81,8 @@ impl ThreadStats {
         self.ops += other.ops;
         self.bytes += other.bytes;
         self.found += other.found;
+        self.conflicts += other.conflicts;
+        self.condition_failed += other.condition_failed;
     }
 }
 
@@ -153,8 +161,10 @@ mod tests {
         }
         b.record(start, start + Duration::from_millis(1500), 3, 30);
         b.found = 2;
+        (a.conflicts, b.conflicts, b.condition_failed) = (1, 4, 5);
         a.merge(&b);
         assert_eq!((a.ops, a.bytes, a.found), (103, 1030, 2));
+        assert_eq!((a.conflicts, a.condition_failed), (5, 5));
         assert_eq!(a.timeline, vec![100, 3]);
         let q = |q| quantile_us(&a.histogram, q);
         assert!((q(0.5) - 51.0).abs() < 1.0, "p50 {}", q(0.5));

@@ -6,6 +6,11 @@
 //! `--num` is the size of the key space and the total operation count of a run; `--threads T`
 //! splits the operations across T client threads that share the key space (db_bench instead gives
 //! every thread `num` operations).
+//!
+//! The conditional workloads (`txnrandom`, `txncontended`, `casrandom`) are not db_bench's: each
+//! operation increments a counter (see [`crate::counters`]) with an optimistic transaction or a
+//! compare-and-swap, retrying every refused attempt, and the run ends by checking that no
+//! acknowledged increment was lost.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,7 +20,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::engines::{BatchOp, BenchResult, Durability, Engine, ScanDirection};
+use crate::counters::{check_no_lost_updates, CounterCodec};
+use crate::engines::{
+    Attempt, BatchOp, BenchResult, Durability, Engine, ScanDirection, Transactional,
+};
 use crate::keys::{KeyCodec, ValueGen};
 use crate::stats::ThreadStats;
 
@@ -27,6 +35,11 @@ const FILLSYNC_DIVISOR: u64 = 1000;
 const PROGRESS_EVERY: u64 = 256;
 /// How often the coordinating thread reports progress.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
+/// Attempts one conditional operation may make before the run fails: optimistic commits
+/// always let someone through, so reaching it means the engine is livelocked or broken.
+const MAX_ATTEMPTS: u64 = 100_000;
+/// The default `--hot-keys` of `txncontended`.
+pub const DEFAULT_HOT_KEYS: u64 = 16;
 
 /// One workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,11 +68,19 @@ pub enum Benchmark {
     SeekRandom,
     /// readrandom on T threads while one more thread writes random keys at full speed.
     ReadWhileWriting,
+    /// `num` optimistic transactions, each reading one random key and writing it back
+    /// incremented (uncontended when the key space is large).
+    TxnRandom,
+    /// txnrandom on T threads confined to the first `--hot-keys` keys: contended.
+    TxnContended,
+    /// `num` increments of random keys by a read and a compare-and-swap, retried until it
+    /// holds.
+    CasRandom,
 }
 
 impl Benchmark {
     /// Every workload, in documentation order.
-    pub const ALL: [Benchmark; 12] = [
+    pub const ALL: [Benchmark; 15] = [
         Benchmark::FillSeq,
         Benchmark::FillRandom,
         Benchmark::FillBatch,
@@ -72,6 +93,9 @@ impl Benchmark {
         Benchmark::ReadReverse,
         Benchmark::SeekRandom,
         Benchmark::ReadWhileWriting,
+        Benchmark::TxnRandom,
+        Benchmark::TxnContended,
+        Benchmark::CasRandom,
     ];
 
     /// The name used on the command line and in reports.
@@ -89,6 +113,9 @@ impl Benchmark {
             Benchmark::ReadReverse => "readreverse",
             Benchmark::SeekRandom => "seekrandom",
             Benchmark::ReadWhileWriting => "readwhilewriting",
+            Benchmark::TxnRandom => "txnrandom",
+            Benchmark::TxnContended => "txncontended",
+            Benchmark::CasRandom => "casrandom",
         }
     }
 
@@ -111,7 +138,16 @@ impl Benchmark {
                 | Benchmark::Overwrite
                 | Benchmark::DeleteRandom
                 | Benchmark::ReadWhileWriting
+                | Benchmark::TxnRandom
+                | Benchmark::TxnContended
+                | Benchmark::CasRandom
         )
+    }
+
+    /// Whether the workload needs the engine's [`Transactional`] operations (and reports
+    /// commits, conflicts and retries).
+    pub fn conditional(self) -> bool {
+        matches!(self, Benchmark::TxnRandom | Benchmark::TxnContended | Benchmark::CasRandom)
     }
 
     /// Whether the workload needs data to be meaningful.
@@ -126,6 +162,8 @@ impl Benchmark {
                 | Benchmark::ReadWhileWriting
                 | Benchmark::DeleteRandom
                 | Benchmark::Overwrite
+                | Benchmark::TxnRandom
+                | Benchmark::CasRandom
         )
     }
 
@@ -185,6 +223,8 @@ pub struct WorkloadConfig {
     /// Random writes of writer thread `t` go only to keys of shard `t mod shards` (for a
     /// sharded engine; keys are redrawn until one routes there).
     pub shard_affine: bool,
+    /// The keys `txncontended` shares among its threads: indexes `0..hot_keys`.
+    pub hot_keys: u64,
 }
 
 /// The set of keys currently in the database, so space amplification can divide by live data.
@@ -247,6 +287,22 @@ pub struct Measurement {
     pub lookups: Option<u64>,
     /// User bytes written (key + value per put, key per delete), including an unmeasured writer's.
     pub user_bytes_written: u64,
+    /// Conditional workloads: what the commits and refusals came to.
+    pub conditional: Option<ConditionalCounts>,
+}
+
+/// The outcome of a conditional workload's attempts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConditionalCounts {
+    /// Acknowledged commits (one per operation).
+    pub commits: u64,
+    /// Attempts refused with a conflict (another commit changed what the attempt read).
+    pub conflicts: u64,
+    /// Compare-and-swap attempts whose expected value no longer held (`None` for
+    /// transactions, which have no expectation).
+    pub condition_failed: Option<u64>,
+    /// Attempts made again after a refusal: every refusal is retried.
+    pub retries: u64,
 }
 
 /// The share `[start, start + count)` of `total` that thread `i` of `threads` takes.
@@ -273,6 +329,8 @@ struct Worker<'a> {
     user_bytes_written: u64,
     /// The thread's number among the workload's threads.
     thread: u64,
+    /// The run's counters (conditional workloads).
+    counters: CounterCodec,
 }
 
 impl<'a> Worker<'a> {
@@ -299,6 +357,7 @@ impl<'a> Worker<'a> {
             unpublished: 0,
             user_bytes_written: 0,
             thread: i,
+            counters: CounterCodec::new(seed),
         }
     }
 
@@ -475,6 +534,137 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// Which keys a conditional workload increments.
+#[derive(Clone, Copy, Debug)]
+enum Keys {
+    /// Uniformly from the whole key space.
+    All,
+    /// Uniformly from the first `n` keys.
+    Hot(u64),
+}
+
+impl Worker<'_> {
+    fn conditional_index(&mut self, keys: Keys) -> u64 {
+        match keys {
+            Keys::All => self.random_index(),
+            Keys::Hot(n) => self.rng.random_range(0..n.clamp(1, self.cfg.num)),
+        }
+    }
+
+    /// Counts one acknowledged increment of `index` (its first attempt began at `began`).
+    fn record_commit(&mut self, index: u64, began: Instant, value_len: usize) {
+        let bytes = (self.key.len() + value_len) as u64;
+        self.stats.record(began, Instant::now(), 1, bytes);
+        self.live.insert(index);
+        self.user_bytes_written += bytes;
+        self.tick(1);
+    }
+
+    /// `count` increments, each one optimistic transaction that reads the counter and writes
+    /// it back plus one, retried until it commits. Latency covers every attempt.
+    fn txn_increment(
+        &mut self,
+        engine: &dyn Transactional,
+        count: u64,
+        keys: Keys,
+    ) -> BenchResult<()> {
+        for _ in 0..count {
+            let index = self.conditional_index(keys);
+            self.cfg.codec.encode(index, &mut self.key);
+            let counters = self.counters;
+            let filler = self.values.next_value();
+            let mut value_len = 0;
+            let mut increment = |current: Option<&[u8]>| {
+                let value = counters.value(counters.count(current) + 1, filler);
+                value_len = value.len();
+                value
+            };
+            let began = Instant::now();
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match engine.update_in_transaction(
+                    &self.key,
+                    self.cfg.durability,
+                    &mut increment,
+                )? {
+                    Attempt::Committed => break,
+                    Attempt::Conflict => self.stats.conflicts += 1,
+                    Attempt::ConditionFailed => {
+                        return Err("a transaction without a condition reported a failed one".into())
+                    }
+                }
+                if attempts >= MAX_ATTEMPTS {
+                    return Err(format!("a transaction gave up after {attempts} conflicts").into());
+                }
+            }
+            self.record_commit(index, began, value_len);
+        }
+        Ok(())
+    }
+
+    /// `count` increments, each a read of the counter and a compare-and-swap from what was
+    /// read to one more, read again and retried until the swap holds.
+    fn cas_increment(
+        &mut self,
+        engine: &dyn Transactional,
+        count: u64,
+        keys: Keys,
+    ) -> BenchResult<()> {
+        let mut current = Vec::new();
+        for _ in 0..count {
+            let index = self.conditional_index(keys);
+            self.cfg.codec.encode(index, &mut self.key);
+            let filler = self.values.next_value();
+            let began = Instant::now();
+            let mut attempts = 0;
+            let value_len = loop {
+                attempts += 1;
+                let expected = engine.read_value(&self.key, &mut current)?.then_some(&current[..]);
+                let new = self.counters.value(self.counters.count(expected) + 1, filler);
+                match engine.compare_and_swap(&self.key, expected, &new, self.cfg.durability)? {
+                    Attempt::Committed => break new.len(),
+                    Attempt::Conflict => self.stats.conflicts += 1,
+                    Attempt::ConditionFailed => self.stats.condition_failed += 1,
+                }
+                if attempts >= MAX_ATTEMPTS {
+                    return Err(
+                        format!("a compare-and-swap gave up after {attempts} attempts").into()
+                    );
+                }
+            };
+            self.record_commit(index, began, value_len);
+        }
+        Ok(())
+    }
+}
+
+/// The sum of the run's counters: over the hot keys for `txncontended`, else over a scan of
+/// the whole database (outside the measured time).
+fn sum_counters(
+    bench: Benchmark,
+    engine: &dyn Engine,
+    tx: &dyn Transactional,
+    cfg: &WorkloadConfig,
+    counters: CounterCodec,
+) -> BenchResult<u64> {
+    let mut sum = 0u64;
+    if bench == Benchmark::TxnContended {
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for index in 0..cfg.hot_keys.clamp(1, cfg.num) {
+            cfg.codec.encode(index, &mut key);
+            let found = tx.read_value(&key, &mut value)?;
+            sum += counters.count(found.then_some(&value[..]));
+        }
+    } else {
+        engine.scan(None, ScanDirection::Forward, &mut |_, v| {
+            sum += counters.count(Some(v));
+            true
+        })?;
+    }
+    Ok(sum)
+}
+
 /// Increments a counter when dropped, so the coordinator sees a thread finish even if it failed.
 struct FinishedGuard<'a>(&'a AtomicUsize);
 
@@ -497,6 +687,11 @@ pub fn run(
 ) -> BenchResult<Measurement> {
     let threads = cfg.threads.max(1);
     let total = bench.planned_ops(cfg.num);
+    let tx: Option<&dyn Transactional> = if bench.conditional() {
+        Some(engine.transactional().map_err(|why| format!("{bench} is unsupported: {why}"))?)
+    } else {
+        None
+    };
     let progress = AtomicU64::new(0);
     let finished = AtomicUsize::new(0);
     let stop_writer = AtomicBool::new(false);
@@ -555,6 +750,11 @@ pub fn run(
                                 w.read_scan(first, count, ScanDirection::Reverse)?
                             }
                             Benchmark::SeekRandom => w.seek_random(count)?,
+                            Benchmark::TxnRandom => w.txn_increment(need(tx)?, count, Keys::All)?,
+                            Benchmark::TxnContended => {
+                                w.txn_increment(need(tx)?, count, Keys::Hot(cfg.hot_keys))?
+                            }
+                            Benchmark::CasRandom => w.cas_increment(need(tx)?, count, Keys::All)?,
                         }
                         let end = Instant::now();
                         let (stats, written) = w.finish();
@@ -594,7 +794,32 @@ pub fn run(
         last_end = last_end.max(end);
     }
     let lookups = bench.counts_found().then_some(merged.ops);
-    Ok(Measurement { stats: merged, elapsed: last_end - start, lookups, user_bytes_written })
+    let conditional = match tx {
+        Some(tx) => {
+            let counted = sum_counters(bench, engine, tx, cfg, CounterCodec::new(seed))?;
+            check_no_lost_updates(counted, merged.ops)?;
+            Some(ConditionalCounts {
+                commits: merged.ops,
+                conflicts: merged.conflicts,
+                condition_failed: (bench == Benchmark::CasRandom)
+                    .then_some(merged.condition_failed),
+                retries: merged.conflicts + merged.condition_failed,
+            })
+        }
+        None => None,
+    };
+    Ok(Measurement {
+        stats: merged,
+        elapsed: last_end - start,
+        lookups,
+        user_bytes_written,
+        conditional,
+    })
+}
+
+/// The conditional operations a conditional workload's thread was handed.
+fn need(tx: Option<&dyn Transactional>) -> BenchResult<&dyn Transactional> {
+    tx.ok_or_else(|| "a conditional workload ran without the engine's transactions".into())
 }
 
 #[cfg(test)]
@@ -612,6 +837,7 @@ mod tests {
             durability: Durability::Buffered,
             compression_ratio: 0.5,
             shard_affine: false,
+            hot_keys: DEFAULT_HOT_KEYS,
         }
     }
 
@@ -761,6 +987,115 @@ mod tests {
                 run_one(Benchmark::FillSync, &MemoryEngine::default(), &LiveSet::new(num), &cfg);
             assert_eq!(m.stats.ops, 2, "fillsync writes num / 1000 keys");
         }
+    }
+
+    fn conditional(m: &Measurement) -> ConditionalCounts {
+        m.conditional.expect("a conditional workload reports its counts")
+    }
+
+    #[test]
+    fn conditional_workloads_commit_every_operation_and_check_the_counters() {
+        let num = 1_000;
+        for threads in [1, 3] {
+            let cfg = config(num, threads);
+            let engine = MemoryEngine::default();
+            let live = LiveSet::new(num);
+            // Over a fill: its values hold no counter of these runs, so they count as 0.
+            run_one(Benchmark::FillRandom, &engine, &live, &cfg);
+            for bench in [Benchmark::TxnRandom, Benchmark::CasRandom, Benchmark::TxnContended] {
+                let m = run_one(bench, &engine, &live, &cfg);
+                assert_eq!(m.stats.ops, num, "{bench}");
+                assert_eq!(m.stats.histogram.len(), num, "{bench}: one latency per increment");
+                let c = conditional(&m);
+                assert_eq!((c.commits, c.conflicts), (num, 0), "{bench}: nothing conflicts");
+                assert_eq!(c.retries, c.condition_failed.unwrap_or(0), "{bench}");
+                if threads == 1 {
+                    assert_eq!(c.retries, 0, "{bench}: alone, every read is still current");
+                }
+                assert_eq!(c.condition_failed.is_some(), bench == Benchmark::CasRandom);
+                assert_eq!(m.user_bytes_written, num * 116, "{bench}: key + value per commit");
+                assert!(m.lookups.is_none());
+            }
+            // txncontended keeps to its hot keys: their counters hold all its commits.
+            let cfg = WorkloadConfig { hot_keys: 4, ..cfg };
+            let m = run(Benchmark::TxnContended, &engine, &live, &cfg, 77, &mut |_| {}).unwrap();
+            let counters = CounterCodec::new(77);
+            let (mut key, mut value, mut per_key) = (Vec::new(), Vec::new(), Vec::new());
+            for index in 0..num {
+                cfg.codec.encode(index, &mut key);
+                let found = engine.read_value(&key, &mut value).unwrap();
+                per_key.push(counters.count(found.then_some(&value[..])));
+            }
+            assert!(per_key[..4].iter().all(|&n| n > 0), "{per_key:?}");
+            assert!(per_key[4..].iter().all(|&n| n == 0), "only the hot keys are touched");
+            assert_eq!(per_key.iter().sum::<u64>(), conditional(&m).commits);
+        }
+    }
+
+    #[test]
+    fn refused_attempts_are_counted_and_retried() {
+        let num = 2_000;
+        for threads in [1, 3] {
+            let cfg = config(num, threads);
+            for (bench, how) in [
+                (Benchmark::TxnRandom, Attempt::Conflict),
+                (Benchmark::TxnContended, Attempt::Conflict),
+                (Benchmark::CasRandom, Attempt::Conflict),
+                (Benchmark::CasRandom, Attempt::ConditionFailed),
+            ] {
+                // Every 4th attempt refused: of a attempts, a/4 fail and 3a/4 commit.
+                let engine = MemoryEngine::refusing(4, how);
+                let m = run_one(bench, &engine, &LiveSet::new(num), &cfg);
+                let c = conditional(&m);
+                let refused = c.conflicts + c.condition_failed.unwrap_or(0);
+                assert_eq!(c.commits, num, "{bench} {how:?}");
+                assert_eq!(c.retries, refused);
+                let injected = (num + refused) / 4;
+                if threads == 1 {
+                    assert_eq!(refused, injected, "{bench} {how:?}: {c:?}");
+                    let expected_failed = match how {
+                        Attempt::ConditionFailed => refused,
+                        _ => 0,
+                    };
+                    assert_eq!(c.condition_failed.unwrap_or(0), expected_failed, "{bench}");
+                } else {
+                    // Threads racing on one key add real refusals to the injected ones
+                    // (a compare-and-swap whose read was overtaken).
+                    assert!(refused >= injected, "{bench} {how:?}: {c:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_lost_update_fails_the_run_loudly() {
+        for bench in [Benchmark::TxnRandom, Benchmark::TxnContended, Benchmark::CasRandom] {
+            let cfg = config(500, 2);
+            let engine = MemoryEngine::losing_updates(100);
+            let err = run(bench, &engine, &LiveSet::new(500), &cfg, 1, &mut |_| {}).err();
+            let err = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                err.contains("LOST UPDATES") && err.contains("5 acknowledged"),
+                "{bench}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transaction_refused_with_a_condition_is_an_error() {
+        let engine = MemoryEngine::refusing(3, Attempt::ConditionFailed);
+        let cfg = config(100, 1);
+        let err = run(Benchmark::TxnRandom, &engine, &LiveSet::new(100), &cfg, 1, &mut |_| {});
+        assert!(err.err().is_some_and(|e| e.to_string().contains("failed one")));
+    }
+
+    #[test]
+    fn a_conditional_workload_on_an_engine_without_transactions_says_unsupported() {
+        let engine = MemoryEngine::without_transactions();
+        let cfg = config(100, 1);
+        let err = run(Benchmark::CasRandom, &engine, &LiveSet::new(100), &cfg, 1, &mut |_| {});
+        let err = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("casrandom is unsupported: the test double"), "{err}");
     }
 
     #[test]

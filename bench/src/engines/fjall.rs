@@ -1,18 +1,36 @@
 //! fjall: `Database::builder(dir)` defaults and one keyspace with `KeyspaceCreateOptions::default()`
 //! (LZ4 compression, bloom filters, leveled compaction: fjall's own defaults).
+//!
+//! The database is opened as fjall's `OptimisticTxDatabase` (the same builder and defaults,
+//! plus its optimistic-transaction oracle), so that the conditional workloads run on the
+//! data the others wrote. The plain workloads go to the `Database` and `Keyspace` it wraps,
+//! as they would on a plain `Database`: routing them through `OptimisticTxKeyspace::insert`
+//! would make every plain write a transaction, measuring the oracle instead of the write.
+//! A write that bypasses the transactions is invisible to their conflict checks, which is
+//! harmless here: no workload mixes plain writes with transactions.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{
+    Database, Keyspace, KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace,
+    PersistMode, Readable,
+};
 
-use super::{drive_scan, BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection};
+use super::{
+    drive_scan, Attempt, BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection,
+    Transactional, Update,
+};
 
 /// How long `settle` waits for background flushes and compactions before giving up.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A fjall database with one keyspace.
 pub struct FjallEngine {
+    /// The transactional handle (conditional workloads).
+    tx_db: OptimisticTxDatabase,
+    tx_keyspace: OptimisticTxKeyspace,
+    /// The plain handles it wraps (every other workload).
     db: Database,
     keyspace: Keyspace,
     default_durability: Durability,
@@ -24,9 +42,26 @@ impl FjallEngine {
         // fjall's default hands each write's journal entry to the OS (PersistMode::Buffer); in
         // `none` mode the journal stays in fjall's user-space buffer until something persists it.
         let manual = config.durability == Durability::None;
-        let db = Database::builder(dir).manual_journal_persist(manual).open()?;
-        let keyspace = db.keyspace("bench", KeyspaceCreateOptions::default)?;
-        Ok(FjallEngine { db, keyspace, default_durability: config.durability })
+        let tx_db = OptimisticTxDatabase::builder(dir).manual_journal_persist(manual).open()?;
+        let tx_keyspace = tx_db.keyspace("bench", KeyspaceCreateOptions::default)?;
+        // fjall's escape hatch from the transactional context (`inner`, hidden from its docs
+        // but public): the very `Database` and `Keyspace` a plain open would give.
+        let db = tx_db.inner().clone();
+        let keyspace = tx_keyspace.inner().clone();
+        Ok(FjallEngine { tx_db, tx_keyspace, db, keyspace, default_durability: config.durability })
+    }
+
+    /// The journal persistence a commit asks for, as `write_batch` and transactions take it.
+    fn persist_mode(durability: Durability) -> Option<PersistMode> {
+        match durability {
+            Durability::Sync => Some(PersistMode::SyncData),
+            Durability::Buffered => Some(PersistMode::Buffer),
+            Durability::None => None,
+        }
+    }
+
+    fn write_tx(&self, durability: Durability) -> BenchResult<fjall::OptimisticWriteTx> {
+        Ok(self.tx_db.write_tx()?.durability(Self::persist_mode(durability)))
     }
 
     /// Bring the journal up to `durability` after a write fjall has already applied.
@@ -48,8 +83,9 @@ impl Engine for FjallEngine {
     fn settings(&self) -> String {
         format!(
             "fjall 3: Database::builder defaults (cache, worker threads, journal limits) + one keyspace \
-             with KeyspaceCreateOptions::default() (LZ4, bloom filters, leveled compaction); journal \
-             on; durability {}: {}",
+             with KeyspaceCreateOptions::default() (LZ4, bloom filters, leveled compaction), opened \
+             as an OptimisticTxDatabase (plain operations bypass its transactions; conditional ones \
+             are its write transactions); journal on; durability {}: {}",
             self.default_durability,
             match self.default_durability {
                 Durability::Sync => "each write then Database::persist(SyncData)",
@@ -74,12 +110,7 @@ impl Engine for FjallEngine {
     }
 
     fn write_batch(&self, ops: &[BatchOp<'_>], durability: Durability) -> BenchResult<()> {
-        let mode = match durability {
-            Durability::Sync => Some(PersistMode::SyncData),
-            Durability::Buffered => Some(PersistMode::Buffer),
-            Durability::None => None,
-        };
-        let mut batch = self.db.batch().durability(mode);
+        let mut batch = self.db.batch().durability(Self::persist_mode(durability));
         for op in ops {
             match *op {
                 BatchOp::Put(k, v) => batch.insert(&self.keyspace, k, v),
@@ -128,7 +159,148 @@ impl Engine for FjallEngine {
     fn close(self: Box<Self>) -> BenchResult<()> {
         self.db.persist(PersistMode::SyncAll)?;
         drop(self.keyspace);
+        drop(self.tx_keyspace);
         drop(self.db);
+        drop(self.tx_db);
         Ok(())
+    }
+
+    fn transactional(&self) -> Result<&dyn Transactional, String> {
+        Ok(self)
+    }
+}
+
+/// fjall's optimistic write transactions: a commit that another commit overtook returns
+/// `Ok(Err(Conflict))`. fjall has no compare-and-swap outside a transaction, so one is a
+/// write transaction that reads, compares and writes (its own `fetch_update` retries
+/// conflicts inside, hiding them, so it is not used).
+impl Transactional for FjallEngine {
+    fn update_in_transaction(
+        &self,
+        key: &[u8],
+        durability: Durability,
+        update: Update<'_>,
+    ) -> BenchResult<Attempt> {
+        let mut tx = self.write_tx(durability)?;
+        let new = update(tx.get(&self.tx_keyspace, key)?.as_deref());
+        tx.insert(&self.tx_keyspace, key, new);
+        Ok(match tx.commit()? {
+            Ok(()) => Attempt::Committed,
+            Err(fjall::Conflict) => Attempt::Conflict,
+        })
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+        durability: Durability,
+    ) -> BenchResult<Attempt> {
+        let mut tx = self.write_tx(durability)?;
+        if tx.get(&self.tx_keyspace, key)?.as_deref() != expected {
+            tx.rollback();
+            return Ok(Attempt::ConditionFailed);
+        }
+        tx.insert(&self.tx_keyspace, key, new);
+        Ok(match tx.commit()? {
+            Ok(()) => Attempt::Committed,
+            Err(fjall::Conflict) => Attempt::Conflict,
+        })
+    }
+
+    fn read_value(&self, key: &[u8], value: &mut Vec<u8>) -> BenchResult<bool> {
+        value.clear();
+        match self.keyspace.get(key)? {
+            Some(v) => {
+                value.extend_from_slice(&v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> EngineConfig {
+        EngineConfig {
+            durability: Durability::Buffered,
+            shards: None,
+            memtable_mib: None,
+            compression_per_level: None,
+        }
+    }
+
+    #[test]
+    fn conflicts_and_failed_conditions_are_attempts_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = FjallEngine::open(dir.path(), &config()).unwrap();
+        let d = Durability::Buffered;
+        let mut value = Vec::new();
+        engine.put(b"k", b"1", d).unwrap();
+        // Another transaction commits to the key between this one's read and its commit.
+        let mut overtaken = |current: Option<&[u8]>| {
+            assert_eq!(current, Some(&b"1"[..]));
+            let mut other = |_: Option<&[u8]>| b"other".to_vec();
+            assert_eq!(
+                engine.update_in_transaction(b"k", d, &mut other).unwrap(),
+                Attempt::Committed
+            );
+            b"2".to_vec()
+        };
+        assert_eq!(
+            engine.update_in_transaction(b"k", d, &mut overtaken).unwrap(),
+            Attempt::Conflict
+        );
+        assert!(engine.read_value(b"k", &mut value).unwrap());
+        assert_eq!(value, b"other", "the refused transaction wrote nothing");
+
+        assert_eq!(
+            engine.compare_and_swap(b"k", Some(b"1"), b"3", d).unwrap(),
+            Attempt::ConditionFailed
+        );
+        assert_eq!(
+            engine.compare_and_swap(b"k", Some(b"other"), b"3", Durability::Sync).unwrap(),
+            Attempt::Committed
+        );
+        assert_eq!(engine.compare_and_swap(b"new", None, b"x", d).unwrap(), Attempt::Committed);
+        assert_eq!(
+            engine.compare_and_swap(b"new", None, b"y", d).unwrap(),
+            Attempt::ConditionFailed
+        );
+        assert_eq!(engine.get(b"k").unwrap(), Some(1), "plain reads see transactional writes");
+        Box::new(engine).close().unwrap();
+    }
+
+    #[test]
+    fn conditional_workloads_lose_no_update_on_fjall() {
+        use crate::keys::KeyCodec;
+        use crate::workload::{self, Benchmark, LiveSet, WorkloadConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let engine = FjallEngine::open(dir.path(), &config()).unwrap();
+        let cfg = WorkloadConfig {
+            num: 600,
+            threads: 3,
+            codec: KeyCodec::new(16).unwrap(),
+            value_size: 100,
+            batch_size: 1,
+            durability: Durability::Buffered,
+            compression_ratio: 0.5,
+            shard_affine: false,
+            hot_keys: 2,
+        };
+        let live = LiveSet::new(cfg.num);
+        for (seed, bench) in [Benchmark::TxnContended, Benchmark::TxnRandom, Benchmark::CasRandom]
+            .into_iter()
+            .enumerate()
+        {
+            let m = workload::run(bench, &engine, &live, &cfg, seed as u64, &mut |_| {})
+                .unwrap_or_else(|e| panic!("{bench}: {e}"));
+            assert_eq!(m.conditional.unwrap().commits, 600, "{bench}");
+        }
+        Box::new(engine).close().unwrap();
     }
 }

@@ -72,6 +72,9 @@ pub enum EngineKind {
     /// A `BTreeMap` behind a mutex: the test double for the harness's own tests.
     #[cfg(test)]
     Memory,
+    /// The test double without transactions, like a peer that has none.
+    #[cfg(test)]
+    MemoryWithoutTransactions,
 }
 
 impl EngineKind {
@@ -85,6 +88,8 @@ impl EngineKind {
             EngineKind::Redb => "redb",
             #[cfg(test)]
             EngineKind::Memory => "memory",
+            #[cfg(test)]
+            EngineKind::MemoryWithoutTransactions => "memory-without-transactions",
         }
     }
 }
@@ -150,6 +155,47 @@ pub enum ScanDirection {
     Reverse,
 }
 
+/// What one optimistic attempt (a transaction's commit, or a compare-and-swap) came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Applied, as durable as asked.
+    Committed,
+    /// Refused because another commit changed what the attempt read after it read it
+    /// (strata's `Error::Conflict`, fjall's `Conflict`): nothing applied, retry.
+    Conflict,
+    /// Compare-and-swap only: the current value was not the expected one (strata's
+    /// `Error::ConditionFailed`): nothing applied, read again and retry.
+    ConditionFailed,
+}
+
+/// The new value a transaction writes, made from the current one (`None`: absent).
+pub type Update<'a> = &'a mut dyn FnMut(Option<&[u8]>) -> Vec<u8>;
+
+/// The conditional writes of the `txnrandom`, `txncontended` and `casrandom` workloads, as
+/// each engine natively offers them. Not part of [`Engine`]: not every peer has them.
+pub trait Transactional: Send + Sync {
+    /// One optimistic transaction: begin, read `key` (so that the commit validates it), write
+    /// `update(current)` to it, commit with `durability`. Exactly one attempt: a refused
+    /// commit is [`Attempt::Conflict`], never retried here.
+    fn update_in_transaction(
+        &self,
+        key: &[u8],
+        durability: Durability,
+        update: Update<'_>,
+    ) -> BenchResult<Attempt>;
+    /// Set `key` to `new` only if its current value is `expected` (`None`: absent),
+    /// atomically, with `durability`.
+    fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+        durability: Durability,
+    ) -> BenchResult<Attempt>;
+    /// The current value of `key`, copied into `value`; whether the key exists.
+    fn read_value(&self, key: &[u8], value: &mut Vec<u8>) -> BenchResult<bool>;
+}
+
 /// The operations every benchmarked engine provides. All methods take `&self`: client threads share
 /// one handle, as they would share a database in an application.
 pub trait Engine: Send + Sync {
@@ -196,6 +242,11 @@ pub trait Engine: Send + Sync {
     fn shard_of(&self, _key: &[u8]) -> Option<(usize, usize)> {
         None
     }
+    /// The engine's transactions and compare-and-swap, or why the adapter has none (the
+    /// runner skips the workloads that need them, saying so).
+    fn transactional(&self) -> Result<&dyn Transactional, String> {
+        Err("this adapter has no transactions or compare-and-swap".into())
+    }
 }
 
 /// Open `kind` in `dir` (created if missing).
@@ -216,6 +267,10 @@ pub fn open_engine(
         EngineKind::Redb => Ok(Box::new(redb::RedbEngine::open(dir, config)?)),
         #[cfg(test)]
         EngineKind::Memory => Ok(Box::new(memory::MemoryEngine::default())),
+        #[cfg(test)]
+        EngineKind::MemoryWithoutTransactions => {
+            Ok(Box::new(memory::MemoryEngine::without_transactions()))
+        }
         #[allow(unreachable_patterns)]
         other => {
             Err(format!("engine {other} is not compiled in: rebuild with `--features {other}`")
@@ -262,6 +317,7 @@ pub mod memory {
     use super::*;
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     use std::ops::Bound;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Mutex;
     use std::thread::ThreadId;
 
@@ -273,12 +329,95 @@ pub mod memory {
         shards: Option<usize>,
         /// With `shards`: the shards each thread put keys into.
         pub shards_by_thread: Mutex<HashMap<ThreadId, BTreeSet<usize>>>,
+        /// Every this many conditional attempts, refuse the attempt this way instead.
+        refuse: Option<(u64, Attempt)>,
+        /// Every this many commits, acknowledge without writing: a lost update.
+        lose_every: Option<u64>,
+        attempts: AtomicU64,
+        commits: AtomicU64,
+        /// Without conditional operations, like a peer that has none.
+        no_transactions: bool,
     }
 
     impl MemoryEngine {
         /// An engine that shards keys by their last byte over `shards` shards.
         pub fn sharded(shards: usize) -> Self {
             MemoryEngine { shards: Some(shards), ..MemoryEngine::default() }
+        }
+
+        /// An engine that refuses every `every`-th conditional attempt with `how`.
+        pub fn refusing(every: u64, how: Attempt) -> Self {
+            MemoryEngine { refuse: Some((every, how)), ..MemoryEngine::default() }
+        }
+
+        /// An engine that acknowledges every `every`-th commit without applying it.
+        pub fn losing_updates(every: u64) -> Self {
+            MemoryEngine { lose_every: Some(every), ..MemoryEngine::default() }
+        }
+
+        /// An engine without transactions or compare-and-swap.
+        pub fn without_transactions() -> Self {
+            MemoryEngine { no_transactions: true, ..MemoryEngine::default() }
+        }
+
+        /// The injected refusal due at this attempt, if any.
+        fn refusal(&self) -> Option<Attempt> {
+            let n = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            self.refuse.and_then(|(every, how)| n.is_multiple_of(every).then_some(how))
+        }
+
+        /// Apply a commit of `value` to `key`, unless this is one it loses.
+        fn apply(&self, map: &mut BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8], value: Vec<u8>) {
+            let n = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.lose_every.is_some_and(|every| n.is_multiple_of(every)) {
+                return;
+            }
+            map.insert(key.to_vec(), value);
+        }
+    }
+
+    /// Each operation holds the map's lock throughout, so it is serializable by
+    /// construction; refusals only come from the injection.
+    impl Transactional for MemoryEngine {
+        fn update_in_transaction(
+            &self,
+            key: &[u8],
+            _: Durability,
+            update: Update<'_>,
+        ) -> BenchResult<Attempt> {
+            if let Some(how) = self.refusal() {
+                return Ok(how);
+            }
+            let mut map = self.map.lock().unwrap();
+            let new = update(map.get(key).map(Vec::as_slice));
+            self.apply(&mut map, key, new);
+            Ok(Attempt::Committed)
+        }
+
+        fn compare_and_swap(
+            &self,
+            key: &[u8],
+            expected: Option<&[u8]>,
+            new: &[u8],
+            _: Durability,
+        ) -> BenchResult<Attempt> {
+            if let Some(how) = self.refusal() {
+                return Ok(how);
+            }
+            let mut map = self.map.lock().unwrap();
+            if map.get(key).map(Vec::as_slice) != expected {
+                return Ok(Attempt::ConditionFailed);
+            }
+            self.apply(&mut map, key, new.to_vec());
+            Ok(Attempt::Committed)
+        }
+
+        fn read_value(&self, key: &[u8], value: &mut Vec<u8>) -> BenchResult<bool> {
+            value.clear();
+            let map = self.map.lock().unwrap();
+            let found = map.get(key);
+            value.extend_from_slice(found.map_or(&[][..], Vec::as_slice));
+            Ok(found.is_some())
         }
     }
 
@@ -346,6 +485,12 @@ pub mod memory {
         fn shard_of(&self, key: &[u8]) -> Option<(usize, usize)> {
             let shards = self.shards?;
             Some((usize::from(*key.last()?) % shards, shards))
+        }
+        fn transactional(&self) -> Result<&dyn Transactional, String> {
+            if self.no_transactions {
+                return Err("the test double was built without them".into());
+            }
+            Ok(self)
         }
     }
 }
