@@ -10,6 +10,7 @@
 //! the [`crate::conflict::ConflictWindow`]. Readers that use no transaction pay nothing;
 //! writers pay one branch while no transaction is open.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::RangeBounds;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::db_iter::KeyRange;
 use crate::inner::DbInner;
 use crate::options::WriteOptions;
 use crate::snapshot::{owned_range, Iter, Snapshot};
+use crate::state::WriteState;
 
 /// How often a conditional write re-reads its keys when a concurrent commit changed one of
 /// them between its read and its commit, before giving up with [`Error::Conflict`].
@@ -49,30 +51,40 @@ impl DbInner {
     }
 
     /// Commits `batch` if nothing in `reads` was written after `snapshot` (checked under the
-    /// commit lock) and `extra` passes too; a batch without entries only checks.
-    fn commit_validated(
+    /// commit lock) and `extra` passes too; a batch without entries only checks. The
+    /// conflict window opened at `snapshot` is closed on return whatever the outcome —
+    /// under the same commit lock as the check when the check runs, so an uncontended
+    /// commit takes the lock once and its own keys are not recorded for nobody.
+    fn commit_closing(
         &self,
-        mut batch: WriteBatch,
+        batch: &mut WriteBatch,
         mode: CommitMode,
         snapshot: SeqNo,
         reads: &ReadSet,
         extra: Result<()>,
     ) -> Result<()> {
-        if batch.is_empty() {
-            self.check_open()?;
-            self.commit.lock().conflicts.validate(snapshot, reads)?;
-            return extra;
+        let closed = Cell::new(false);
+        let check = |w: &mut WriteState| {
+            let verdict = w.conflicts.validate(snapshot, reads).and(extra);
+            w.conflicts.close(snapshot);
+            closed.set(true);
+            verdict
+        };
+        let result = if batch.is_empty() {
+            self.check_open().and_then(|()| check(&mut self.commit.lock()))
+        } else {
+            self.write_checked(batch, mode, check)
+        };
+        if !closed.get() {
+            self.end_tracking(snapshot); // refused before the check ran
         }
-        self.write_checked(&mut batch, mode, |w| {
-            w.conflicts.validate(snapshot, reads)?;
-            extra
-        })
+        result
     }
 
     /// A batch with expectations: read each expected key at a fresh tracked snapshot, then
     /// commit with those keys as the read set, so that no write can slip in between the
     /// check and the batch. A key changed meanwhile means reading again.
-    pub(crate) fn write_conditional(&self, batch: WriteBatch, mode: CommitMode) -> Result<()> {
+    pub(crate) fn write_conditional(&self, mut batch: WriteBatch, mode: CommitMode) -> Result<()> {
         self.check_writable()?;
         let reads = ReadSet {
             keys: batch.expectations().iter().map(|(k, _)| k.clone()).collect(),
@@ -80,20 +92,23 @@ impl DbInner {
         };
         for _ in 0..CONDITION_ATTEMPTS {
             let seq = self.begin_tracking();
-            let outcome = (|| {
-                let view = self.current_view();
-                let mut verdict = Ok(());
-                for (key, expect) in batch.expectations() {
-                    let current = self.get_at(&view, key, seq)?;
-                    if !expect.holds(current.as_deref()) {
+            let view = self.current_view();
+            let mut verdict = Ok(());
+            for (key, expect) in batch.expectations() {
+                match self.get_at(&view, key, seq) {
+                    Ok(current) if expect.holds(current.as_deref()) => {}
+                    Ok(_) => {
                         verdict = Err(Error::ConditionFailed { key: key.clone() });
                         break;
                     }
+                    Err(e) => {
+                        self.end_tracking(seq);
+                        return Err(e);
+                    }
                 }
-                self.commit_validated(batch.clone(), mode, seq, &reads, verdict)
-            })();
-            self.end_tracking(seq);
-            match outcome {
+            }
+            drop(view);
+            match self.commit_closing(&mut batch, mode, seq, &reads, verdict) {
                 Err(Error::Conflict) => continue,
                 other => return other,
             }
@@ -271,15 +286,18 @@ impl Transaction {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn commit_with(mut self, options: impl Into<WriteOptions>) -> Result<()> {
-        self.finished = true;
-        let result = self.try_commit(options.into().mode(self.db.opts.durability));
-        self.db.end_tracking(self.snapshot.sequence());
-        result
+        self.finished = true; // `try_commit` closes the conflict window on every path
+        self.try_commit(options.into().mode(self.db.opts.durability))
     }
 
     fn try_commit(&mut self, mode: CommitMode) -> Result<()> {
-        self.db.check_open()?;
+        let seq = self.snapshot.sequence();
+        if let Err(e) = self.db.check_open() {
+            self.db.end_tracking(seq);
+            return Err(e);
+        }
         if self.writes.is_empty() {
+            self.db.end_tracking(seq);
             return Ok(());
         }
         let mut batch = WriteBatch::new();
@@ -292,11 +310,12 @@ impl Transaction {
         let mut reads = std::mem::take(&mut self.reads);
         if reads.is_empty() {
             // Blind writes: last committer wins, as with a plain batch.
+            self.db.end_tracking(seq);
             return self.db.write(batch, mode);
         }
         // First committer wins on a key both wrote.
         reads.keys.extend(self.writes.keys().cloned());
-        self.db.commit_validated(batch, mode, self.snapshot.sequence(), &reads, Ok(()))
+        self.db.commit_closing(&mut batch, mode, seq, &reads, Ok(()))
     }
 
     /// Discards the transaction: nothing is written (the same as dropping it).
