@@ -1,17 +1,23 @@
-//! The `ops_crash` target: database operations, injected I/O errors and power losses on a
-//! simulated disk, checked against a model that knows each write's durability.
+//! The `ops_crash` target: database operations (transactions and conditional writes among
+//! them), injected I/O errors and power losses on a simulated disk, checked against a model
+//! that knows each write's durability and each transaction's snapshot and read set.
 
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::Unstructured;
-use strata::{Compression, Db, Durability, Error, Options, RecoveryMode, Snapshot};
+use strata::{
+    Compression, Db, Durability, Error, Expect, Options, RecoveryMode, Snapshot, Transaction,
+    WriteBatch,
+};
 use strata_core::sim::{CrashMode, FaultOp, SimFileSystem};
 
 use super::input::byte;
 use crate::crash::read_state_probing;
-use crate::model::{apply, batch_of, Model, Mutation, State};
+use crate::model::{
+    apply, batch_of, CommitHistory, Entry, Model, Mutation, ReadRange, State, TxModel, TxOutcome,
+};
 
 /// Most ops one input runs (keeps each execution in the milliseconds).
 const MAX_OPS: usize = 300;
@@ -19,6 +25,15 @@ const MAX_OPS: usize = 300;
 pub(crate) const DB_DIR: &str = "/db";
 /// Distinct short keys; ids beyond map to long keys and the empty key.
 const SHORT_KEYS: u8 = 48;
+/// Transactions open at once (slots of the transaction ops).
+const TX_SLOTS: usize = 4;
+/// Op codes without [`OpsConfig::flags`] bit 4, and with it (the transaction ops follow).
+const PLAIN_OPS: u8 = 15;
+const ALL_OPS: u8 = 25;
+// The engine's conflict history (`Options::transaction_history_bytes`, left at its 16 MiB
+// default) outgrows what one input writes — at most MAX_OPS batches of 8 keys of 1 KiB — so
+// no commit here conflicts for lack of history, and the model need not know that rule.
+const _: () = assert!(MAX_OPS * 8 * 1024 < 16 << 20);
 
 /// The key for a key id: 48 short keys, 7 long (1 KiB) keys and the empty key.
 fn key_of(id: u8) -> Vec<u8> {
@@ -60,9 +75,14 @@ fn durability_of(b: u8) -> Durability {
     }
 }
 
-/// One operation of [`run`]. Encoding: opcode byte (mod 15), then one byte per field, in
-/// field order. Key ids map to keys as `key_of` does: 48 short keys `k00..k47`, 7 long (1 KiB)
-/// keys (ids 248 to 254) and the empty key (255).
+/// One operation of [`run`]. Encoding: opcode byte (mod 15, or mod 25 with the transaction
+/// ops: [`OpsConfig::flags`] bit 4), then one byte per field, in field order. Key ids map to
+/// keys as `key_of` does: 48 short keys `k00..k47`, 7 long (1 KiB) keys (ids 248 to 254) and
+/// the empty key (255).
+///
+/// Transactions live in 4 slots (`slot % 4`); a transaction op on an empty slot begins one
+/// there first. Their reads must equal the model's snapshot plus own writes, their commits
+/// the model's verdict (commit, trivial read-only commit, or `Conflict`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// 0: a put.
@@ -155,11 +175,97 @@ pub enum Op {
         /// Even: the whole key space.
         whole: u8,
     },
+    /// 15: `db.transaction()` in a slot (dropping the transaction there, if any).
+    TxBegin {
+        /// Slot (`% 4`).
+        slot: u8,
+    },
+    /// 16: a transaction's get.
+    TxGet {
+        /// Slot (`% 4`).
+        slot: u8,
+        /// Key id.
+        key: u8,
+    },
+    /// 17: a transaction's put.
+    TxPut {
+        /// Slot (`% 4`).
+        slot: u8,
+        /// Key id.
+        key: u8,
+        /// Value length / 16.
+        len16: u8,
+    },
+    /// 18: a transaction's delete.
+    TxDelete {
+        /// Slot (`% 4`).
+        slot: u8,
+        /// Key id.
+        key: u8,
+    },
+    /// 19: a transaction's range scan (forward; the whole range joins its read set however
+    /// far it is read).
+    TxRange {
+        /// Slot (`% 4`).
+        slot: u8,
+        /// Key id of the start (inclusive).
+        lo: u8,
+        /// Key id of the end.
+        hi: u8,
+        /// Bits 1 to 3 as for [`Op::Scan`]; bits 5 to 7: read at most that many entries
+        /// (0: all).
+        flags: u8,
+    },
+    /// 20: a transaction's prefix scan.
+    TxPrefix {
+        /// Slot (`% 4`).
+        slot: u8,
+        /// Key id whose first bytes are the prefix.
+        key: u8,
+        /// How many bytes: `len % (key length + 1)`.
+        len: u8,
+    },
+    /// 21: commit a transaction (nothing if the slot is empty).
+    TxCommit {
+        /// Slot (`% 4`).
+        slot: u8,
+        /// Durability, as for a put (Buffered through `commit()`, else `commit_with`).
+        durability: u8,
+    },
+    /// 22: discard a transaction (nothing if the slot is empty).
+    TxRollback {
+        /// Slot (`% 4`).
+        slot: u8,
+        /// Even: `rollback()`; odd: drop it.
+        how: u8,
+    },
+    /// 23: a batch with expectations, encoded
+    /// `[n, (key, expect) * (n % 4 + 1), m, (key, len16) * (m % 9), durability]`: applied iff
+    /// every expectation holds on the model's current state, else `ConditionFailed` naming
+    /// the first that fails.
+    Conditional {
+        /// `(key id, kind)`, 1 to 4: kind `% 4` is `Absent`, `Present`, `Value` of the current
+        /// value (empty if none), `Value` of bytes the key does not hold.
+        expects: Vec<(u8, u8)>,
+        /// `(key id, value length / 16)`, 255 for a delete; 0 to 8 of them.
+        entries: Vec<(u8, u8)>,
+        /// Durability, as for a put.
+        durability: u8,
+    },
+    /// 24: `db.compare_and_swap(key, expected, new)`.
+    CompareAndSwap {
+        /// Key id.
+        key: u8,
+        /// `% 3`: the current value (it holds), absent, bytes the key does not hold.
+        expected: u8,
+        /// The new value's length / 16; 255 deletes.
+        len16: u8,
+    },
 }
 
 impl Op {
-    fn decode(u: &mut Unstructured<'_>) -> Op {
-        match byte(u) % 15 {
+    fn decode(u: &mut Unstructured<'_>, transactions: bool) -> Op {
+        match byte(u) % if transactions { ALL_OPS } else { PLAIN_OPS } {
             0 => Op::Put { key: byte(u), len16: byte(u), durability: byte(u) },
             1 => Op::Delete { key: byte(u), durability: byte(u) },
             2 => {
@@ -178,8 +284,31 @@ impl Op {
             11 => Op::Fault { op: byte(u), n: byte(u) },
             12 => Op::NoSpace { budget: byte(u) },
             13 => Op::ClearFaults,
-            _ => Op::Compact { lo: byte(u), hi: byte(u), whole: byte(u) },
+            14 => Op::Compact { lo: byte(u), hi: byte(u), whole: byte(u) },
+            15 => Op::TxBegin { slot: byte(u) },
+            16 => Op::TxGet { slot: byte(u), key: byte(u) },
+            17 => Op::TxPut { slot: byte(u), key: byte(u), len16: byte(u) },
+            18 => Op::TxDelete { slot: byte(u), key: byte(u) },
+            19 => Op::TxRange { slot: byte(u), lo: byte(u), hi: byte(u), flags: byte(u) },
+            20 => Op::TxPrefix { slot: byte(u), key: byte(u), len: byte(u) },
+            21 => Op::TxCommit { slot: byte(u), durability: byte(u) },
+            22 => Op::TxRollback { slot: byte(u), how: byte(u) },
+            23 => {
+                let n = byte(u) % 4 + 1;
+                let expects = (0..n).map(|_| (byte(u), byte(u))).collect();
+                let m = byte(u) % 9;
+                let entries = (0..m).map(|_| (byte(u), byte(u))).collect();
+                Op::Conditional { expects, entries, durability: byte(u) }
+            }
+            _ => Op::CompareAndSwap { key: byte(u), expected: byte(u), len16: byte(u) },
         }
+    }
+
+    /// Whether the op decodes only with [`OpsConfig::flags`] bit 4.
+    fn is_transactional(&self) -> bool {
+        let mut code = Vec::new();
+        self.encode(&mut code);
+        code[0] >= PLAIN_OPS
     }
 
     /// The bytes that decode as `self` in a [`run`] input (for seed inputs).
@@ -207,6 +336,29 @@ impl Op {
             Op::NoSpace { budget } => out.extend([12, *budget]),
             Op::ClearFaults => out.push(13),
             Op::Compact { lo, hi, whole } => out.extend([14, *lo, *hi, *whole]),
+            Op::TxBegin { slot } => out.extend([15, *slot]),
+            Op::TxGet { slot, key } => out.extend([16, *slot, *key]),
+            Op::TxPut { slot, key, len16 } => out.extend([17, *slot, *key, *len16]),
+            Op::TxDelete { slot, key } => out.extend([18, *slot, *key]),
+            Op::TxRange { slot, lo, hi, flags } => out.extend([19, *slot, *lo, *hi, *flags]),
+            Op::TxPrefix { slot, key, len } => out.extend([20, *slot, *key, *len]),
+            Op::TxCommit { slot, durability } => out.extend([21, *slot, *durability]),
+            Op::TxRollback { slot, how } => out.extend([22, *slot, *how]),
+            Op::Conditional { expects, entries, durability } => {
+                assert!((1..=4).contains(&expects.len()) && entries.len() <= 8);
+                out.extend([23, (expects.len() - 1) as u8]);
+                for (k, e) in expects {
+                    out.extend([*k, *e]);
+                }
+                out.push(entries.len() as u8);
+                for (k, l) in entries {
+                    out.extend([*k, *l]);
+                }
+                out.push(*durability);
+            }
+            Op::CompareAndSwap { key, expected, len16 } => {
+                out.extend([24, *key, *expected, *len16])
+            }
         }
     }
 }
@@ -220,7 +372,8 @@ pub struct OpsConfig {
     pub block: u8,
     /// Bit 0: zstd; bit 1: no bloom filter; bit 2: PointInTime recovery; bit 3: unused (it
     /// chose `background_threads`, an option that changed nothing and is gone; kept so the
-    /// committed corpus decodes as before).
+    /// committed corpus decodes as before); bit 4: the transaction ops (15 to 24) are in the
+    /// op language (inputs from before them have it clear, and decode as they did).
     pub flags: u8,
     /// `max_immutable_memtables = b % 3 + 1`.
     pub imms: u8,
@@ -261,6 +414,10 @@ impl OpsConfig {
 
 /// Encodes a whole [`run`] input.
 pub fn encode_ops_input(config: OpsConfig, ops: &[Op]) -> Vec<u8> {
+    assert!(
+        config.flags & 16 != 0 || !ops.iter().any(Op::is_transactional),
+        "transaction ops decode only with OpsConfig::flags bit 4"
+    );
     let mut out = Vec::new();
     config.encode(&mut out);
     for op in ops {
@@ -361,12 +518,62 @@ fn check_read_error(e: &Error, what: &str) {
     assert!(!e.is_corruption(), "{what} reported corruption of undamaged files: {e}");
 }
 
+/// An open transaction and what the model says it must read and return.
+struct OpenTx {
+    tx: Transaction,
+    model: TxModel,
+}
+
+/// What a write call must return on a healthy database, by the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Applied,
+    Conflict,
+    ConditionFailed(Vec<u8>),
+}
+
+/// The value an expectation holds against, and the verdict on it: the model's, not the
+/// engine's `Expect::holds`.
+fn expectation_holds(expect: &Expect, current: Option<&[u8]>) -> bool {
+    match expect {
+        Expect::Absent => current.is_none(),
+        Expect::Present => current.is_some(),
+        Expect::Value(v) => current == Some(v.as_slice()),
+    }
+}
+
+/// Bytes a key does not hold: its value with one more byte, or anything if it has none.
+fn mismatch_of(current: Option<&[u8]>) -> Vec<u8> {
+    match current {
+        Some(v) => [v, b"!"].concat(),
+        None => b"absent".to_vec(),
+    }
+}
+
+/// The bounds of a scan op: `lo` inclusive unless flags bit 2 (no start), `hi` exclusive,
+/// inclusive with bit 1, none with bit 3.
+fn scan_bounds(lo: u8, hi: u8, flags: u8) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let start = if flags & 4 != 0 { Bound::Unbounded } else { Bound::Included(key_of(lo)) };
+    let end = if flags & 8 != 0 {
+        Bound::Unbounded
+    } else if flags & 2 != 0 {
+        Bound::Included(key_of(hi))
+    } else {
+        Bound::Excluded(key_of(hi))
+    };
+    (start, end)
+}
+
 struct Harness {
     fs: SimFileSystem,
     config: OpsConfig,
     db: Option<Db>,
     /// What the running database shows, and what each live snapshot saw.
     view: Model<Snapshot>,
+    /// Open transactions, by slot.
+    txs: [Option<OpenTx>; TX_SLOTS],
+    /// The keys of every commit sequenced this session, for the transactions' verdicts.
+    commits: CommitHistory,
     /// What it must hold after a crash.
     durable: DurableModel,
     write_no: u64,
@@ -388,6 +595,7 @@ impl Harness {
     /// power loss that ends the failed process, clears the faults and opens again.
     fn reopen_and_verify(&mut self) {
         self.view.drop_snapshots();
+        self.txs = Default::default();
         self.db = None;
         let mut attempts = 0;
         let db = loop {
@@ -435,8 +643,23 @@ impl Harness {
             ([(k, None)], Durability::Buffered) if single => self.db().delete(k),
             _ => self.db().write_with(batch, durability),
         };
+        self.settle("write", mutations, durability, result, Verdict::Applied, false);
+    }
+
+    /// Checks what a write call returned against the model's `verdict` and records its
+    /// effect. `conditional`: the call read the database first (a batch with expectations),
+    /// so an I/O error may be a failed read, which writes nothing and poisons nothing.
+    fn settle(
+        &mut self,
+        what: &str,
+        mutations: Vec<Mutation>,
+        durability: Durability,
+        result: Result<(), Error>,
+        verdict: Verdict,
+        conditional: bool,
+    ) {
         self.history.push(format!(
-            "write {:?} {:?} -> {:?}",
+            "{what} {:?} {:?} (model: {verdict:?}) -> {:?}",
             durability,
             short(&mutations),
             result.as_ref().err()
@@ -448,7 +671,17 @@ impl Harness {
                     "a write was accepted after an earlier write failure\n{}",
                     self.history.join("\n")
                 );
+                assert_eq!(
+                    verdict,
+                    Verdict::Applied,
+                    "{what} succeeded where the model says otherwise\n{}",
+                    self.history.join("\n")
+                );
+                if mutations.is_empty() {
+                    return; // expectations alone: nothing sequenced, nothing logged
+                }
                 self.view.apply(&mutations);
+                self.commits.record(&mutations);
                 self.durable.log.push(LoggedWrite { mutations, acked: true, durability });
                 if durability == Durability::Sync {
                     self.durable.must = self.durable.log.len();
@@ -456,6 +689,23 @@ impl Harness {
             }
             Err(Error::InvalidArgument(_)) => {}
             Err(Error::Poisoned(_)) => self.durable.poisoned = true,
+            Err(e @ (Error::Conflict | Error::ConditionFailed { .. })) => {
+                // Validation runs after the poison check: a refused write is never validated.
+                assert!(
+                    !self.durable.poisoned,
+                    "{what} after a write failure got {e:?} instead of Poisoned"
+                );
+                let got = match e {
+                    Error::ConditionFailed { key } => Verdict::ConditionFailed(key),
+                    _ => Verdict::Conflict,
+                };
+                assert_eq!(
+                    got,
+                    verdict,
+                    "{what}: the engine's verdict is not the model's\n{}",
+                    self.history.join("\n")
+                );
+            }
             Err(e) => {
                 assert!(
                     !matches!(e, Error::Closed | Error::Locked(_) | Error::Busy),
@@ -466,23 +716,250 @@ impl Harness {
                     !self.durable.poisoned,
                     "a write after a failure got {e} instead of Poisoned"
                 );
+                // An empty batch writes nothing and fails only on a poisoned database: it
+                // tells a failed read (nothing written) from a failed write.
+                if conditional {
+                    match self.db().write(WriteBatch::new()) {
+                        Ok(()) => {
+                            self.history.push("  (a read failed: nothing written)".into());
+                            return;
+                        }
+                        Err(Error::Poisoned(_)) => {}
+                        Err(other) => panic!("an empty write failed with {other:?}"),
+                    }
+                }
                 self.durable.poisoned = true;
-                // It may be in the log: neither acknowledged nor known to be absent.
-                self.durable.log.push(LoggedWrite { mutations, acked: false, durability });
+                if verdict == Verdict::Applied && !mutations.is_empty() {
+                    // It may be in the log: neither acknowledged nor known to be absent.
+                    self.commits.record(&mutations);
+                    self.durable.log.push(LoggedWrite { mutations, acked: false, durability });
+                }
             }
         }
     }
 
+    /// The transaction in `slot`, begun now if the slot is empty.
+    fn tx(&mut self, slot: u8) -> &mut OpenTx {
+        let i = usize::from(slot) % TX_SLOTS;
+        if self.txs[i].is_none() {
+            self.begin(i);
+        }
+        self.txs[i].as_mut().expect("just begun")
+    }
+
+    fn begin(&mut self, i: usize) {
+        self.txs[i] = None;
+        let tx = self.db().transaction();
+        self.history.push(format!("  tx {i} begins at {}", tx.sequence()));
+        let model = TxModel::begin(self.view.state(), &self.commits);
+        self.txs[i] = Some(OpenTx { tx, model });
+    }
+
+    /// Reads a transaction's scan (up to `limit` entries) and compares it with `expected`;
+    /// a read may fail (faults), but never shows wrong data, and the scan ends at its error.
+    fn check_tx_scan(
+        iter: impl Iterator<Item = strata::Result<(strata::Bytes, strata::Bytes)>>,
+        expected: &[Entry],
+        limit: usize,
+        history: &[String],
+    ) {
+        let mut iter = iter.fuse();
+        let mut seen = Vec::new();
+        while seen.len() < limit {
+            match iter.next() {
+                None => break,
+                Some(Ok((k, v))) => seen.push((k.to_vec(), v.to_vec())),
+                Some(Err(e)) => {
+                    check_read_error(&e, "transaction scan");
+                    assert!(
+                        expected.starts_with(&seen),
+                        "a transaction's scan returned wrong data before an error"
+                    );
+                    let after = iter.next();
+                    assert!(
+                        after.is_none(),
+                        "a transaction's scan continued after an error ({e}): {after:?}\n{}",
+                        history.join("\n")
+                    );
+                    return;
+                }
+            }
+            assert!(
+                seen.len() <= expected.len(),
+                "a transaction's scan returned more entries than exist: {seen:?} vs {expected:?}"
+            );
+        }
+        let want = &expected[..expected.len().min(limit)];
+        assert_eq!(
+            seen,
+            want,
+            "a transaction's scan disagrees with its snapshot and own writes\n{}",
+            history.join("\n")
+        );
+    }
+
+    fn run_tx(&mut self, op: Op) {
+        match op {
+            Op::TxBegin { slot } => self.begin(usize::from(slot) % TX_SLOTS),
+            Op::TxGet { slot, key } => {
+                let k = key_of(key);
+                let open = self.tx(slot);
+                let want = open.model.get(&k);
+                let got = open.tx.get(&k);
+                match got {
+                    Ok(v) => assert_eq!(
+                        v.as_deref(),
+                        want.as_deref(),
+                        "transaction get({}) disagrees with its snapshot and own writes\n{}",
+                        abbrev(&k),
+                        self.history.join("\n")
+                    ),
+                    Err(e) => check_read_error(&e, "transaction get"),
+                }
+            }
+            Op::TxPut { slot, key, len16 } => {
+                self.write_no += 1;
+                let (k, v) = (key_of(key), value_of(self.write_no, key, usize::from(len16) * 16));
+                let open = self.tx(slot);
+                open.model.put(&k, &v);
+                open.tx.put(&k, &v);
+            }
+            Op::TxDelete { slot, key } => {
+                let k = key_of(key);
+                let open = self.tx(slot);
+                open.model.delete(&k);
+                open.tx.delete(&k);
+            }
+            Op::TxRange { slot, lo, hi, flags } => {
+                let (start, end) = scan_bounds(lo, hi, flags);
+                let limit = match flags >> 5 {
+                    0 => usize::MAX,
+                    n => usize::from(n),
+                };
+                let open = self.tx(slot);
+                let expected = open.model.scan(ReadRange::Bounds(start.clone(), end.clone()));
+                let iter = open.tx.range((start, end));
+                Self::check_tx_scan(iter, &expected, limit, &self.history);
+            }
+            Op::TxPrefix { slot, key, len } => {
+                let mut prefix = key_of(key);
+                prefix.truncate(usize::from(len) % (prefix.len() + 1));
+                let open = self.tx(slot);
+                let expected = open.model.scan(ReadRange::Prefix(prefix.clone()));
+                let iter = open.tx.prefix(&prefix);
+                Self::check_tx_scan(iter, &expected, usize::MAX, &self.history);
+            }
+            Op::TxCommit { slot, durability } => {
+                let Some(OpenTx { tx, model }) = self.txs[usize::from(slot) % TX_SLOTS].take()
+                else {
+                    return;
+                };
+                let durability = durability_of(durability);
+                let result = if durability == Durability::Buffered {
+                    tx.commit()
+                } else {
+                    tx.commit_with(durability)
+                };
+                let verdict = match model.outcome(&self.commits) {
+                    TxOutcome::ReadOnly => {
+                        // Nothing to write: it commits even on a poisoned database.
+                        self.history
+                            .push(format!("read-only commit -> {:?}", result.as_ref().err()));
+                        assert!(
+                            result.is_ok(),
+                            "a read-only transaction's commit failed: {result:?}"
+                        );
+                        return;
+                    }
+                    TxOutcome::Commits => Verdict::Applied,
+                    TxOutcome::Conflict => Verdict::Conflict,
+                };
+                self.settle("commit", model.mutations(), durability, result, verdict, false);
+            }
+            Op::TxRollback { slot, how } => {
+                if let Some(open) = self.txs[usize::from(slot) % TX_SLOTS].take() {
+                    if how % 2 == 0 {
+                        open.tx.rollback();
+                    }
+                }
+            }
+            Op::Conditional { expects, entries, durability } => {
+                self.write_no += 1;
+                let n = self.write_no;
+                let mut batch = WriteBatch::new();
+                let mut verdict = Verdict::Applied;
+                for &(id, kind) in &expects {
+                    let key = key_of(id);
+                    let current = self.view.get(&key);
+                    let expect = match kind % 4 {
+                        0 => Expect::Absent,
+                        1 => Expect::Present,
+                        2 => Expect::Value(current.unwrap_or_default().to_vec()),
+                        _ => Expect::Value(mismatch_of(current)),
+                    };
+                    if verdict == Verdict::Applied && !expectation_holds(&expect, current) {
+                        verdict = Verdict::ConditionFailed(key.clone());
+                    }
+                    self.history.push(format!("  expect {} {expect:?}", abbrev(&key)));
+                    batch.expect(&key, expect);
+                }
+                let mutations: Vec<Mutation> = entries
+                    .iter()
+                    .map(|&(k, l)| {
+                        (key_of(k), (l != 255).then(|| value_of(n, k, usize::from(l) * 16)))
+                    })
+                    .collect();
+                for (k, v) in &mutations {
+                    match v {
+                        Some(v) => batch.put(k, v),
+                        None => batch.delete(k),
+                    }
+                }
+                let durability = durability_of(durability);
+                let result = if durability == Durability::Buffered {
+                    self.db().write(batch)
+                } else {
+                    self.db().write_with(batch, durability)
+                };
+                self.settle("conditional batch", mutations, durability, result, verdict, true);
+            }
+            Op::CompareAndSwap { key, expected, len16 } => {
+                self.write_no += 1;
+                let k = key_of(key);
+                let current = self.view.get(&k).map(<[u8]>::to_vec);
+                let expected = match expected % 3 {
+                    0 => current.clone(),
+                    1 => None,
+                    _ => Some(mismatch_of(current.as_deref())),
+                };
+                let new =
+                    (len16 != 255).then(|| value_of(self.write_no, key, usize::from(len16) * 16));
+                let verdict = if expected == current {
+                    Verdict::Applied
+                } else {
+                    Verdict::ConditionFailed(k.clone())
+                };
+                self.history.push(format!(
+                    "  compare_and_swap expects {:?}",
+                    expected.as_deref().map(abbrev)
+                ));
+                let result = self.db().compare_and_swap(&k, expected.as_deref(), new.as_deref());
+                let mutations = vec![(k, new)];
+                self.settle(
+                    "compare_and_swap",
+                    mutations,
+                    Durability::Buffered,
+                    result,
+                    verdict,
+                    true,
+                );
+            }
+            other => unreachable!("not a transaction op: {other:?}"),
+        }
+    }
+
     fn scan(&mut self, lo: u8, hi: u8, flags: u8, steps: u8) {
-        let (lo_key, hi_key) = (key_of(lo), key_of(hi));
-        let start = if flags & 4 != 0 { Bound::Unbounded } else { Bound::Included(lo_key) };
-        let end = if flags & 8 != 0 {
-            Bound::Unbounded
-        } else if flags & 2 != 0 {
-            Bound::Included(hi_key)
-        } else {
-            Bound::Excluded(hi_key)
-        };
+        let (start, end) = scan_bounds(lo, hi, flags);
         let expected =
             self.view.range(start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice));
         let mut iter = self.db().range((start, end));
@@ -631,6 +1108,7 @@ impl Harness {
                 if how % 2 == 1 {
                     let db = self.db.take().expect("open");
                     self.view.drop_snapshots();
+                    self.txs = Default::default();
                     match db.close() {
                         Ok(()) => {
                             assert!(
@@ -667,6 +1145,16 @@ impl Harness {
             }
             Op::NoSpace { budget } => self.fs.set_space_budget(Some(u64::from(budget) * 64)),
             Op::ClearFaults => self.fs.clear_faults(),
+            op @ (Op::TxBegin { .. }
+            | Op::TxGet { .. }
+            | Op::TxPut { .. }
+            | Op::TxDelete { .. }
+            | Op::TxRange { .. }
+            | Op::TxPrefix { .. }
+            | Op::TxCommit { .. }
+            | Op::TxRollback { .. }
+            | Op::Conditional { .. }
+            | Op::CompareAndSwap { .. }) => self.run_tx(op),
             Op::Compact { lo, hi, whole } => {
                 let result = if whole % 2 == 0 {
                     self.db().compact()
@@ -703,6 +1191,15 @@ impl Harness {
 /// While running: gets, scans (both directions, mixed) and snapshot reads agree with the
 /// model or fail with a non-corruption error; after a write or flush fails, every later
 /// write fails (the database is poisoned: no silent retry), and flush/close fail too.
+///
+/// With [`OpsConfig::flags`] bit 4, transactions and conditional writes too: a transaction's
+/// gets and scans equal its snapshot in the model plus its own writes; its commit returns
+/// what [`TxModel::outcome`] says (`Conflict` iff it read or scanned something and a key it
+/// read or wrote, or one in a range it scanned, was written by a commit after its snapshot;
+/// blind ones never conflict, read-only ones always commit); a conditional batch or
+/// `compare_and_swap` applies iff its expectations hold on the model's current state, else
+/// fails with `ConditionFailed` naming the first that does not. A commit is one batch of the
+/// durability model above.
 pub fn run(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let config = OpsConfig {
@@ -719,13 +1216,16 @@ pub fn run(data: &[u8]) {
         config,
         db: Some(db),
         view: Model::new(),
+        txs: Default::default(),
+        commits: CommitHistory::new(),
         durable: DurableModel::new(),
         write_no: 0,
         history: vec![format!("{config:?}")],
     };
+    let transactions = config.flags & 16 != 0;
     let mut n = 0;
     while !u.is_empty() && n < MAX_OPS {
-        let op = Op::decode(&mut u);
+        let op = Op::decode(&mut u, transactions);
         h.run(op);
         n += 1;
     }
@@ -733,6 +1233,7 @@ pub fn run(data: &[u8]) {
     h.run(Op::PowerLoss { mode: 0 });
     if let Some(db) = h.db.take() {
         h.view.drop_snapshots();
+        h.txs = Default::default();
         let _ = db.close();
     }
 }

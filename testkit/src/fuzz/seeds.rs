@@ -212,5 +212,219 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     compactions.push(Op::Compact { lo: 0, hi: 0, whole: 0 });
     compactions.push(Op::Reopen { how: 1 });
     seeds.push(("ops_crash", "compactions".into(), encode_ops_input(small, &compactions)));
+    seeds.extend(transaction_seeds());
+    seeds
+}
+
+/// Seeds for the transaction ops and conditional writes (config flag bit 4). No scanned
+/// range in them is inverted (start after end).
+fn transaction_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let tx_small = OpsConfig { memtable: 0, block: 0, flags: 16, imms: 0 };
+    let tx_zstd = OpsConfig { memtable: 8, block: 2, flags: 16 | 1 | 4, imms: 2 };
+    let put = |key, len16, durability| Op::Put { key, len16, durability };
+    let begin = |slot| Op::TxBegin { slot };
+    let get = |slot, key| Op::TxGet { slot, key };
+    let tput = |slot, key| Op::TxPut { slot, key, len16: 8 };
+    let range = |slot, lo, hi, flags| Op::TxRange { slot, lo, hi, flags };
+    let commit = |slot, durability| Op::TxCommit { slot, durability };
+
+    let mut txs: Vec<Op> = (0..20).map(|i| put(i, 4, 1)).collect();
+    txs.extend([
+        // Read-modify-write, nothing in between: commits.
+        begin(0),
+        get(0, 1),
+        tput(0, 1),
+        commit(0, 0),
+        // Another commit wrote the key it read: conflict.
+        begin(1),
+        get(1, 2),
+        put(2, 4, 1),
+        tput(1, 3),
+        commit(1, 1),
+        // Blind: last committer wins.
+        begin(2),
+        tput(2, 4),
+        put(4, 4, 1),
+        commit(2, 2),
+        // A write into a scanned range (a phantom): conflict; outside it: none.
+        begin(3),
+        range(3, 5, 10, 0),
+        put(7, 4, 1),
+        tput(3, 30),
+        commit(3, 1),
+        begin(0),
+        range(0, 5, 10, 2 | 2 << 5),
+        put(11, 4, 1),
+        tput(0, 30),
+        commit(0, 1),
+        // A prefix scan ("k1"), then a write under it.
+        begin(1),
+        Op::TxPrefix { slot: 1, key: 10, len: 2 },
+        put(15, 4, 1),
+        tput(1, 31),
+        commit(1, 0),
+        // Read-only: commits whatever happened since.
+        begin(2),
+        get(2, 1),
+        put(1, 4, 1),
+        commit(2, 0),
+        // A key it wrote (not read) was written meanwhile; it read something: conflict.
+        begin(3),
+        get(3, 40),
+        tput(3, 41),
+        put(41, 4, 1),
+        commit(3, 0),
+        // Own writes merged into reads, across a flush and a compaction.
+        begin(0),
+        tput(0, 6),
+        Op::TxDelete { slot: 0, key: 7 },
+        range(0, 5, 9, 0),
+        get(0, 7),
+        Op::Flush,
+        Op::Compact { lo: 0, hi: 0, whole: 0 },
+        get(0, 8),
+        range(0, 0, 0, 4 | 8 | 3 << 5),
+        commit(0, 2),
+        // The conflicting write moved out of the memtable before the commit.
+        begin(1),
+        get(1, 12),
+        put(12, 4, 0),
+        Op::Flush,
+        Op::Compact { lo: 10, hi: 14, whole: 1 },
+        tput(1, 12),
+        commit(1, 0),
+        // Discarded: nothing written.
+        begin(2),
+        tput(2, 13),
+        Op::TxRollback { slot: 2, how: 0 },
+        Op::Get { key: 13 },
+        tput(3, 14),
+        Op::TxRollback { slot: 3, how: 1 },
+        // Open across a reopen: dropped with the handle.
+        begin(0),
+        tput(0, 20),
+        Op::Reopen { how: 1 },
+        commit(0, 0),
+        // The empty key and long keys.
+        tput(0, 255),
+        tput(0, 250),
+        get(0, 250),
+        Op::TxPrefix { slot: 0, key: 250, len: 4 },
+        Op::TxPrefix { slot: 0, key: 255, len: 0 },
+        commit(0, 0),
+        tput(1, 21),
+        commit(1, 1),
+        Op::PowerLoss { mode: 5 },
+        Op::Scan { lo: 0, hi: 0, flags: 4 | 8, steps: 0 },
+    ]);
+    let mut seeds = vec![("ops_crash", "transactions".into(), encode_ops_input(tx_small, &txs))];
+
+    let cond = |expects: Vec<(u8, u8)>, entries: Vec<(u8, u8)>, durability| Op::Conditional {
+        expects,
+        entries,
+        durability,
+    };
+    let cas = |key, expected, len16| Op::CompareAndSwap { key, expected, len16 };
+    let (absent, present, value, mismatch) = (0, 1, 2, 3);
+    let mut conditional: Vec<Op> = (0..10).map(|i| put(i + 4, 6, 1)).collect();
+    conditional.extend([
+        cond(vec![(1, absent)], vec![(1, 10)], 1),
+        cond(vec![(1, absent)], vec![(1, 10)], 1),
+        cond(vec![(1, present), (1, value)], vec![(2, 5), (1, 255)], 0),
+        cond(vec![(2, mismatch)], vec![(2, 5)], 2),
+        cond(vec![(2, present)], vec![], 1),
+        cond(vec![(3, present)], vec![], 1),
+        cond(vec![(4, value), (3, value), (5, present)], vec![(6, 1)], 1),
+        cas(4, 0, 3),
+        cas(4, 1, 3),
+        cas(4, 2, 3),
+        cas(4, 0, 255),
+        cas(4, 1, 9),
+        cas(255, 1, 2),
+        cas(251, 0, 2),
+        // A conditional write is a commit a transaction can conflict with; a failed one is not.
+        begin(0),
+        get(0, 5),
+        cas(5, 0, 7),
+        tput(0, 9),
+        commit(0, 1),
+        begin(1),
+        get(1, 6),
+        cond(vec![(6, absent)], vec![(6, 2)], 1),
+        tput(1, 6),
+        commit(1, 1),
+        // Expectations read from tables; a failed read writes nothing and poisons nothing.
+        Op::Reopen { how: 1 },
+        put(7, 6, 1),
+        put(8, 6, 1),
+        Op::Flush,
+        Op::Fault { op: 0, n: 0 },
+        cond(vec![(7, present)], vec![(7, 1)], 1),
+        cas(8, 0, 1),
+        Op::ClearFaults,
+        cond(vec![(7, value)], vec![(8, 2)], 0),
+        // A failed log write poisons: every later conditional write is refused.
+        Op::Fault { op: 2, n: 0 },
+        cond(vec![(9, present)], vec![(9, 3)], 0),
+        cas(10, 0, 1),
+        cond(vec![(11, absent)], vec![], 1),
+        Op::ClearFaults,
+        Op::PowerLoss { mode: 0 },
+        cond(vec![(9, absent), (10, present)], vec![(12, 3)], 1),
+    ]);
+    seeds.push(("ops_crash", "conditional-writes".into(), encode_ops_input(tx_zstd, &conditional)));
+
+    let mut faults: Vec<Op> = (0..30).map(|i| put(i, 64, 1)).collect();
+    faults.extend([
+        Op::Reopen { how: 1 },
+        // Reads of a transaction under read faults (opening a new table) fail cleanly or
+        // agree.
+        put(3, 8, 1),
+        put(4, 8, 1),
+        begin(0),
+        Op::Flush,
+        Op::Fault { op: 0, n: 0 },
+        range(0, 0, 30, 0),
+        Op::Fault { op: 0, n: 0 },
+        get(0, 3),
+        tput(0, 25),
+        Op::ClearFaults,
+        range(0, 0, 20, 0),
+        tput(0, 3),
+        commit(0, 0),
+        // A commit whose log sync fails poisons the database.
+        begin(1),
+        get(1, 4),
+        tput(1, 4),
+        begin(2),
+        get(2, 5),
+        Op::Fault { op: 2, n: 0 },
+        commit(1, 0),
+        commit(2, 0),
+        begin(3),
+        tput(3, 6),
+        commit(3, 1),
+        Op::ClearFaults,
+        Op::PowerLoss { mode: 3 },
+        // Out of space in the middle of commits.
+        begin(0),
+        get(0, 7),
+        tput(0, 7),
+        Op::NoSpace { budget: 1 },
+        commit(0, 1),
+        tput(1, 8),
+        commit(1, 1),
+        Op::ClearFaults,
+        Op::Reopen { how: 0 },
+        begin(2),
+        range(2, 0, 0, 4 | 8),
+        tput(2, 9),
+        commit(2, 0),
+    ]);
+    seeds.push((
+        "ops_crash",
+        "transactions-under-faults".into(),
+        encode_ops_input(tx_small, &faults),
+    ));
     seeds
 }
