@@ -136,7 +136,8 @@ impl ConflictWindow {
         if reads.keys.iter().any(|k| self.written.get(k).is_some_and(newer)) {
             return Err(Error::Conflict);
         }
-        for r in &reads.ranges {
+        // A range that holds no key cannot have been written into.
+        for r in reads.ranges.iter().filter(|r| !r.is_empty()) {
             if self.written.range::<[u8], _>(r.bounds()).any(|(_, seq)| newer(seq)) {
                 return Err(Error::Conflict);
             }

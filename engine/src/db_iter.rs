@@ -29,6 +29,18 @@ impl KeyRange {
         (slice(&self.start), slice(&self.end))
     }
 
+    /// Whether no key can lie in the range (its start is after its end, or they meet and
+    /// one excludes the key): such a range is scanned as empty, never handed to
+    /// `BTreeMap::range`, which panics on it.
+    pub(crate) fn is_empty(&self) -> bool {
+        match (&self.start, &self.end) {
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+            | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+            _ => false,
+        }
+    }
+
     pub(crate) fn above_end(&self, key: &[u8]) -> bool {
         match &self.end {
             Bound::Included(e) => key > e.as_slice(),

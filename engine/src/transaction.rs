@@ -256,11 +256,14 @@ impl Transaction {
     }
 
     pub(crate) fn scan(&mut self, range: KeyRange) -> TransactionIter {
-        let own: Vec<(Bytes, Option<Bytes>)> = self
-            .writes
-            .range::<[u8], _>(range.bounds())
-            .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
-            .collect();
+        let own: Vec<(Bytes, Option<Bytes>)> = if range.is_empty() {
+            Vec::new()
+        } else {
+            self.writes
+                .range::<[u8], _>(range.bounds())
+                .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
+                .collect()
+        };
         let stored = self.snapshot.range_of(range.clone());
         self.reads.ranges.push(range);
         TransactionIter::new(stored, own)
@@ -347,6 +350,8 @@ pub struct TransactionIter {
     front: Option<(Bytes, Bytes)>,
     back: Option<(Bytes, Bytes)>,
     own: VecDeque<(Bytes, Option<Bytes>)>,
+    /// After an error the iterator ends, like [`Iter`].
+    failed: bool,
 }
 
 impl std::fmt::Debug for TransactionIter {
@@ -364,10 +369,13 @@ enum End {
 
 impl TransactionIter {
     fn new(stored: Iter, own: Vec<(Bytes, Option<Bytes>)>) -> Self {
-        TransactionIter { stored, front: None, back: None, own: own.into() }
+        TransactionIter { stored, front: None, back: None, own: own.into(), failed: false }
     }
 
     fn step(&mut self, end: End) -> Option<Result<(Bytes, Bytes)>> {
+        if self.failed {
+            return None;
+        }
         loop {
             let (mine, other) = match end {
                 End::Front => (&mut self.front, &mut self.back),
@@ -380,7 +388,10 @@ impl TransactionIter {
                 };
                 match next {
                     Some(Ok(kv)) => *mine = Some(kv),
-                    Some(Err(e)) => return Some(Err(e)),
+                    Some(Err(e)) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
                     None => *mine = other.take(),
                 }
             }

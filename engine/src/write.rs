@@ -267,10 +267,10 @@ impl CommitEnv for DbInner {
         last_seq: SeqNo,
         mode: CommitMode,
     ) -> Result<Option<CommitTicket>> {
-        // Sequenced now: open transactions must see it, applied or not.
-        w.conflicts.record(batch, batch.sequence());
         if !mode.durability.uses_wal() {
             w.unlogged = true;
+            // Sequenced now: open transactions must see it, applied or not.
+            w.conflicts.record(batch, batch.sequence());
             return Ok(None);
         }
         if let Durability::Periodic(every) = mode.durability {
@@ -280,6 +280,10 @@ impl CommitEnv for DbInner {
         match w.wal()?.enqueue(batch.as_bytes(), mode.durability.syncs_each_write()) {
             Ok(ticket) => {
                 w.logged_seq = last_seq;
+                // Recorded only once the batch is sure to be sequenced (a refused syncer
+                // thread fails it before): a batch that never happened conflicts with
+                // nothing.
+                w.conflicts.record(batch, batch.sequence());
                 Ok(Some(ticket))
             }
             Err(e) => {

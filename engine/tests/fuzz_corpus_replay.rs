@@ -13,61 +13,6 @@ fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
 }
 
-/// Corpus files whose replay fails because of a known, reported engine bug:
-/// `(target, file name, reason)`. [`replay`] skips them; each is replayed by its own ignored
-/// test below, beside the engine test that shows the same bug. Fixing the bug means removing
-/// the entry and its ignored test.
-const KNOWN_FAILURES: &[(&str, &str, &str)] = &[
-    (
-        "ops_crash",
-        "found-tx-inverted-range-scan",
-        "bug: Transaction::range with its start after its end panics beside buffered writes \
-         (see transaction_scans::an_inverted_range_beside_own_writes_holds_nothing)",
-    ),
-    (
-        "ops_crash",
-        "found-tx-inverted-range-commit",
-        "bug: a commit that scanned a range with its start after its end panics in validation \
-         (see transaction_scans::a_commit_that_scanned_an_inverted_range_validates_it_as_empty)",
-    ),
-    (
-        "ops_crash",
-        "found-tx-scan-goes-on-after-error",
-        "bug: a transaction's scan yields its own writes after a read error \
-         (see transaction_scans::a_transaction_scan_ends_at_its_first_error)",
-    ),
-];
-
-fn is_known_failure(target: &str, file: &Path) -> bool {
-    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    KNOWN_FAILURES.iter().any(|(t, n, _)| *t == target && *n == name)
-}
-
-fn replay_known_failure(index: usize) {
-    let (target, name, reason) = KNOWN_FAILURES[index];
-    println!("{target}/{name}: {reason}");
-    let data = std::fs::read(corpus_dir(target).join(name)).unwrap();
-    run_target(target, &data);
-}
-
-#[test]
-#[ignore = "bug: Transaction::range with its start after its end panics beside buffered writes"]
-fn known_failure_ops_crash_tx_inverted_range_scan() {
-    replay_known_failure(0);
-}
-
-#[test]
-#[ignore = "bug: a commit that scanned a range with its start after its end panics in validation"]
-fn known_failure_ops_crash_tx_inverted_range_commit() {
-    replay_known_failure(1);
-}
-
-#[test]
-#[ignore = "bug: a transaction's scan yields its own writes after a read error"]
-fn known_failure_ops_crash_tx_scan_goes_on_after_error() {
-    replay_known_failure(2);
-}
-
 fn replay(target: &str) {
     if std::env::var_os("STRATA_WRITE_FUZZ_CORPUS").is_some() {
         for (t, name, bytes) in seed_corpus().into_iter().filter(|(t, _, _)| *t == target) {
@@ -80,7 +25,6 @@ fn replay(target: &str) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus directory {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .filter(|file| !is_known_failure(target, file))
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no corpus for {target}");

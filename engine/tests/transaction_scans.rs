@@ -1,7 +1,7 @@
 //! Edge cases of transaction scans found by the `ops_crash` fuzz target: ranges that hold no
-//! key, and scans that fail part-way. Each test is ignored while the bug it shows is open;
-//! the corpus files `fuzz/corpus/ops_crash/found-tx-*` replay the same findings (see
-//! `KNOWN_FAILURES` in `fuzz_corpus_replay.rs`).
+//! key (they panicked in `BTreeMap::range`), and scans that fail part-way (they went on
+//! yielding the transaction's own writes). The corpus files `fuzz/corpus/ops_crash/found-tx-*`
+//! replay the same findings through the fuzz logic.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -16,8 +16,6 @@ fn open() -> (tempfile::TempDir, Db) {
 }
 
 #[test]
-#[ignore = "bug: Transaction::range with its start after its end panics in BTreeMap::range \
-            (transaction.rs, Transaction::scan) once the transaction has buffered writes"]
 fn an_inverted_range_beside_own_writes_holds_nothing() {
     let (_dir, db) = open();
     db.put("a", "1").unwrap();
@@ -31,9 +29,6 @@ fn an_inverted_range_beside_own_writes_holds_nothing() {
 }
 
 #[test]
-#[ignore = "bug: a commit whose read set holds a range with its start after its end panics in \
-            BTreeMap::range under the commit lock (conflict.rs, ConflictWindow::validate) once \
-            a key was written after the snapshot"]
 fn a_commit_that_scanned_an_inverted_range_validates_it_as_empty() {
     let (_dir, db) = open();
     let mut tx = db.transaction();
@@ -46,9 +41,6 @@ fn a_commit_that_scanned_an_inverted_range_validates_it_as_empty() {
 }
 
 #[test]
-#[ignore = "bug: after a read error, a transaction's scan goes on yielding the transaction's own \
-            writes (TransactionIter in transaction.rs), where every other iterator ends at its \
-            first error"]
 fn a_transaction_scan_ends_at_its_first_error() {
     let fs = SimFileSystem::new();
     let db = Db::open("/db", Options::default().file_system(Arc::new(fs.process()))).unwrap();
