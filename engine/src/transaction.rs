@@ -190,6 +190,15 @@ impl Transaction {
     }
 
     /// The sequence number the transaction reads at.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("k", "v")?;
+    /// let tx = db.transaction();
+    /// assert_eq!(tx.sequence(), db.metrics().last_sequence);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sequence(&self) -> SeqNo {
         self.snapshot.sequence()
     }
@@ -219,11 +228,34 @@ impl Transaction {
     }
 
     /// Sets `key` to `value` when the transaction commits.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// let mut tx = db.transaction();
+    /// tx.put("k", "v");
+    /// assert!(db.get("k")?.is_none()); // buffered until commit
+    /// tx.commit()?;
+    /// assert!(db.get("k")?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         self.writes.insert(key.as_ref().to_vec(), Some(Bytes::copy_from_slice(value.as_ref())));
     }
 
     /// Deletes `key` when the transaction commits.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("k", "v")?;
+    /// let mut tx = db.transaction();
+    /// tx.delete("k");
+    /// assert!(tx.get("k")?.is_none()); // its own delete
+    /// tx.commit()?;
+    /// assert!(db.get("k")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn delete(&mut self, key: impl AsRef<[u8]>) {
         self.writes.insert(key.as_ref().to_vec(), None);
     }
@@ -251,6 +283,16 @@ impl Transaction {
 
     /// The entries whose keys start with `prefix`, merged with the transaction's own
     /// writes; the prefix joins what the commit validates.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("user/1", "ann")?;
+    /// let mut tx = db.transaction();
+    /// tx.put("user/2", "bo");
+    /// assert_eq!(tx.prefix("user/").count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn prefix(&mut self, prefix: impl AsRef<[u8]>) -> TransactionIter {
         self.scan(KeyRange::prefix(prefix.as_ref()))
     }
@@ -272,6 +314,18 @@ impl Transaction {
     /// Commits with the database's default durability: every write at once, or
     /// [`Error::Conflict`] (nothing applied; retry on a new transaction). A transaction
     /// that wrote nothing commits trivially: it read one consistent snapshot.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// let mut tx = db.transaction();
+    /// tx.get("k")?;
+    /// tx.put("k", "1");
+    /// db.put("k", "someone else")?;
+    /// assert!(matches!(tx.commit(), Err(strata::Error::Conflict))); // nothing applied
+    /// assert_eq!(db.get("k")?.as_deref(), Some(&b"someone else"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit(self) -> Result<()> {
         self.commit_with(WriteOptions::default())
     }
@@ -322,6 +376,16 @@ impl Transaction {
     }
 
     /// Discards the transaction: nothing is written (the same as dropping it).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// let mut tx = db.transaction();
+    /// tx.put("k", "v");
+    /// tx.rollback();
+    /// assert!(db.get("k")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rollback(mut self) {
         self.finish();
     }
@@ -343,6 +407,17 @@ impl Drop for Transaction {
 /// The iterator of [`Transaction::range`] and [`Transaction::prefix`]: the snapshot's
 /// entries merged with the transaction's own writes (which win, and whose deletes hide), in
 /// key order; double-ended like [`Iter`].
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+/// db.put("a", "1")?;
+/// let mut tx = db.transaction();
+/// tx.put("b", "2");
+/// let last = tx.range::<&str, _>(..).next_back().unwrap()?;
+/// assert_eq!(&last.0[..], b"b");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct TransactionIter {
     stored: Iter,
     /// A stored entry taken from the front (back) of `stored` and not yet yielded. Once

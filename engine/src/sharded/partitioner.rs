@@ -211,6 +211,12 @@ impl Eq for ShardKey {}
 
 impl CustomShardKey {
     /// The name the layout records.
+    ///
+    /// ```
+    /// use strata::ShardKey;
+    /// let ShardKey::Custom(c) = ShardKey::custom("tenant", |k| 0..k.len().min(4)) else { unreachable!() };
+    /// assert_eq!(c.name(), "tenant");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }

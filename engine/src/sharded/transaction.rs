@@ -51,6 +51,16 @@ impl ShardedTransaction {
     }
 
     /// The shard the transaction is bound to, once it touched a key.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::ShardedDb::open(dir.path(), strata::ShardedOptions::new(3))?;
+    /// let mut tx = db.transaction();
+    /// assert_eq!(tx.shard(), None);
+    /// tx.get("k")?;
+    /// assert_eq!(tx.shard(), Some(db.shard_of("k")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn shard(&self) -> Option<usize> {
         self.bound
     }
