@@ -8,7 +8,7 @@
 //! for them. When no transaction is open nothing is recorded, so plain writes pay one
 //! branch.
 //!
-//! History is bounded ([`ConflictWindow::new`]'s capacity, in key bytes): when it would
+//! History is bounded ([`ConflictWindow::new`]'s capacity, in bytes of memory it holds): when it would
 //! grow past it, the oldest writes are forgotten and every transaction whose snapshot
 //! precedes a forgotten write gets [`Error::Conflict`] at commit — a spurious retry, never
 //! a wrong answer (as RocksDB's optimistic transactions fail when memtable history is
@@ -43,7 +43,7 @@ pub(crate) struct ConflictWindow {
     written: BTreeMap<Vec<u8>, SeqNo>,
     /// Every recorded write in sequence order, to forget the oldest first.
     history: VecDeque<(SeqNo, Vec<u8>)>,
-    /// Key bytes in `history`.
+    /// Memory the recorded writes hold, as [`footprint`] counts it.
     bytes: usize,
     capacity: usize,
     /// The newest sequence number forgotten for lack of room (0: none).
@@ -51,7 +51,7 @@ pub(crate) struct ConflictWindow {
 }
 
 impl ConflictWindow {
-    /// A window keeping up to `capacity` bytes of written keys.
+    /// A window holding up to about `capacity` bytes of recorded writes.
     pub(crate) fn new(capacity: usize) -> Self {
         ConflictWindow {
             open: BTreeMap::new(),
@@ -108,7 +108,7 @@ impl ConflictWindow {
             let seq = first_seq + i as u64;
             self.written.insert(e.key.to_vec(), seq);
             self.history.push_back((seq, e.key.to_vec()));
-            self.bytes += e.key.len();
+            self.bytes += footprint(e.key);
         }
         while self.bytes > self.capacity {
             if let Some(seq) = self.pop_oldest() {
@@ -119,7 +119,7 @@ impl ConflictWindow {
 
     fn pop_oldest(&mut self) -> Option<SeqNo> {
         let (seq, key) = self.history.pop_front()?;
-        self.bytes -= key.len();
+        self.bytes -= footprint(&key);
         if self.written.get(&key) == Some(&seq) {
             self.written.remove(&key);
         }
@@ -144,6 +144,12 @@ impl ConflictWindow {
         }
         Ok(())
     }
+}
+
+/// What one recorded write holds: the key twice (map and history) and, per copy, a vector
+/// header and its share of a B-tree node or deque slot.
+fn footprint(key: &[u8]) -> usize {
+    2 * key.len() + 2 * (std::mem::size_of::<Vec<u8>>() + std::mem::size_of::<SeqNo>())
 }
 
 #[cfg(test)]
@@ -215,7 +221,7 @@ mod tests {
 
     #[test]
     fn forgotten_history_fails_older_transactions_safely() {
-        let mut w = ConflictWindow::new(4); // room for four one-byte keys
+        let mut w = ConflictWindow::new(4 * super::footprint(b"a")); // four one-byte keys
         w.open(0);
         w.record(&batch(&["a", "b", "c", "d"]), 1);
         assert!(w.validate(0, &reads(&["z"], &[])).is_ok());

@@ -243,9 +243,10 @@ impl Options {
         wal_bytes_per_sync: u64
     );
     setter!(
-        /// Bytes of keys written while transactions are open that are kept to validate
-        /// their commits ([`crate::Transaction`]). A transaction open while more than this
-        /// was written after its snapshot fails its commit with [`crate::Error::Conflict`]
+        /// Memory for the keys written while transactions are open, kept to validate their
+        /// commits ([`crate::Transaction`]; each write costs twice its key plus about 64
+        /// bytes). A transaction open while more than this was recorded after its snapshot
+        /// fails its commit with [`crate::Error::Conflict`]
         /// (retry it), so a forgotten transaction costs bounded memory and never blocks
         /// flushes or compactions. Default 16 MiB.
         transaction_history_bytes: usize
