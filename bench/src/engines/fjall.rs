@@ -210,14 +210,7 @@ impl Transactional for FjallEngine {
     }
 
     fn read_value(&self, key: &[u8], value: &mut Vec<u8>) -> BenchResult<bool> {
-        value.clear();
-        match self.keyspace.get(key)? {
-            Some(v) => {
-                value.extend_from_slice(&v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(super::copy_found(self.keyspace.get(key)?, value))
     }
 }
 
@@ -225,19 +218,10 @@ impl Transactional for FjallEngine {
 mod tests {
     use super::*;
 
-    fn config() -> EngineConfig {
-        EngineConfig {
-            durability: Durability::Buffered,
-            shards: None,
-            memtable_mib: None,
-            compression_per_level: None,
-        }
-    }
-
     #[test]
     fn conflicts_and_failed_conditions_are_attempts_not_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = FjallEngine::open(dir.path(), &config()).unwrap();
+        let engine = FjallEngine::open(dir.path(), &crate::engines::test_config()).unwrap();
         let d = Durability::Buffered;
         let mut value = Vec::new();
         engine.put(b"k", b"1", d).unwrap();
@@ -280,7 +264,7 @@ mod tests {
         use crate::keys::KeyCodec;
         use crate::workload::{self, Benchmark, LiveSet, WorkloadConfig};
         let dir = tempfile::tempdir().unwrap();
-        let engine = FjallEngine::open(dir.path(), &config()).unwrap();
+        let engine = FjallEngine::open(dir.path(), &crate::engines::test_config()).unwrap();
         let cfg = WorkloadConfig {
             num: 600,
             threads: 3,

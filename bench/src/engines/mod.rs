@@ -196,6 +196,30 @@ pub trait Transactional: Send + Sync {
     fn read_value(&self, key: &[u8], value: &mut Vec<u8>) -> BenchResult<bool>;
 }
 
+/// Copies a looked-up value into `value` (cleared first) for [`Transactional::read_value`];
+/// whether there was one.
+pub(crate) fn copy_found(found: Option<impl AsRef<[u8]>>, value: &mut Vec<u8>) -> bool {
+    value.clear();
+    match found {
+        Some(v) => {
+            value.extend_from_slice(v.as_ref());
+            true
+        }
+        None => false,
+    }
+}
+
+/// The settings the adapters' own tests open their engine with.
+#[cfg(test)]
+pub(crate) fn test_config() -> EngineConfig {
+    EngineConfig {
+        durability: Durability::Buffered,
+        shards: None,
+        memtable_mib: None,
+        compression_per_level: None,
+    }
+}
+
 /// The operations every benchmarked engine provides. All methods take `&self`: client threads share
 /// one handle, as they would share a database in an application.
 pub trait Engine: Send + Sync {

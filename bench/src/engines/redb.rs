@@ -186,16 +186,10 @@ impl Transactional for RedbEngine {
     }
 
     fn read_value(&self, key: &[u8], value: &mut Vec<u8>) -> BenchResult<bool> {
-        value.clear();
         let txn = self.db.begin_read()?;
         let table = txn.open_table(TABLE)?;
-        match table.get(key)? {
-            Some(v) => {
-                value.extend_from_slice(v.value());
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let found = table.get(key)?;
+        Ok(super::copy_found(found.as_ref().map(|v| v.value()), value))
     }
 }
 
@@ -203,19 +197,10 @@ impl Transactional for RedbEngine {
 mod tests {
     use super::*;
 
-    fn config() -> EngineConfig {
-        EngineConfig {
-            durability: Durability::Buffered,
-            shards: None,
-            memtable_mib: None,
-            compression_per_level: None,
-        }
-    }
-
     #[test]
     fn compare_and_swap_holds_only_on_the_expected_value() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = RedbEngine::open(dir.path(), &config()).unwrap();
+        let engine = RedbEngine::open(dir.path(), &crate::engines::test_config()).unwrap();
         let d = Durability::Buffered;
         let mut value = Vec::new();
         let mut set = |current: Option<&[u8]>| {
@@ -241,7 +226,7 @@ mod tests {
         use crate::keys::KeyCodec;
         use crate::workload::{self, Benchmark, LiveSet, WorkloadConfig};
         let dir = tempfile::tempdir().unwrap();
-        let engine = RedbEngine::open(dir.path(), &config()).unwrap();
+        let engine = RedbEngine::open(dir.path(), &crate::engines::test_config()).unwrap();
         let cfg = WorkloadConfig {
             num: 300,
             threads: 3,

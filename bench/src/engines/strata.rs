@@ -298,14 +298,7 @@ impl Transactional for StrataEngine {
     }
 
     fn read_value(&self, key: &[u8], value: &mut Vec<u8>) -> BenchResult<bool> {
-        value.clear();
-        match self.store.get(key)? {
-            Some(v) => {
-                value.extend_from_slice(&v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(super::copy_found(self.store.get(key)?, value))
     }
 }
 
