@@ -261,30 +261,9 @@ mod tests {
 
     #[test]
     fn conditional_workloads_lose_no_update_on_fjall() {
-        use crate::keys::KeyCodec;
-        use crate::workload::{self, Benchmark, LiveSet, WorkloadConfig};
         let dir = tempfile::tempdir().unwrap();
         let engine = FjallEngine::open(dir.path(), &crate::engines::test_config()).unwrap();
-        let cfg = WorkloadConfig {
-            num: 600,
-            threads: 3,
-            codec: KeyCodec::new(16).unwrap(),
-            value_size: 100,
-            batch_size: 1,
-            durability: Durability::Buffered,
-            compression_ratio: 0.5,
-            shard_affine: false,
-            hot_keys: 2,
-        };
-        let live = LiveSet::new(cfg.num);
-        for (seed, bench) in [Benchmark::TxnContended, Benchmark::TxnRandom, Benchmark::CasRandom]
-            .into_iter()
-            .enumerate()
-        {
-            let m = workload::run(bench, &engine, &live, &cfg, seed as u64, &mut |_| {})
-                .unwrap_or_else(|e| panic!("{bench}: {e}"));
-            assert_eq!(m.conditional.unwrap().commits, 600, "{bench}");
-        }
+        crate::engines::assert_conditional_workloads_lose_nothing(&engine, 600, "fjall");
         Box::new(engine).close().unwrap();
     }
 }

@@ -209,8 +209,8 @@ pub(crate) fn copy_found(found: Option<impl AsRef<[u8]>>, value: &mut Vec<u8>) -
     }
 }
 
-/// The settings the adapters' own tests open their engine with.
-#[cfg(test)]
+/// The settings the peer adapters' own tests open their engine with.
+#[cfg(all(test, any(feature = "fjall", feature = "sled", feature = "redb")))]
 pub(crate) fn test_config() -> EngineConfig {
     EngineConfig {
         durability: Durability::Buffered,
@@ -218,6 +218,49 @@ pub(crate) fn test_config() -> EngineConfig {
         memtable_mib: None,
         compression_per_level: None,
     }
+}
+
+/// Runs the three conditional workloads on `engine` with 3 threads contending on 2 hot keys
+/// (`num` ops each) and checks that every op committed once — the run itself fails on a lost
+/// update — and that retries add up to conflicts plus failed conditions; returns each
+/// workload's counts. For the adapters' own tests.
+#[cfg(test)]
+pub(crate) fn assert_conditional_workloads_lose_nothing(
+    engine: &dyn Engine,
+    num: u64,
+    what: &str,
+) -> Vec<(crate::workload::Benchmark, crate::workload::ConditionalCounts)> {
+    use crate::keys::KeyCodec;
+    use crate::workload::{self, Benchmark, LiveSet, WorkloadConfig};
+    let cfg = WorkloadConfig {
+        num,
+        threads: 3,
+        codec: KeyCodec::new(16).unwrap(),
+        value_size: 100,
+        batch_size: 1,
+        durability: Durability::Buffered,
+        compression_ratio: 0.5,
+        shard_affine: false,
+        hot_keys: 2,
+    };
+    let live = LiveSet::new(cfg.num);
+    let mut all = Vec::new();
+    for (seed, bench) in [Benchmark::TxnContended, Benchmark::TxnRandom, Benchmark::CasRandom]
+        .into_iter()
+        .enumerate()
+    {
+        let m = workload::run(bench, engine, &live, &cfg, seed as u64, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{bench} on {what}: {e}"));
+        let counts = m.conditional.unwrap();
+        assert_eq!((m.stats.ops, counts.commits), (num, num), "{bench} on {what}");
+        assert_eq!(
+            counts.retries,
+            counts.conflicts + counts.condition_failed.unwrap_or(0),
+            "{bench} on {what}"
+        );
+        all.push((bench, counts));
+    }
+    all
 }
 
 /// The operations every benchmarked engine provides. All methods take `&self`: client threads share

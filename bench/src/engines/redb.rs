@@ -223,30 +223,12 @@ mod tests {
 
     #[test]
     fn conditional_workloads_lose_no_update_on_redb() {
-        use crate::keys::KeyCodec;
-        use crate::workload::{self, Benchmark, LiveSet, WorkloadConfig};
+        use crate::workload::Benchmark;
         let dir = tempfile::tempdir().unwrap();
         let engine = RedbEngine::open(dir.path(), &crate::engines::test_config()).unwrap();
-        let cfg = WorkloadConfig {
-            num: 300,
-            threads: 3,
-            codec: KeyCodec::new(16).unwrap(),
-            value_size: 100,
-            batch_size: 1,
-            durability: Durability::Buffered,
-            compression_ratio: 0.5,
-            shard_affine: false,
-            hot_keys: 2,
-        };
-        let live = LiveSet::new(cfg.num);
-        for (seed, bench) in [Benchmark::TxnContended, Benchmark::TxnRandom, Benchmark::CasRandom]
-            .into_iter()
-            .enumerate()
+        for (bench, counts) in
+            crate::engines::assert_conditional_workloads_lose_nothing(&engine, 300, "redb")
         {
-            let m = workload::run(bench, &engine, &live, &cfg, seed as u64, &mut |_| {})
-                .unwrap_or_else(|e| panic!("{bench}: {e}"));
-            let counts = m.conditional.unwrap();
-            assert_eq!(counts.commits, 300, "{bench}");
             if bench != Benchmark::CasRandom {
                 assert_eq!(counts.conflicts, 0, "{bench}: redb's writers exclude each other");
             }

@@ -402,34 +402,11 @@ mod tests {
     /// contending on few keys: every increment lands (the run checks the counters).
     #[test]
     fn conditional_workloads_lose_no_update_on_strata() {
-        use crate::keys::KeyCodec;
-        use crate::workload::{self, Benchmark, LiveSet, WorkloadConfig};
         for shards in [None, Some(2)] {
             let dir = tempfile::tempdir().unwrap();
             let engine = StrataEngine::open(dir.path(), &config(shards)).unwrap();
-            let cfg = WorkloadConfig {
-                num: 600,
-                threads: 3,
-                codec: KeyCodec::new(16).unwrap(),
-                value_size: 100,
-                batch_size: 1,
-                durability: Durability::Buffered,
-                compression_ratio: 0.5,
-                shard_affine: false,
-                hot_keys: 2,
-            };
-            let live = LiveSet::new(cfg.num);
-            for (seed, bench) in
-                [Benchmark::TxnContended, Benchmark::TxnRandom, Benchmark::CasRandom]
-                    .into_iter()
-                    .enumerate()
-            {
-                let m = workload::run(bench, &engine, &live, &cfg, seed as u64, &mut |_| {})
-                    .unwrap_or_else(|e| panic!("{bench} on {shards:?} shards: {e}"));
-                let counts = m.conditional.unwrap();
-                assert_eq!((m.stats.ops, counts.commits), (600, 600), "{bench}");
-                assert_eq!(counts.retries, counts.conflicts + counts.condition_failed.unwrap_or(0));
-            }
+            let what = format!("strata with {shards:?} shards");
+            crate::engines::assert_conditional_workloads_lose_nothing(&engine, 600, &what);
             Box::new(engine).close().unwrap();
         }
     }
