@@ -107,9 +107,11 @@ fn no_module_imports_one_that_imports_it_back() {
 #[test]
 fn the_parts_of_a_database_never_reach_up_into_it() {
     let graph = module_graph();
-    let above = ["inner", "db", "sharded", "verify", "write", "flush", "compaction", "read"];
+    let above =
+        ["inner", "db", "sharded", "verify", "write", "flush", "compaction", "read", "transaction"];
     let parts = [
         "commit",
+        "conflict",
         "version_set",
         "background",
         "health",
