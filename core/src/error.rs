@@ -110,6 +110,10 @@ pub enum Error {
         /// The first key whose expectation failed.
         key: Vec<u8>,
     },
+    /// The operation was cancelled before it took effect (a resharding stopped by
+    /// `Resharding::cancel` or by closing the database): nothing of it remains.
+    #[error("the operation was cancelled; nothing of it took effect")]
+    Cancelled,
     /// A transaction of a sharded database touched a key (or a range) outside the one shard
     /// it is bound to; the transaction is still usable for its own shard.
     #[error("the transaction is bound to shard {bound}; this key or range needs shard {other}")]

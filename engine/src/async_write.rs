@@ -148,6 +148,10 @@ struct QueueState {
     reserved: usize,
     /// Jobs the worker took and has not finished.
     in_flight: usize,
+    /// Jobs ever queued, and jobs ever finished: the queue is FIFO, so once `finished`
+    /// reaches a value `queued` had, every job queued before that moment is done.
+    queued: u64,
+    finished: u64,
     shutdown: bool,
 }
 
@@ -188,6 +192,7 @@ impl Permit<'_> {
             job.completer.complete(Err(Error::Closed));
         } else {
             s.jobs.push_back(job);
+            s.queued += 1;
             drop(s);
             q.not_empty.notify_one();
         }
@@ -307,6 +312,18 @@ impl AsyncWriter {
         }
     }
 
+    /// Waits until every job queued before this call is applied (or failed), however many
+    /// are queued after it: unlike [`AsyncWriter::drain`], a steady stream of new jobs
+    /// cannot starve it.
+    pub(crate) fn barrier(&self) {
+        let q = &self.queue;
+        let mut s = q.state.lock();
+        let target = s.queued;
+        while s.finished < target && self.worker_alive.load(Ordering::Acquire) {
+            q.not_full.wait_for(&mut s, std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Drains the queue, then stops the worker and waits for it to exit. Later submissions
     /// resolve with [`Error::Closed`].
     pub(crate) fn shutdown(&self) {
@@ -389,7 +406,11 @@ fn run_worker(q: &Queue, db: &Weak<dyn BatchSink>) {
             Some(sink) => apply_group(&*sink, group),
             None => drop(group), // completers resolve with `Closed`
         }
-        q.state.lock().in_flight = 0;
+        {
+            let mut s = q.state.lock();
+            s.finished += s.in_flight as u64;
+            s.in_flight = 0;
+        }
         q.not_full.notify_all();
     }
 }

@@ -526,6 +526,14 @@ impl Db {
         self.inner.async_writer.get().map_or(0, AsyncWriter::queued)
     }
 
+    /// Waits until every write queued with [`Db::write_async`] before this call is applied
+    /// (for resharding's catch-up, which must read what those writes left).
+    pub(crate) fn async_barrier(&self) {
+        if let Some(w) = self.inner.async_writer.get() {
+            w.barrier();
+        }
+    }
+
     /// The async writer, started on first use (for the sharded layer's reservations).
     pub(crate) fn async_writer_for_shard(&self) -> Result<&AsyncWriter> {
         self.async_writer()

@@ -23,4 +23,4 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use crate::sharded::{Clock, ManualClock};
+pub use crate::sharded::{Clock, ManualClock, ReshardStep};

@@ -203,6 +203,11 @@ impl Transaction {
         self.snapshot.sequence()
     }
 
+    /// The keys the transaction writes (for resharding's catch-up of a commit).
+    pub(crate) fn written_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.writes.keys().map(Vec::as_slice)
+    }
+
     /// The value of `key`: the transaction's own write if it made one, else the value as of
     /// its snapshot (and then the key joins what the commit validates).
     ///

@@ -172,6 +172,6 @@ impl crate::ShardedDb {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn verify(&self) -> Result<Vec<VerifyReport>> {
-        (0..self.shard_count()).filter_map(|i| self.shard(i)).map(Db::verify).collect()
+        (0..self.shard_count()).filter_map(|i| self.shard(i)).map(|db| db.verify()).collect()
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use strata_core::{Error, Result};
 
+use super::Routing;
 use crate::snapshot::Iter;
 
 type Entry = (Bytes, Bytes);
@@ -13,6 +14,9 @@ type Entry = (Bytes, Bytes);
 /// One shard's stream with the entries peeked from either end but not yet emitted.
 struct Child {
     iter: Iter,
+    /// Set when the shard may still hold keys a resharding moved elsewhere: the routing
+    /// and this shard's index in it, to skip keys routed to another shard.
+    only_own: Option<(Arc<Routing>, usize)>,
     front: Option<Entry>,
     back: Option<Entry>,
     /// The shard iterator's ends met: nothing remains but the peeked entries.
@@ -68,13 +72,23 @@ enum End {
 }
 
 impl ShardedIter {
-    /// `iters` in shard order; `ordered` when the shards hold ascending disjoint ranges.
-    pub(crate) fn new(iters: Vec<Iter>, ordered: bool, closed: Arc<AtomicBool>) -> Self {
+    /// The iterators of the shards `(index, iterator)` of `routing`, in shard order.
+    pub(crate) fn new(
+        iters: Vec<(usize, Iter)>,
+        routing: &Arc<Routing>,
+        closed: Arc<AtomicBool>,
+    ) -> Self {
         let children = iters
             .into_iter()
-            .map(|iter| Child { iter, front: None, back: None, exhausted: false })
+            .map(|(i, iter)| Child {
+                iter,
+                only_own: routing.is_dirty(i).then(|| (Arc::clone(routing), i)),
+                front: None,
+                back: None,
+                exhausted: false,
+            })
             .collect();
-        ShardedIter { children, ordered, done: false, closed }
+        ShardedIter { children, ordered: routing.router.is_ordered(), done: false, closed }
     }
 
     /// Makes sure child `i` shows its smallest (front) or largest (back) remaining entry,
@@ -89,9 +103,15 @@ impl ShardedIter {
         if has || c.exhausted {
             return Ok(());
         }
-        let next = match end {
-            End::Front => c.iter.next(),
-            End::Back => c.iter.next_back(),
+        let next = loop {
+            let next = match end {
+                End::Front => c.iter.next(),
+                End::Back => c.iter.next_back(),
+            };
+            match (&next, &c.only_own) {
+                (Some(Ok((k, _))), Some((routing, i))) if routing.router.shard_for(k) != *i => {}
+                _ => break next,
+            }
         };
         match next {
             Some(Ok(e)) => match end {

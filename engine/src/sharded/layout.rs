@@ -1,10 +1,11 @@
-//! The `SHARDS` file: the persisted shard layout (count, partitioner, split points, shard
-//! key, shard directories) at the root of a sharded database. See `docs/format/shards.md`.
+//! The `SHARDS` file: the persisted shard layout (partitioner, split points or ring points,
+//! shard key, shard directories) at the root of a sharded database, and the journal of a
+//! resharding in progress. See `docs/format/shards.md`.
 //!
-//! It is written once, when the database is created, before any shard exists: temp file,
-//! `fdatasync`, rename, directory fsync. A crash before the rename leaves no layout (the
-//! next open creates it afresh, and no shard holds data yet); after it, the layout is
-//! durable and every later open routes keys by it.
+//! Every write is a whole new file: temp file, `fdatasync`, rename, directory fsync. A crash
+//! before the rename leaves the previous layout in force; after the directory fsync the new
+//! one is. Resharding ([`super::reshard`]) moves from one layout to the next through such
+//! writes, each recording the migration's state, so a reopen knows what to finish or undo.
 
 use std::path::{Path, PathBuf};
 
@@ -12,15 +13,18 @@ use strata_core::coding::Decoder;
 use strata_core::fs::FileSystem;
 use strata_core::{Error, IoResultExt, Result};
 
-use super::partitioner::{Partitioner, ShardKey};
+use super::partitioner::{Partitioner, PointRun, ShardKey};
 
 /// The layout file's name, at the root.
 pub(crate) const LAYOUT_FILE_NAME: &str = "SHARDS";
 const TEMP_FILE_NAME: &str = "SHARDS.tmp";
 const MAGIC: &[u8; 8] = b"STRASHRD";
-/// Version 2 added the shard key; a version-1 file routes by the whole key.
-const FORMAT_VERSION: u32 = 2;
+/// Version 3 added the generation, ring points per shard and the migration journal;
+/// version 2 the shard key; a version-1 file routes by the whole key.
+const FORMAT_VERSION: u32 = 3;
 const FORMAT_VERSION_WHOLE_KEY: u32 = 1;
+/// The most ring points a layout may hold (4096 shards of 1024 points each).
+const MAX_RING_POINTS: u64 = 1 << 22;
 
 /// Partitioner kinds. Written to disk: do not renumber.
 const KIND_HASH: u8 = 0;
@@ -32,6 +36,13 @@ const SHARD_KEY_WHOLE: u8 = 0;
 const SHARD_KEY_PREFIX: u8 = 1;
 const SHARD_KEY_UNTIL_BYTE: u8 = 2;
 const SHARD_KEY_CUSTOM: u8 = 3;
+/// Migration states and kinds. Written to disk: do not renumber.
+const MIGRATION_NONE: u8 = 0;
+const MIGRATION_COPYING: u8 = 1;
+const MIGRATION_CLEANUP: u8 = 2;
+const KIND_SPLIT: u8 = 1;
+const KIND_ADD: u8 = 2;
+const KIND_MOVE: u8 = 3;
 
 /// The recorded form of a [`ShardKey`]: a custom one by its name (its function is code,
 /// supplied again at every open).
@@ -54,41 +65,123 @@ impl ShardKeySpec {
     }
 }
 
+/// Which resharding operation a migration carries out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MigrationKind {
+    Split,
+    Add,
+    Move,
+}
+
+/// A resharding in progress, as journaled in the layout file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Migration {
+    /// Keys are being copied into the new shards of `target`; the layout in force is still
+    /// the one holding this record. A reopen rolls back: it empties `new_dirs` and drops the
+    /// record (every acknowledged write is still on the old shards).
+    Copying { kind: MigrationKind, target: Box<Layout>, new_dirs: Vec<PathBuf> },
+    /// The layout holding this record is in force; the `dirty` shards may still hold keys it
+    /// routes elsewhere (reads ignore them; cleanup deletes them), and `orphans` are the
+    /// directories of shards that left the layout, emptied at the next close or open.
+    Cleanup { dirty: Vec<u32>, orphans: Vec<PathBuf> },
+}
+
 /// What the `SHARDS` file records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
+    /// 0 at creation, one more for every completed resharding step that changed routing.
+    pub(crate) generation: u64,
     pub(crate) partitioner: Partitioner,
-    /// Ring points per shard (0 under `Range`).
-    pub(crate) vnodes_per_shard: u32,
+    /// Hash only: each shard's ring points (empty under `Range`).
+    pub(crate) ring: Vec<Vec<PointRun>>,
     pub(crate) shard_key: ShardKeySpec,
     /// One directory per shard, as given: relative paths are relative to the root.
     pub(crate) paths: Vec<PathBuf>,
+    pub(crate) migration: Option<Migration>,
 }
 
 impl Layout {
+    /// A new layout: `vnodes` ring points per shard under `Hash`.
+    pub(crate) fn new(
+        partitioner: Partitioner,
+        vnodes: u32,
+        shard_key: ShardKeySpec,
+        paths: Vec<PathBuf>,
+    ) -> Layout {
+        let ring = match partitioner {
+            Partitioner::Hash => (0..paths.len() as u32)
+                .map(|s| vec![PointRun { seed: s, first: 0, count: vnodes }])
+                .collect(),
+            Partitioner::Range(_) => Vec::new(),
+        };
+        Layout { generation: 0, partitioner, ring, shard_key, paths, migration: None }
+    }
+
     pub(crate) fn shards(&self) -> usize {
         self.paths.len()
     }
 
     /// The directory of shard `i`, resolved against the root.
     pub(crate) fn shard_dir(&self, root: &Path, i: usize) -> Option<PathBuf> {
-        self.paths.get(i).map(|p| if p.is_absolute() { p.clone() } else { root.join(p) })
+        self.paths.get(i).map(|p| resolve(root, p))
     }
 
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         let mut body = Vec::new();
+        self.encode_core(&mut body)?;
+        match &self.migration {
+            None => body.push(MIGRATION_NONE),
+            Some(Migration::Copying { kind, target, new_dirs }) => {
+                body.push(MIGRATION_COPYING);
+                body.push(match kind {
+                    MigrationKind::Split => KIND_SPLIT,
+                    MigrationKind::Add => KIND_ADD,
+                    MigrationKind::Move => KIND_MOVE,
+                });
+                target.encode_core(&mut body)?;
+                put_paths(&mut body, new_dirs)?;
+            }
+            Some(Migration::Cleanup { dirty, orphans }) => {
+                body.push(MIGRATION_CLEANUP);
+                body.extend_from_slice(&(dirty.len() as u32).to_le_bytes());
+                for d in dirty {
+                    body.extend_from_slice(&d.to_le_bytes());
+                }
+                put_paths(&mut body, orphans)?;
+            }
+        }
+        let mut out = Vec::with_capacity(body.len() + 20);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    /// Everything but the migration record.
+    fn encode_core(&self, body: &mut Vec<u8>) -> Result<()> {
+        body.extend_from_slice(&self.generation.to_le_bytes());
         body.extend_from_slice(&(self.paths.len() as u32).to_le_bytes());
         match &self.partitioner {
             Partitioner::Hash => {
                 body.push(KIND_HASH);
                 body.push(HASH_XXH3_64);
-                body.extend_from_slice(&self.vnodes_per_shard.to_le_bytes());
+                for runs in &self.ring {
+                    body.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+                    for r in runs {
+                        for n in [r.seed, r.first, r.count] {
+                            body.extend_from_slice(&n.to_le_bytes());
+                        }
+                    }
+                }
             }
             Partitioner::Range(splits) => {
                 body.push(KIND_RANGE);
                 body.extend_from_slice(&(splits.len() as u32).to_le_bytes());
                 for s in splits {
-                    put_bytes(&mut body, s);
+                    put_bytes(body, s);
                 }
             }
         }
@@ -101,23 +194,13 @@ impl Layout {
             ShardKeySpec::UntilByte(b) => body.extend_from_slice(&[SHARD_KEY_UNTIL_BYTE, *b]),
             ShardKeySpec::Custom(name) => {
                 body.push(SHARD_KEY_CUSTOM);
-                put_bytes(&mut body, name.as_bytes());
+                put_bytes(body, name.as_bytes());
             }
         }
         for p in &self.paths {
-            let s = p.to_str().ok_or_else(|| {
-                Error::InvalidArgument(format!("shard path {} is not valid UTF-8", p.display()))
-            })?;
-            put_bytes(&mut body, s.as_bytes());
+            put_path(body, p)?;
         }
-        let mut out = Vec::with_capacity(body.len() + 20);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        out.extend_from_slice(&body);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        Ok(out)
+        Ok(())
     }
 
     pub(crate) fn decode(file: &Path, bytes: &[u8]) -> Result<Layout> {
@@ -135,86 +218,55 @@ impl Layout {
         if covered.get(..8) != Some(&MAGIC[..]) {
             return Err(corrupt(0, "bad magic: not a strata shard layout file"));
         }
-        let mut d = Decoder::new(covered.get(8..).unwrap_or_default());
-        let at = |d: &Decoder<'_>| 8 + d.offset();
-        let version = d.u32().ok_or_else(|| corrupt(8, "truncated version"))?;
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_WHOLE_KEY {
+        let mut r = Reader { d: Decoder::new(covered.get(8..).unwrap_or_default()), file };
+        let version = r.u32("version")?;
+        if !(FORMAT_VERSION_WHOLE_KEY..=FORMAT_VERSION).contains(&version) {
             return Err(corrupt(8, &format!("unsupported shard layout version {version}")));
         }
-        let body_len = d.u32().ok_or_else(|| corrupt(12, "truncated length"))? as usize;
-        if body_len != d.remaining() {
+        let body_len = r.u32("length")? as usize;
+        if body_len != r.d.remaining() {
             return Err(corrupt(12, "body length does not match the file size"));
         }
-        let shards = d.u32().ok_or_else(|| corrupt(at(&d), "truncated shard count"))? as usize;
-        if shards == 0 {
-            return Err(corrupt(16, "zero shards"));
+        let mut layout = r.core(version)?;
+        if version == FORMAT_VERSION {
+            let at = r.at();
+            layout.migration = match r.u8("migration state")? {
+                MIGRATION_NONE => None,
+                MIGRATION_COPYING => {
+                    let at = r.at();
+                    let kind = match r.u8("migration kind")? {
+                        KIND_SPLIT => MigrationKind::Split,
+                        KIND_ADD => MigrationKind::Add,
+                        KIND_MOVE => MigrationKind::Move,
+                        other => {
+                            return Err(r.corrupt(at, &format!("unknown migration kind {other}")))
+                        }
+                    };
+                    let target = Box::new(r.core(version)?);
+                    let new_dirs = r.paths()?;
+                    Some(Migration::Copying { kind, target, new_dirs })
+                }
+                MIGRATION_CLEANUP => {
+                    let n = r.u32("dirty shard count")? as usize;
+                    let mut dirty = Vec::with_capacity(n.min(r.d.remaining() / 4));
+                    for _ in 0..n {
+                        let at = r.at();
+                        let d = r.u32("dirty shard")?;
+                        if d as usize >= layout.shards() {
+                            return Err(r.corrupt(at, "dirty shard beyond the shard count"));
+                        }
+                        dirty.push(d);
+                    }
+                    let orphans = r.paths()?;
+                    Some(Migration::Cleanup { dirty, orphans })
+                }
+                other => return Err(r.corrupt(at, &format!("unknown migration state {other}"))),
+            };
         }
-        let kind = d.u8().ok_or_else(|| corrupt(at(&d), "truncated partitioner kind"))?;
-        let (partitioner, vnodes_per_shard) = match kind {
-            KIND_HASH => {
-                let hash = d.u8().ok_or_else(|| corrupt(at(&d), "truncated hash id"))?;
-                if hash != HASH_XXH3_64 {
-                    return Err(corrupt(at(&d) - 1, &format!("unknown ring hash function {hash}")));
-                }
-                let vnodes = d.u32().ok_or_else(|| corrupt(at(&d), "truncated vnode count"))?;
-                if vnodes == 0 {
-                    return Err(corrupt(at(&d) - 4, "zero virtual nodes per shard"));
-                }
-                (Partitioner::Hash, vnodes)
-            }
-            KIND_RANGE => {
-                let n = d.u32().ok_or_else(|| corrupt(at(&d), "truncated split count"))? as usize;
-                if n + 1 != shards {
-                    return Err(corrupt(at(&d) - 4, "split count is not shards - 1"));
-                }
-                let mut splits = Vec::with_capacity(n.min(d.remaining()));
-                for _ in 0..n {
-                    splits.push(
-                        get_bytes(&mut d)
-                            .ok_or_else(|| corrupt(at(&d), "truncated split point"))?
-                            .to_vec(),
-                    );
-                }
-                (Partitioner::Range(splits), 0)
-            }
-            other => return Err(corrupt(at(&d) - 1, &format!("unknown partitioner kind {other}"))),
-        };
-        let shard_key = if version == FORMAT_VERSION_WHOLE_KEY {
-            ShardKeySpec::Whole
-        } else {
-            let offset = at(&d);
-            match d.u8().ok_or_else(|| corrupt(offset, "truncated shard key kind"))? {
-                SHARD_KEY_WHOLE => ShardKeySpec::Whole,
-                SHARD_KEY_PREFIX => ShardKeySpec::Prefix(
-                    d.u32().ok_or_else(|| corrupt(at(&d), "truncated shard key prefix"))?,
-                ),
-                SHARD_KEY_UNTIL_BYTE => ShardKeySpec::UntilByte(
-                    d.u8().ok_or_else(|| corrupt(at(&d), "truncated shard key byte"))?,
-                ),
-                SHARD_KEY_CUSTOM => {
-                    let raw = get_bytes(&mut d)
-                        .ok_or_else(|| corrupt(at(&d), "truncated shard key name"))?;
-                    let name = std::str::from_utf8(raw)
-                        .map_err(|_| corrupt(offset, "shard key name is not UTF-8"))?;
-                    ShardKeySpec::Custom(name.to_string())
-                }
-                other => return Err(corrupt(offset, &format!("unknown shard key kind {other}"))),
-            }
-        };
-        let mut paths = Vec::with_capacity(shards.min(d.remaining()));
-        for _ in 0..shards {
-            let offset = at(&d);
-            let raw = get_bytes(&mut d).ok_or_else(|| corrupt(offset, "truncated shard path"))?;
-            let s =
-                std::str::from_utf8(raw).map_err(|_| corrupt(offset, "shard path is not UTF-8"))?;
-            paths.push(PathBuf::from(s));
+        if r.d.remaining() != 0 {
+            return Err(r.corrupt(r.at(), "trailing bytes after the layout"));
         }
-        if d.remaining() != 0 {
-            return Err(corrupt(at(&d), "trailing bytes after the shard paths"));
-        }
-        super::partitioner::validate(&partitioner, shards)
-            .map_err(|e| corrupt(16, &e.to_string()))?;
-        Ok(Layout { partitioner, vnodes_per_shard, shard_key, paths })
+        Ok(layout)
     }
 
     /// Reads the layout at `root`, if the database was created.
@@ -243,14 +295,181 @@ impl Layout {
     }
 }
 
+/// A shard path resolved against the root.
+pub(crate) fn resolve(root: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    }
+}
+
+/// Reads a layout body, turning every short read into a corruption error at its offset.
+struct Reader<'a> {
+    d: Decoder<'a>,
+    file: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    /// The file offset of the next byte (the decoder starts after the magic).
+    fn at(&self) -> usize {
+        8 + self.d.offset()
+    }
+
+    fn corrupt(&self, offset: usize, reason: &str) -> Error {
+        Error::corruption(self.file, offset as u64, reason.to_string())
+    }
+
+    fn truncated(&self, what: &str) -> Error {
+        self.corrupt(self.at(), &format!("truncated {what}"))
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8> {
+        self.d.u8().ok_or_else(|| self.truncated(what))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        self.d.u32().ok_or_else(|| self.truncated(what))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        self.d.u64().ok_or_else(|| self.truncated(what))
+    }
+
+    fn bytes(&mut self, what: &str) -> Result<&'a [u8]> {
+        let n = self.u32(what)? as usize;
+        self.d.bytes(n).ok_or_else(|| self.truncated(what))
+    }
+
+    fn path(&mut self) -> Result<PathBuf> {
+        let at = self.at();
+        let raw = self.bytes("shard path")?;
+        let s =
+            std::str::from_utf8(raw).map_err(|_| self.corrupt(at, "shard path is not UTF-8"))?;
+        Ok(PathBuf::from(s))
+    }
+
+    fn paths(&mut self) -> Result<Vec<PathBuf>> {
+        let n = self.u32("path count")? as usize;
+        let mut paths = Vec::with_capacity(n.min(self.d.remaining() / 4));
+        for _ in 0..n {
+            paths.push(self.path()?);
+        }
+        Ok(paths)
+    }
+
+    /// A layout without its migration record, as written by format `version`.
+    fn core(&mut self, version: u32) -> Result<Layout> {
+        let start = self.at();
+        let generation = if version == FORMAT_VERSION { self.u64("generation")? } else { 0 };
+        let shards = self.u32("shard count")? as usize;
+        if shards == 0 {
+            return Err(self.corrupt(start, "zero shards"));
+        }
+        let at = self.at();
+        let (partitioner, ring) = match self.u8("partitioner kind")? {
+            KIND_HASH => {
+                let at = self.at();
+                let hash = self.u8("hash id")?;
+                if hash != HASH_XXH3_64 {
+                    return Err(self.corrupt(at, &format!("unknown ring hash function {hash}")));
+                }
+                (Partitioner::Hash, self.ring(version, shards)?)
+            }
+            KIND_RANGE => {
+                let at = self.at();
+                let n = self.u32("split count")? as usize;
+                if n + 1 != shards {
+                    return Err(self.corrupt(at, "split count is not shards - 1"));
+                }
+                let mut splits = Vec::with_capacity(n.min(self.d.remaining() / 4));
+                for _ in 0..n {
+                    splits.push(self.bytes("split point")?.to_vec());
+                }
+                (Partitioner::Range(splits), Vec::new())
+            }
+            other => return Err(self.corrupt(at, &format!("unknown partitioner kind {other}"))),
+        };
+        let shard_key = if version == FORMAT_VERSION_WHOLE_KEY {
+            ShardKeySpec::Whole
+        } else {
+            let at = self.at();
+            match self.u8("shard key kind")? {
+                SHARD_KEY_WHOLE => ShardKeySpec::Whole,
+                SHARD_KEY_PREFIX => ShardKeySpec::Prefix(self.u32("shard key prefix")?),
+                SHARD_KEY_UNTIL_BYTE => ShardKeySpec::UntilByte(self.u8("shard key byte")?),
+                SHARD_KEY_CUSTOM => {
+                    let raw = self.bytes("shard key name")?;
+                    let name = std::str::from_utf8(raw)
+                        .map_err(|_| self.corrupt(at, "shard key name is not UTF-8"))?;
+                    ShardKeySpec::Custom(name.to_string())
+                }
+                other => return Err(self.corrupt(at, &format!("unknown shard key kind {other}"))),
+            }
+        };
+        let mut paths = Vec::with_capacity(shards.min(self.d.remaining() / 4));
+        for _ in 0..shards {
+            paths.push(self.path()?);
+        }
+        super::partitioner::validate(&partitioner, shards)
+            .and_then(|()| super::partitioner::validate_ring(&ring))
+            .map_err(|e| self.corrupt(start, &e.to_string()))?;
+        Ok(Layout { generation, partitioner, ring, shard_key, paths, migration: None })
+    }
+
+    /// The ring points of every shard: runs per shard (version 3), or one vnode count for
+    /// all (versions 1 and 2: shard `s` owns points `(s, 0..vnodes)`).
+    fn ring(&mut self, version: u32, shards: usize) -> Result<Vec<Vec<PointRun>>> {
+        if version != FORMAT_VERSION {
+            let at = self.at();
+            let vnodes = self.u32("vnode count")?;
+            if vnodes == 0 {
+                return Err(self.corrupt(at, "zero virtual nodes per shard"));
+            }
+            return Ok((0..shards as u32)
+                .map(|s| vec![PointRun { seed: s, first: 0, count: vnodes }])
+                .collect());
+        }
+        let mut ring = Vec::with_capacity(shards.min(self.d.remaining() / 4));
+        let mut total = 0u64;
+        for _ in 0..shards {
+            let n = self.u32("ring run count")? as usize;
+            let mut runs = Vec::with_capacity(n.min(self.d.remaining() / 12));
+            for _ in 0..n {
+                let at = self.at();
+                let run = PointRun {
+                    seed: self.u32("ring run")?,
+                    first: self.u32("ring run")?,
+                    count: self.u32("ring run")?,
+                };
+                total += u64::from(run.count);
+                if total > MAX_RING_POINTS {
+                    return Err(self.corrupt(at, "more ring points than a layout may hold"));
+                }
+                runs.push(run);
+            }
+            ring.push(runs);
+        }
+        Ok(ring)
+    }
+}
+
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
 }
 
-fn get_bytes<'a>(d: &mut Decoder<'a>) -> Option<&'a [u8]> {
-    let n = d.u32()? as usize;
-    d.bytes(n)
+fn put_path(out: &mut Vec<u8>, p: &Path) -> Result<()> {
+    let s = p.to_str().ok_or_else(|| {
+        Error::InvalidArgument(format!("shard path {} is not valid UTF-8", p.display()))
+    })?;
+    put_bytes(out, s.as_bytes());
+    Ok(())
+}
+
+fn put_paths(out: &mut Vec<u8>, paths: &[PathBuf]) -> Result<()> {
+    out.extend_from_slice(&(paths.len() as u32).to_le_bytes());
+    paths.iter().try_for_each(|p| put_path(out, p))
 }
 
 #[cfg(test)]
@@ -258,51 +477,91 @@ mod tests {
     use super::*;
 
     fn sample() -> Layout {
-        Layout {
-            partitioner: Partitioner::Range(vec![b"g".to_vec(), b"p".to_vec()]),
-            vnodes_per_shard: 0,
-            shard_key: ShardKeySpec::Custom("tenant".into()),
-            paths: vec!["shard-000".into(), "/mnt/b/s1".into(), "shard-002".into()],
-        }
+        let mut l = Layout::new(
+            Partitioner::Range(vec![b"g".to_vec(), b"p".to_vec()]),
+            0,
+            ShardKeySpec::Custom("tenant".into()),
+            vec!["shard-000".into(), "/mnt/b/s1".into(), "shard-002".into()],
+        );
+        l.generation = 7;
+        l
+    }
+
+    fn hash(shards: u32) -> Layout {
+        Layout::new(
+            Partitioner::Hash,
+            16,
+            ShardKeySpec::Prefix(4),
+            (0..shards).map(|i| PathBuf::from(format!("s{i}"))).collect(),
+        )
+    }
+
+    fn samples() -> Vec<Layout> {
+        let mut copying = hash(2);
+        copying.migration = Some(Migration::Copying {
+            kind: MigrationKind::Add,
+            target: Box::new(Layout { generation: 1, ..hash(3) }),
+            new_dirs: vec!["s2".into()],
+        });
+        let mut cleanup = sample();
+        cleanup.migration =
+            Some(Migration::Cleanup { dirty: vec![0, 2], orphans: vec!["/old/s1".into()] });
+        let mut split_ring = hash(2);
+        split_ring.ring[1] = vec![
+            PointRun { seed: 1, first: 0, count: 8 },
+            PointRun { seed: 0, first: 8, count: 8 },
+        ];
+        split_ring.ring[0] = vec![PointRun { seed: 0, first: 0, count: 8 }];
+        vec![sample(), hash(1), copying, cleanup, split_ring]
     }
 
     #[test]
-    fn round_trips_both_partitioners() {
-        let l = sample();
-        assert_eq!(Layout::decode(Path::new("SHARDS"), &l.encode().unwrap()).unwrap(), l);
+    fn round_trips_partitioners_rings_and_migrations() {
+        for l in samples() {
+            assert_eq!(Layout::decode(Path::new("SHARDS"), &l.encode().unwrap()).unwrap(), l);
+        }
         for shard_key in
             [ShardKeySpec::Whole, ShardKeySpec::Prefix(4), ShardKeySpec::UntilByte(b'/')]
         {
-            let h = Layout {
-                partitioner: Partitioner::Hash,
-                vnodes_per_shard: 1024,
-                shard_key,
-                paths: vec!["a".into()],
-            };
+            let h = Layout { shard_key, ..hash(3) };
             assert_eq!(Layout::decode(Path::new("SHARDS"), &h.encode().unwrap()).unwrap(), h);
         }
     }
 
     #[test]
     fn every_truncation_and_every_flipped_byte_is_corruption() {
-        let bytes = sample().encode().unwrap();
-        for n in 0..bytes.len() {
-            assert!(
-                matches!(
-                    Layout::decode(Path::new("SHARDS"), &bytes[..n]),
-                    Err(Error::Corruption { .. })
-                ),
-                "prefix {n}"
-            );
+        for l in samples() {
+            let bytes = l.encode().unwrap();
+            for n in 0..bytes.len() {
+                assert!(
+                    matches!(
+                        Layout::decode(Path::new("SHARDS"), &bytes[..n]),
+                        Err(Error::Corruption { .. })
+                    ),
+                    "prefix {n}"
+                );
+            }
+            for i in 0..bytes.len() {
+                let mut b = bytes.clone();
+                b[i] ^= 0x40;
+                assert!(
+                    matches!(
+                        Layout::decode(Path::new("SHARDS"), &b),
+                        Err(Error::Corruption { .. })
+                    ),
+                    "flip at {i}"
+                );
+            }
         }
-        for i in 0..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x40;
-            assert!(
-                matches!(Layout::decode(Path::new("SHARDS"), &b), Err(Error::Corruption { .. })),
-                "flip at {i}"
-            );
-        }
+    }
+
+    /// A checksum-valid file whose ring gives one point to two shards is refused.
+    #[test]
+    fn overlapping_ring_runs_are_corruption() {
+        let mut l = hash(2);
+        l.ring[1] = vec![PointRun { seed: 0, first: 4, count: 4 }];
+        let err = Layout::decode(Path::new("SHARDS"), &l.encode().unwrap()).unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }), "{err}");
     }
 
     #[test]
@@ -317,8 +576,8 @@ mod tests {
         assert_eq!(Layout::load(&fs, root).unwrap(), Some(sample()));
     }
 
-    /// A layout written before shard keys existed (format version 1, the example of
-    /// `docs/format/shards.md`) still opens, routing by the whole key.
+    /// A layout written before shard keys existed (format version 1) still opens, routing
+    /// by the whole key.
     #[test]
     fn a_version_1_layout_opens_as_routing_by_the_whole_key() {
         let mut v1 = Vec::new();
@@ -336,27 +595,50 @@ mod tests {
         assert_eq!(v1.len(), 56);
         let l = Layout::decode(Path::new("SHARDS"), &v1).unwrap();
         assert_eq!(l.shard_key, ShardKeySpec::Whole);
-        assert_eq!(l.partitioner, Partitioner::Hash);
-        assert_eq!(l.paths, [PathBuf::from("shard-000"), PathBuf::from("shard-001")]);
+        assert_eq!(l, Layout { shard_key: ShardKeySpec::Whole, ..two_hash_shards() });
     }
 
-    /// The example of `docs/format/shards.md`, byte for byte up to the checksum.
+    fn two_hash_shards() -> Layout {
+        Layout::new(
+            Partitioner::Hash,
+            1024,
+            ShardKeySpec::UntilByte(b'/'),
+            vec!["shard-000".into(), "shard-001".into()],
+        )
+    }
+
+    /// The version-2 example of `docs/format/shards.md` (written before resharding) opens
+    /// as the same layout at generation 0, shard `s` owning ring points `(s, 0..1024)`.
+    #[test]
+    fn the_documented_version_2_example_still_opens() {
+        let mut v2 = b"STRASHRD".to_vec();
+        v2.extend_from_slice(&[2, 0, 0, 0, 0x26, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0, 4, 0, 0, 2, b'/']);
+        for p in ["shard-000", "shard-001"] {
+            put_bytes(&mut v2, p.as_bytes());
+        }
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(v2.len(), 58);
+        assert_eq!(Layout::decode(Path::new("SHARDS"), &v2).unwrap(), two_hash_shards());
+    }
+
+    /// The version-3 example of `docs/format/shards.md`, byte for byte up to the checksum.
     #[test]
     fn the_documented_example_encodes_as_documented() {
-        let l = Layout {
-            partitioner: Partitioner::Hash,
-            vnodes_per_shard: 1024,
-            shard_key: ShardKeySpec::UntilByte(b'/'),
-            paths: vec!["shard-000".into(), "shard-001".into()],
-        };
-        let bytes = l.encode().unwrap();
-        assert_eq!(bytes.len(), 58);
+        let bytes = two_hash_shards().encode().unwrap();
+        assert_eq!(bytes.len(), 95);
         let mut want = b"STRASHRD".to_vec();
-        want.extend_from_slice(&[2, 0, 0, 0, 0x26, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0, 4, 0, 0, 2, b'/']);
-        want.extend_from_slice(&[9, 0, 0, 0]);
-        want.extend_from_slice(b"shard-000");
-        want.extend_from_slice(&[9, 0, 0, 0]);
-        want.extend_from_slice(b"shard-001");
-        assert_eq!(&bytes[..54], &want[..]);
+        want.extend_from_slice(&[3, 0, 0, 0, 0x4B, 0, 0, 0]);
+        want.extend_from_slice(&[0; 8]); // generation 0
+        want.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
+        for s in 0..2u8 {
+            want.extend_from_slice(&[1, 0, 0, 0, s, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0]);
+        }
+        want.extend_from_slice(&[2, b'/']);
+        for p in ["shard-000", "shard-001"] {
+            put_bytes(&mut want, p.as_bytes());
+        }
+        want.push(0); // no migration
+        assert_eq!(&bytes[..91], &want[..]);
     }
 }

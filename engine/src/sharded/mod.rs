@@ -4,14 +4,18 @@
 //!
 //! See [`ShardedDb`] for what holds across shards.
 //!
-//! The layout (shard count, partitioner, split points, shard paths) is persisted in the
-//! `SHARDS` file at the root (`docs/format/shards.md`); reopening with conflicting settings
-//! fails with [`Error::InvalidArgument`] instead of silently routing keys elsewhere.
+//! The layout (shard count, partitioner, split points or ring points, shard key, shard paths)
+//! is persisted in the `SHARDS` file at the root (`docs/format/shards.md`); reopening with
+//! conflicting settings fails with [`Error::InvalidArgument`] instead of silently routing keys
+//! elsewhere. Shards can be split, added and moved while the database is in use
+//! ([`ShardedDb::split_shard`], [`ShardedDb::add_shard`], [`ShardedDb::move_shard`]; the
+//! protocol is in `reshard.rs`).
 
 mod iter;
 mod layout;
 mod metrics;
 mod partitioner;
+mod reshard;
 mod store;
 mod transaction;
 
@@ -20,8 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use strata_core::fs::FileLock;
 use strata_core::key::SeqNo;
 use strata_core::{Error, Result};
@@ -34,11 +39,12 @@ use crate::options::{Options, WriteOptions};
 use crate::snapshot::{owned_range, Snapshot};
 
 pub use iter::ShardedIter;
-use layout::{Layout, ShardKeySpec};
+use layout::{Layout, Migration, ShardKeySpec};
 use metrics::RateWindow;
 pub use metrics::{Clock, ManualClock, ShardMetrics, ShardedMetrics};
 use partitioner::Router;
 pub use partitioner::{CustomShardKey, HashRing, Partitioner, ShardKey, DEFAULT_VNODES_PER_SHARD};
+pub use reshard::{ReshardPhase, ReshardProgress, ReshardStep, Resharding};
 pub use store::{KeyBounds, KvIter, KvSnapshot, KvStore};
 pub use transaction::ShardedTransaction;
 
@@ -65,7 +71,11 @@ pub struct ShardedOptions {
     shard_paths: Option<Vec<PathBuf>>,
     engine: Options,
     clock: Arc<dyn Clock>,
+    reshard_hook: Option<ReshardHook>,
 }
+
+/// A function called at every step of a resharding ([`ShardedOptions::on_reshard_step`]).
+type ReshardHook = Arc<dyn Fn(ReshardStep) + Send + Sync>;
 
 impl std::fmt::Debug for ShardedOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,6 +100,7 @@ impl ShardedOptions {
             shard_paths: None,
             engine: Options::default(),
             clock: metrics::system_clock(),
+            reshard_hook: None,
         }
     }
 
@@ -157,6 +168,36 @@ impl ShardedOptions {
         self
     }
 
+    /// Calls `hook` on the resharding thread at every step of a resharding
+    /// ([`ReshardStep`]), before the next one: a testing aid, to cut the power of a
+    /// simulated disk at that point or to let other threads act in between.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use strata::testing::ReshardStep;
+    /// use strata::{Partitioner, ShardedDb, ShardedOptions};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let opts = ShardedOptions::new(1)
+    ///     .partitioner(Partitioner::Range(vec![]))
+    ///     .on_reshard_step(move |step| log.lock().unwrap().push(step));
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), opts)?;
+    /// db.put("a", "1")?;
+    /// db.put("b", "2")?;
+    /// db.split_shard(0)?.wait()?;
+    /// let seen = seen.lock().unwrap();
+    /// assert_eq!(seen.first(), Some(&ReshardStep::Journaled));
+    /// assert!(seen.contains(&ReshardStep::CutOver));
+    /// assert_eq!(seen.last(), Some(&ReshardStep::Cleaned));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn on_reshard_step(mut self, hook: impl Fn(ReshardStep) + Send + Sync + 'static) -> Self {
+        self.reshard_hook = Some(Arc::new(hook));
+        self
+    }
+
     /// The configured shard count.
     pub fn shard_count(&self) -> usize {
         self.shards
@@ -189,38 +230,44 @@ impl ShardedOptions {
     }
 
     /// The layout a new database gets, or the check of an existing one against these
-    /// options.
+    /// options. Once a database has been resharded (generation above 0) its shard count,
+    /// split points and paths are the layout's own: only the partitioner kind and the shard
+    /// key must still match.
     fn reconcile(&self, stored: Option<Layout>) -> Result<(Layout, bool)> {
         let Some(stored) = stored else {
             let paths = match &self.shard_paths {
                 Some(p) => p.clone(),
                 None => (0..self.shards).map(|i| PathBuf::from(format!("shard-{i:03}"))).collect(),
             };
-            let vnodes = match self.partitioner {
-                Partitioner::Hash => DEFAULT_VNODES_PER_SHARD,
-                Partitioner::Range(_) => 0,
-            };
-            return Ok((
-                Layout {
-                    partitioner: self.partitioner.clone(),
-                    vnodes_per_shard: vnodes,
-                    shard_key: ShardKeySpec::of(&self.shard_key),
-                    paths,
-                },
-                true,
-            ));
+            let layout = Layout::new(
+                self.partitioner.clone(),
+                DEFAULT_VNODES_PER_SHARD,
+                ShardKeySpec::of(&self.shard_key),
+                paths,
+            );
+            return Ok((layout, true));
         };
         let conflict = |what: String| {
             Err(Error::InvalidArgument(format!("sharded database exists with {what}")))
         };
-        if stored.shards() != self.shards {
-            return conflict(format!("{} shards, not {}", stored.shards(), self.shards));
-        }
-        if stored.partitioner != self.partitioner {
+        let same_kind = std::mem::discriminant(&stored.partitioner)
+            == std::mem::discriminant(&self.partitioner);
+        if stored.generation > 0 && !same_kind {
             return conflict(format!(
                 "partitioner {:?}, not {:?}",
                 stored.partitioner, self.partitioner
             ));
+        }
+        if stored.generation == 0 {
+            if stored.shards() != self.shards {
+                return conflict(format!("{} shards, not {}", stored.shards(), self.shards));
+            }
+            if stored.partitioner != self.partitioner {
+                return conflict(format!(
+                    "partitioner {:?}, not {:?}",
+                    stored.partitioner, self.partitioner
+                ));
+            }
         }
         if stored.shard_key != ShardKeySpec::of(&self.shard_key) {
             return conflict(format!(
@@ -230,7 +277,7 @@ impl ShardedOptions {
             ));
         }
         if let Some(paths) = &self.shard_paths {
-            if *paths != stored.paths {
+            if stored.generation == 0 && *paths != stored.paths {
                 return conflict(format!("shard paths {:?}, not {:?}", stored.paths, paths));
             }
         }
@@ -238,22 +285,82 @@ impl ShardedOptions {
     }
 }
 
-struct ShardedInner {
-    root: PathBuf,
+/// One shard of the routing: its database, the gate that writers hold while they write to
+/// it (a resharding closes it for a moment to cut over, so no write lands on the old owner
+/// of a key after the switch), and its write-rate window.
+pub(crate) struct Shard {
+    pub(crate) db: Db,
+    gate: RwLock<()>,
+    rate: RateWindow,
+}
+
+impl Shard {
+    fn new(db: Db, clock: &dyn Clock) -> Arc<Shard> {
+        Arc::new(Shard { db, gate: RwLock::new(()), rate: RateWindow::new(clock) })
+    }
+}
+
+/// Where keys go: the layout in force, its router and the shards. Never changed in place; a
+/// resharding swaps in a new one, and every operation re-checks `epoch` after it has acted
+/// on a shard, so none completes against a routing that a cut-over replaced meanwhile.
+pub(crate) struct Routing {
+    /// Bumped by every swap.
+    epoch: u64,
     layout: Layout,
     router: Router,
-    shards: Vec<Db>,
-    rates: Vec<RateWindow>,
-    clock: Arc<dyn Clock>,
+    shards: Vec<Arc<Shard>>,
+    /// Shards that may still hold keys the router sends elsewhere (copied away, not yet
+    /// deleted): their scans skip such keys.
+    dirty: Vec<bool>,
+    /// While a resharding copies: the keys written since its copy began, to catch up on.
+    capture: Option<Arc<reshard::Capture>>,
+}
+
+impl std::fmt::Debug for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routing")
+            .field("epoch", &self.epoch)
+            .field("generation", &self.layout.generation)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routing {
+    fn shard(&self, i: usize) -> Result<&Arc<Shard>> {
+        // The router yields only indices below the shard count.
+        self.shards.get(i).ok_or_else(|| {
+            Error::Internal(format!("the router chose shard {i}, which does not exist"))
+        })
+    }
+
+    fn is_dirty(&self, i: usize) -> bool {
+        self.dirty.get(i).copied().unwrap_or(false)
+    }
+}
+
+struct ShardedInner {
+    root: PathBuf,
+    options: ShardedOptions,
+    routing: ArcSwap<Routing>,
+    read_only: bool,
     root_lock: Mutex<Option<FileLock>>,
     /// Shared with every [`ShardedIter`], which checks it on each step; iterators hold no
     /// handle, so they do not keep the database open.
     closed: Arc<AtomicBool>,
+    /// The resharding running, if any (one at a time).
+    reshard: Mutex<Option<Resharding>>,
+    /// Databases of shards that left the layout ([`ShardedDb::move_shard`]): kept open for
+    /// the snapshots and iterators that may still read them, removed at close.
+    retired: Mutex<Vec<Db>>,
+    /// Set when a layout write failed during a cut-over: what the disk holds is unknown
+    /// until a reopen decides, so writes are refused.
+    poisoned: Mutex<Option<Error>>,
 }
 
 impl Drop for ShardedInner {
     fn drop(&mut self) {
-        // The last handle is gone and the shards close as `shards` drops: iterators still
+        // The last handle is gone and the shards close as the routing drops: iterators still
         // alive must see that without reaching the shards.
         self.closed.store(true, Ordering::Release);
     }
@@ -304,8 +411,8 @@ impl std::fmt::Debug for ShardedDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardedDb")
             .field("root", &self.inner.root)
-            .field("shards", &self.inner.shards.len())
-            .field("partitioner", &self.inner.layout.partitioner)
+            .field("shards", &self.shard_count())
+            .field("partitioner", &self.partitioner())
             .finish_non_exhaustive()
     }
 }
@@ -370,8 +477,12 @@ impl ShardedDb {
             // routed by a layout that a crash could forget.
             layout.store(fs.as_ref(), &root)?;
         }
+        // A resharding a crash interrupted is undone (still copying) or its cleanup resumed.
+        let layout = reshard::recover(fs.as_ref(), &root, layout)?;
         let shards = open_shards(&dirs, |d| Db::open(d, options.engine.clone()))?;
-        Ok(ShardedDb::assemble(root, layout, shards, Some(root_lock), options))
+        let db = ShardedDb::assemble(root, layout, shards, Some(root_lock), options, false);
+        db.resume_cleanup();
+        Ok(db)
     }
 
     /// Opens the sharded database at `root` for reading only, as [`Db::open_read_only`]
@@ -402,10 +513,15 @@ impl ShardedDb {
                 root.display()
             )));
         };
-        let (layout, _) = options.reconcile(Some(stored))?;
+        let (mut layout, _) = options.reconcile(Some(stored))?;
+        // An interrupted copy is ignored (its target never took effect); nothing is undone
+        // or cleaned up, as a read-only open writes nothing.
+        if matches!(layout.migration, Some(Migration::Copying { .. })) {
+            layout.migration = None;
+        }
         let dirs = shard_dirs(&root, &layout)?;
         let shards = open_shards(&dirs, |d| Db::open_read_only(d, options.engine.clone()))?;
-        Ok(ShardedDb::assemble(root, layout, shards, None, options))
+        Ok(ShardedDb::assemble(root, layout, shards, None, options, true))
     }
 
     fn assemble(
@@ -414,23 +530,41 @@ impl ShardedDb {
         shards: Vec<Db>,
         root_lock: Option<FileLock>,
         options: ShardedOptions,
+        read_only: bool,
     ) -> ShardedDb {
-        let (clock, shard_key) = (options.clock, options.shard_key);
-        let rates = shards.iter().map(|_| RateWindow::new(clock.as_ref())).collect();
-        let router =
-            Router::new(&layout.partitioner, layout.shards(), layout.vnodes_per_shard, shard_key);
+        let clock = options.clock.as_ref();
+        let shards: Vec<Arc<Shard>> = shards.into_iter().map(|db| Shard::new(db, clock)).collect();
+        let routing = Routing {
+            epoch: 0,
+            router: Router::new(&layout, options.shard_key.clone()),
+            dirty: reshard::dirty_flags(&layout),
+            layout,
+            shards,
+            capture: None,
+        };
         ShardedDb {
             inner: Arc::new(ShardedInner {
                 root,
-                layout,
-                router,
-                shards,
-                rates,
-                clock,
+                options,
+                routing: ArcSwap::from_pointee(routing),
+                read_only,
                 root_lock: Mutex::new(root_lock),
                 closed: Arc::new(AtomicBool::new(false)),
+                reshard: Mutex::new(None),
+                retired: Mutex::new(Vec::new()),
+                poisoned: Mutex::new(None),
             }),
         }
+    }
+
+    /// The routing in force.
+    fn routing(&self) -> arc_swap::Guard<Arc<Routing>> {
+        self.inner.routing.load()
+    }
+
+    /// Whether the routing `r` is still the one in force.
+    fn still(&self, r: &Routing) -> bool {
+        self.inner.routing.load().epoch == r.epoch
     }
 
     /// The root directory (holding `SHARDS`).
@@ -440,12 +574,13 @@ impl ShardedDb {
 
     /// The number of shards.
     pub fn shard_count(&self) -> usize {
-        self.inner.shards.len()
+        self.routing().shards.len()
     }
 
-    /// The partitioner the database was created with.
-    pub fn partitioner(&self) -> &Partitioner {
-        &self.inner.layout.partitioner
+    /// The partitioner in force: the one the database was created with, with the split
+    /// points resharding has added since.
+    pub fn partitioner(&self) -> Partitioner {
+        self.routing().layout.partitioner.clone()
     }
 
     /// The shard that owns `key` (routed by its [`ShardKey`]): for users who route work to
@@ -460,7 +595,7 @@ impl ShardedDb {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn shard_of(&self, key: impl AsRef<[u8]>) -> usize {
-        self.inner.router.shard_for(key.as_ref())
+        self.routing().router.shard_for(key.as_ref())
     }
 
     /// Begins an optimistic transaction whose keys must all live on one shard (see
@@ -487,59 +622,77 @@ impl ShardedDb {
         self.write(crate::db::compare_and_swap_batch(key.as_ref(), expected, new))
     }
 
-    /// Shard `i`'s database, for per-shard inspection (e.g. its metrics or path).
-    pub fn shard(&self, i: usize) -> Option<&Db> {
-        self.inner.shards.get(i)
+    /// Shard `i`'s database, for per-shard inspection (its metrics or path). Writes made
+    /// through it bypass the routing (and a resharding's catch-up): use the `ShardedDb`'s
+    /// own methods to write.
+    pub fn shard(&self, i: usize) -> Option<Db> {
+        self.routing().shards.get(i).map(|s| s.db.clone())
     }
 
-    fn db_for(&self, key: &[u8]) -> (usize, &Db) {
-        let i = self.shard_of(key);
-        // The router only yields indices below the shard count.
-        let db = self.inner.shards.get(i).or_else(|| self.inner.shards.first());
-        (i, db.unwrap_or_else(|| unreachable!("a sharded database has at least one shard")))
-    }
-
-    fn record(&self, shard: usize, writes: u64) {
-        if let Some(w) = self.inner.rates.get(shard) {
-            w.record(self.inner.clock.as_ref(), writes);
+    /// Runs `write` on the shard that owns `key`, holding the shard's gate so that no
+    /// cut-over happens meanwhile, and tells a resharding that is copying about the key.
+    fn write_key<T>(&self, key: &[u8], write: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        loop {
+            self.check_writable()?;
+            let routing = self.routing();
+            let i = routing.router.shard_for(key);
+            let shard = routing.shard(i)?;
+            let _gate = shard.gate.read();
+            if !self.still(&routing) {
+                continue; // a cut-over or a copy began: route again
+            }
+            shard.rate.record(self.inner.options.clock.as_ref(), 1);
+            let r = write(&shard.db);
+            if let Some(capture) = &routing.capture {
+                capture.note(i, key);
+            }
+            return r;
         }
     }
 
-    /// Splits `batch` into one batch per shard, in shard order, preserving entry order
-    /// within each part; a batch whose entries all go to one shard is passed on as is.
-    /// Sizes and the durability `options` ask for are checked first: an invalid write must
-    /// fail whole before any shard logs a part of it.
-    fn split(&self, batch: WriteBatch, options: &WriteOptions) -> Result<Vec<(usize, WriteBatch)>> {
+    /// Splits `batch` per shard under the routing in force and hands the parts to `write`
+    /// while holding the gates of every shard they touch (ascending, so concurrent callers
+    /// and a cut-over never deadlock); then tells a copying resharding about their keys.
+    fn write_routed<T>(
+        &self,
+        batch: WriteBatch,
+        options: &WriteOptions,
+        write: impl FnOnce(&Routing, Vec<(usize, WriteBatch)>) -> Result<T>,
+    ) -> Result<T> {
         crate::write::validate(&batch)?;
-        if let Some(db) = self.inner.shards.first() {
-            options.resolve(db.inner.opts.durability)?;
+        if let Some(first) = self.routing().shards.first() {
+            options.resolve(first.db.inner.opts.durability)?;
         }
-        let routes: Vec<usize> = batch.iter().map(|e| self.shard_of(e.key)).collect();
-        if let Some((key, _)) = batch.expectations().first() {
-            // A condition is checked atomically with the writes only on one shard.
-            let bound = self.shard_of(key);
-            let expected = batch.expectations().iter().map(|(k, _)| self.shard_of(k));
-            if let Some(other) = routes.iter().copied().chain(expected).find(|&s| s != bound) {
-                return Err(Error::CrossShard { bound, other });
+        loop {
+            self.check_writable()?;
+            let routing = self.routing();
+            let routes = routes(&routing.router, &batch)?;
+            let mut touched = routes.clone();
+            touched.sort_unstable();
+            touched.dedup();
+            let mut gates = Vec::with_capacity(touched.len());
+            for &i in &touched {
+                gates.push(routing.shard(i)?.gate.read());
             }
-            return Ok(vec![(bound, batch)]);
-        }
-        let Some(&first) = routes.first() else { return Ok(Vec::new()) };
-        if routes.iter().all(|&s| s == first) {
-            return Ok(vec![(first, batch)]);
-        }
-        let mut parts: Vec<Option<WriteBatch>> =
-            (0..self.inner.shards.len()).map(|_| None).collect();
-        for (e, &s) in batch.iter().zip(&routes) {
-            if let Some(slot) = parts.get_mut(s) {
-                let part = slot.get_or_insert_with(WriteBatch::new);
-                match e.kind {
-                    strata_core::key::ValueKind::Put => part.put(e.key, e.value),
-                    strata_core::key::ValueKind::Delete => part.delete(e.key),
-                }
+            if !self.still(&routing) {
+                continue;
             }
+            let noted: Vec<(usize, Vec<u8>)> = match &routing.capture {
+                Some(_) => batch.iter().zip(&routes).map(|(e, &s)| (s, e.key.to_vec())).collect(),
+                None => Vec::new(),
+            };
+            let clock = self.inner.options.clock.as_ref();
+            for &i in &touched {
+                let n = routes.iter().filter(|&&s| s == i).count();
+                routing.shard(i)?.rate.record(clock, n as u64);
+            }
+            let r = write(&routing, split(batch, &routes, touched.len(), routing.shards.len()));
+            if let Some(capture) = &routing.capture {
+                noted.iter().for_each(|(s, k)| capture.note(*s, k));
+            }
+            drop(gates);
+            return r;
         }
-        Ok(parts.into_iter().enumerate().filter_map(|(i, p)| p.map(|p| (i, p))).collect())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -547,6 +700,17 @@ impl ShardedDb {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if self.inner.read_only {
+            return Err(Error::ReadOnly);
+        }
+        match &*self.inner.poisoned.lock() {
+            Some(e) => Err(e.clone().poisoned()),
+            None => Ok(()),
+        }
     }
 
     /// Sets `key` to `value` with the default durability, on its shard.
@@ -571,9 +735,8 @@ impl ShardedDb {
         options: impl Into<WriteOptions>,
     ) -> Result<()> {
         self.check_open()?;
-        let (i, db) = self.db_for(key.as_ref());
-        self.record(i, 1);
-        db.put_with(key, value, options)
+        let options = options.into();
+        self.write_key(key.as_ref(), |db| db.put_with(key.as_ref(), value, options))
     }
 
     /// Deletes `key` with the default durability, on its shard.
@@ -598,15 +761,22 @@ impl ShardedDb {
         options: impl Into<WriteOptions>,
     ) -> Result<()> {
         self.check_open()?;
-        let (i, db) = self.db_for(key.as_ref());
-        self.record(i, 1);
-        db.delete_with(key, options)
+        let options = options.into();
+        self.write_key(key.as_ref(), |db| db.delete_with(key.as_ref(), options))
     }
 
     /// The current value of `key`, read from its one shard.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         self.check_open()?;
-        self.db_for(key.as_ref()).1.get(key)
+        let key = key.as_ref();
+        loop {
+            let routing = self.routing();
+            let r = routing.shard(routing.router.shard_for(key))?.db.get(key);
+            // A cut-over meanwhile may have moved the key (and cleanup deleted it here).
+            if self.still(&routing) {
+                return r;
+            }
+        }
     }
 
     /// Applies `batch` with each shard's default durability (that of the engine options).
@@ -633,52 +803,18 @@ impl ShardedDb {
     pub fn write_with(&self, batch: WriteBatch, options: impl Into<WriteOptions>) -> Result<()> {
         let options = options.into();
         self.check_open()?;
-        let mut parts = self.split(batch, &options)?;
-        if parts.len() <= 1 {
-            let Some((i, part)) = parts.pop() else { return Ok(()) };
-            self.record(i, part.len() as u64);
-            return self.shard_db(i)?.write_with(part, options);
+        if batch.is_empty() && batch.expectations().is_empty() {
+            return self.check_writable();
         }
-        // Several shards: hand the parts to the shards' write queues so their log writes
-        // and fsyncs overlap, then wait for all.
-        self.submit_parts(parts, options)?.wait()
-    }
-
-    fn shard_db(&self, i: usize) -> Result<&Db> {
-        // The router yields only indices below the shard count.
-        self.inner.shards.get(i).ok_or_else(|| {
-            Error::Internal(format!("the router chose shard {i}, which does not exist"))
+        self.write_routed(batch, &options, |routing, mut parts| {
+            if parts.len() <= 1 {
+                let Some((i, part)) = parts.pop() else { return Ok(()) };
+                return routing.shard(i)?.db.write_with(part, options);
+            }
+            // Several shards: hand the parts to the shards' write queues so their log
+            // writes and fsyncs overlap, then wait for all.
+            submit_parts(routing, parts, options)?.wait()
         })
-    }
-
-    /// Reserves a queue slot on every shard the parts touch (waiting, or with
-    /// [`WriteOptions::no_wait`] failing with [`Error::Busy`] and queueing nothing), then
-    /// submits every part.
-    fn submit_parts(
-        &self,
-        parts: Vec<(usize, WriteBatch)>,
-        options: WriteOptions,
-    ) -> Result<WriteTicket> {
-        let mut permits = Vec::with_capacity(parts.len());
-        // Shard order: every caller reserves in the same order.
-        for (i, _) in &parts {
-            let writer = self.shard_db(*i)?.async_writer_for_shard()?;
-            let permit = if options.no_wait {
-                writer.try_reserve()?
-            } else {
-                writer.reserve().ok_or(Error::Closed)?
-            };
-            permits.push(permit);
-        }
-        let tickets = parts
-            .into_iter()
-            .zip(permits)
-            .map(|((i, part), permit)| {
-                self.record(i, part.len() as u64);
-                permit.submit(part, options)
-            })
-            .collect();
-        Ok(WriteTicket::join(tickets))
     }
 
     /// Queues `batch` (split per shard) with the default durability and returns at once;
@@ -729,19 +865,23 @@ impl ShardedDb {
         if let Err(e) = self.check_open() {
             return WriteTicket::resolved(Err(e));
         }
-        self.split(batch, &options)
-            .and_then(|parts| self.submit_parts(parts, options))
+        if batch.is_empty() && batch.expectations().is_empty() {
+            return WriteTicket::resolved(self.check_writable());
+        }
+        self.write_routed(batch, &options, |routing, parts| submit_parts(routing, parts, options))
             .unwrap_or_else(|e| WriteTicket::resolved(Err(e)))
     }
 
     fn scan(&self, range: KeyRange) -> ShardedIter {
-        let shards = self.inner.router.shards_for_range(self.inner.shards.len(), &range);
-        let iters = shards
+        let routing = self.inner.routing.load_full();
+        let bounds = || (range.start.clone(), range.end.clone());
+        let children = routing
+            .router
+            .shards_for_range(routing.shards.len(), &range)
             .into_iter()
-            .filter_map(|i| self.inner.shards.get(i))
-            .map(|db| db.range((range.start.clone(), range.end.clone())))
+            .filter_map(|i| routing.shards.get(i).map(|s| (i, s.db.range(bounds()))))
             .collect();
-        ShardedIter::new(iters, self.inner.router.is_ordered(), Arc::clone(&self.inner.closed))
+        ShardedIter::new(children, &routing, Arc::clone(&self.inner.closed))
     }
 
     /// The entries in `range`, in key order, double-ended. Under [`Partitioner::Hash`] every
@@ -787,8 +927,10 @@ impl ShardedDb {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn snapshot(&self) -> ShardedSnapshot {
+        let routing = self.inner.routing.load_full();
         ShardedSnapshot {
-            snaps: self.inner.shards.iter().map(Db::snapshot).collect(),
+            snaps: routing.shards.iter().map(|s| s.db.snapshot()).collect(),
+            routing,
             db: self.clone(),
         }
     }
@@ -808,8 +950,9 @@ impl ShardedDb {
     pub fn compact_range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<()> {
         self.check_open()?;
         let range = owned_range(&range);
-        for i in self.inner.router.shards_for_range(self.inner.shards.len(), &range) {
-            self.shard_db(i)?.compact_range((range.start.clone(), range.end.clone()))?;
+        let routing = self.routing();
+        for i in routing.router.shards_for_range(routing.shards.len(), &range) {
+            routing.shard(i)?.db.compact_range((range.start.clone(), range.end.clone()))?;
         }
         Ok(())
     }
@@ -821,7 +964,7 @@ impl ShardedDb {
 
     fn each_shard(&self, f: impl Fn(&Db) -> Result<()>) -> Result<()> {
         self.check_open()?;
-        self.inner.shards.iter().try_for_each(f)
+        self.routing().shards.iter().try_for_each(|s| f(&s.db))
     }
 
     /// Per-shard write rates, queue depths and engine metrics; still readable after
@@ -836,15 +979,14 @@ impl ShardedDb {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn metrics(&self) -> ShardedMetrics {
-        let clock = self.inner.clock.as_ref();
+        let clock = self.inner.options.clock.as_ref();
         let shards = self
-            .inner
+            .routing()
             .shards
             .iter()
-            .zip(&self.inner.rates)
             .enumerate()
-            .map(|(i, (db, rate))| {
-                ShardMetrics::new(i, rate.rate(clock), db.async_queue_len(), db.metrics())
+            .map(|(i, s)| {
+                ShardMetrics::new(i, s.rate.rate(clock), s.db.async_queue_len(), s.db.metrics())
             })
             .collect();
         ShardedMetrics { shards }
@@ -865,8 +1007,9 @@ impl ShardedDb {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn hot_shards(&self, factor: f64) -> Vec<usize> {
-        let clock = self.inner.clock.as_ref();
-        metrics::hot(&self.inner.rates.iter().map(|r| r.rate(clock)).collect::<Vec<_>>(), factor)
+        let clock = self.inner.options.clock.as_ref();
+        let rates: Vec<f64> = self.routing().shards.iter().map(|s| s.rate.rate(clock)).collect();
+        metrics::hot(&rates, factor)
     }
 
     /// Closes every shard (each first applies its queued async writes; see [`Db::close`])
@@ -892,15 +1035,31 @@ impl ShardedDb {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(&self) -> Result<()> {
+        // A resharding still copying is cancelled and rolled back; one cleaning up stops
+        // where it is (the next open resumes it). Either way it ends before the shards close.
+        let running = self.inner.reshard.lock().take();
+        if let Some(job) = running {
+            job.cancel();
+            let _ = job.wait();
+        }
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let mut result = Ok(());
-        for db in &self.inner.shards {
+        let retired = std::mem::take(&mut *self.inner.retired.lock());
+        let routing = self.routing();
+        for db in routing.shards.iter().map(|s| &s.db).chain(&retired) {
             if let Err(e) = db.close() {
                 if result.is_ok() {
                     result = Err(e);
                 }
+            }
+        }
+        if !retired.is_empty() && !self.inner.read_only {
+            let r =
+                reshard::remove_orphans(self.inner.options.engine.fs.as_ref(), &self.inner.root);
+            if let (Err(e), true) = (r, result.is_ok()) {
+                result = Err(e);
             }
         }
         self.inner.root_lock.lock().take();
@@ -925,6 +1084,8 @@ impl ShardedDb {
 /// ```
 pub struct ShardedSnapshot {
     snaps: Vec<Snapshot>,
+    /// The routing the snapshots were taken under: it says where each key was then.
+    routing: Arc<Routing>,
     db: ShardedDb,
 }
 
@@ -955,19 +1116,20 @@ impl ShardedSnapshot {
     /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         self.db.check_open()?;
-        let i = self.db.shard_of(key.as_ref());
+        let i = self.routing.router.shard_for(key.as_ref());
         self.snaps.get(i).ok_or(Error::Closed)?.get(key)
     }
 
     fn scan(&self, range: KeyRange) -> ShardedIter {
-        let router = &self.db.inner.router;
-        let iters = router
+        let bounds = || (range.start.clone(), range.end.clone());
+        let children = self
+            .routing
+            .router
             .shards_for_range(self.snaps.len(), &range)
             .into_iter()
-            .filter_map(|i| self.snaps.get(i))
-            .map(|s| s.range((range.start.clone(), range.end.clone())))
+            .filter_map(|i| self.snaps.get(i).map(|s| (i, s.range(bounds()))))
             .collect();
-        ShardedIter::new(iters, router.is_ordered(), Arc::clone(&self.db.inner.closed))
+        ShardedIter::new(children, &self.routing, Arc::clone(&self.db.inner.closed))
     }
 
     /// The entries in `range` as of the snapshot (double-ended).
@@ -984,4 +1146,73 @@ impl ShardedSnapshot {
     pub fn iter(&self) -> ShardedIter {
         self.range::<&[u8], _>(..)
     }
+}
+
+/// Reserves a queue slot on every shard the parts touch (waiting, or with
+/// [`WriteOptions::no_wait`] failing with [`Error::Busy`] and queueing nothing), then
+/// submits every part.
+fn submit_parts(
+    routing: &Routing,
+    parts: Vec<(usize, WriteBatch)>,
+    options: WriteOptions,
+) -> Result<WriteTicket> {
+    let mut permits = Vec::with_capacity(parts.len());
+    // Shard order: every caller reserves in the same order.
+    for (i, _) in &parts {
+        let writer = routing.shard(*i)?.db.async_writer_for_shard()?;
+        let permit = if options.no_wait {
+            writer.try_reserve()?
+        } else {
+            writer.reserve().ok_or(Error::Closed)?
+        };
+        permits.push(permit);
+    }
+    let tickets = parts
+        .into_iter()
+        .zip(permits)
+        .map(|((_, part), permit)| permit.submit(part, options))
+        .collect();
+    Ok(WriteTicket::join(tickets))
+}
+
+/// The shard of every entry of `batch`; a conditional batch must have all its keys (written
+/// and expected) on one shard, since a condition is checked atomically only there.
+fn routes(router: &Router, batch: &WriteBatch) -> Result<Vec<usize>> {
+    let routes: Vec<usize> = batch.iter().map(|e| router.shard_for(e.key)).collect();
+    if let Some((key, _)) = batch.expectations().first() {
+        let bound = router.shard_for(key);
+        let expected = batch.expectations().iter().map(|(k, _)| router.shard_for(k));
+        if let Some(other) = routes.iter().copied().chain(expected).find(|&s| s != bound) {
+            return Err(Error::CrossShard { bound, other });
+        }
+        if routes.is_empty() {
+            return Ok(vec![bound]);
+        }
+    }
+    Ok(routes)
+}
+
+/// Splits `batch` by `routes` into one batch per shard, in shard order, preserving entry
+/// order within each part; a batch whose entries all go to one shard is passed on as is.
+fn split(
+    batch: WriteBatch,
+    routes: &[usize],
+    touched: usize,
+    shards: usize,
+) -> Vec<(usize, WriteBatch)> {
+    let Some(&first) = routes.first() else { return Vec::new() };
+    if touched == 1 {
+        return vec![(first, batch)];
+    }
+    let mut parts: Vec<Option<WriteBatch>> = (0..shards).map(|_| None).collect();
+    for (e, &s) in batch.iter().zip(routes) {
+        if let Some(slot) = parts.get_mut(s) {
+            let part = slot.get_or_insert_with(WriteBatch::new);
+            match e.kind {
+                strata_core::key::ValueKind::Put => part.put(e.key, e.value),
+                strata_core::key::ValueKind::Delete => part.delete(e.key),
+            }
+        }
+    }
+    parts.into_iter().enumerate().filter_map(|(i, p)| p.map(|p| (i, p))).collect()
 }

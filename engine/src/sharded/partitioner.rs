@@ -66,21 +66,42 @@ fn vnode_point(shard: u32, vnode: u32) -> u64 {
     xxh3_64(&seed)
 }
 
+/// A run of consecutive virtual nodes on the ring: the points
+/// `vnode_point(seed, first..first + count)`. A new database gives shard `s` the run
+/// `(s, 0, vnodes)`; splitting a shard gives the new shard half of each of its runs, and an
+/// added shard gets a fresh seed, so points never move between existing shards by accident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PointRun {
+    pub(crate) seed: u32,
+    pub(crate) first: u32,
+    pub(crate) count: u32,
+}
+
 impl HashRing {
     /// The ring of `shards` shards with `vnodes_per_shard` points each (both at least 1).
     pub fn new(shards: usize, vnodes_per_shard: u32) -> HashRing {
-        let shards = shards.max(1);
         let vnodes = vnodes_per_shard.max(1);
-        let mut points = Vec::with_capacity(shards * vnodes as usize);
-        for s in 0..shards as u32 {
-            for v in 0..vnodes {
-                points.push((vnode_point(s, v), s));
+        let runs: Vec<Vec<PointRun>> = (0..shards.max(1) as u32)
+            .map(|s| vec![PointRun { seed: s, first: 0, count: vnodes }])
+            .collect();
+        HashRing::from_runs(&runs)
+    }
+
+    /// The ring where shard `i` owns the points of `runs[i]`.
+    pub(crate) fn from_runs(runs: &[Vec<PointRun>]) -> HashRing {
+        let total: usize = runs.iter().flatten().map(|r| r.count as usize).sum();
+        let mut points = Vec::with_capacity(total);
+        for (s, shard_runs) in runs.iter().enumerate() {
+            for r in shard_runs {
+                for v in r.first..r.first.saturating_add(r.count) {
+                    points.push((vnode_point(r.seed, v), s as u32));
+                }
             }
         }
         // Ties (astronomically rare) are broken by shard number, keeping the ring a pure
         // function of its settings.
         points.sort_unstable();
-        HashRing { points, shards }
+        HashRing { points, shards: runs.len().max(1) }
     }
 
     /// The number of shards on the ring.
@@ -237,17 +258,18 @@ enum Table {
 }
 
 impl Router {
-    pub(crate) fn new(
-        partitioner: &Partitioner,
-        shards: usize,
-        vnodes: u32,
-        key: ShardKey,
-    ) -> Router {
-        let table = match partitioner {
-            Partitioner::Hash => Table::Hash(HashRing::new(shards, vnodes)),
+    /// The router of `layout`, routing on `key` (which must be the one the layout names).
+    pub(crate) fn new(layout: &super::layout::Layout, key: ShardKey) -> Router {
+        let table = match &layout.partitioner {
+            Partitioner::Hash => Table::Hash(HashRing::from_runs(&layout.ring)),
             Partitioner::Range(splits) => Table::Range(splits.clone()),
         };
         Router { table, key }
+    }
+
+    /// The part of `key` that routes it.
+    pub(crate) fn shard_key_of<'a>(&self, key: &'a [u8]) -> &'a [u8] {
+        self.key.extract(key)
     }
 
     pub(crate) fn shard_for(&self, key: &[u8]) -> usize {
@@ -322,10 +344,83 @@ pub(crate) fn validate(partitioner: &Partitioner, shards: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks a hash layout's ring: every shard owns at least one point, and no point belongs
+/// to two shards (runs of one seed do not overlap).
+pub(crate) fn validate_ring(ring: &[Vec<PointRun>]) -> Result<()> {
+    if ring.iter().any(|runs| runs.iter().all(|r| r.count == 0)) {
+        return Err(Error::InvalidArgument("a hash shard owns no ring points".into()));
+    }
+    let mut runs: Vec<PointRun> = ring.iter().flatten().copied().collect();
+    runs.sort_unstable();
+    let overlap = runs.windows(2).any(|w| match w {
+        [a, b] => a.seed == b.seed && u64::from(a.first) + u64::from(a.count) > u64::from(b.first),
+        _ => false,
+    });
+    if overlap {
+        return Err(Error::InvalidArgument("two hash shards own the same ring point".into()));
+    }
+    Ok(())
+}
+
+/// Splits a shard's ring points in two halves: the second half of every run (and every
+/// other single-point run) goes to the new shard, so both keep points spread over the
+/// whole ring. `None` if the shard owns a single point.
+pub(crate) fn halve_runs(runs: &[PointRun]) -> Option<(Vec<PointRun>, Vec<PointRun>)> {
+    let (mut keep, mut give) = (Vec::new(), Vec::new());
+    let mut singles = 0usize;
+    for r in runs.iter().filter(|r| r.count > 0) {
+        if r.count == 1 {
+            if singles.is_multiple_of(2) {
+                keep.push(*r)
+            } else {
+                give.push(*r)
+            }
+            singles += 1;
+            continue;
+        }
+        let half = r.count / 2;
+        keep.push(PointRun { count: half, ..*r });
+        give.push(PointRun { first: r.first + half, count: r.count - half, ..*r });
+    }
+    (!keep.is_empty() && !give.is_empty()).then_some((keep, give))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    fn layout(p: Partitioner, shards: usize) -> super::super::layout::Layout {
+        let paths = (0..shards).map(|i| format!("s{i}").into()).collect();
+        super::super::layout::Layout::new(p, 64, super::super::layout::ShardKeySpec::Whole, paths)
+    }
+
+    #[test]
+    fn halving_a_shards_points_moves_about_half_its_keys_and_only_to_the_new_shard() {
+        let runs = vec![
+            vec![PointRun { seed: 0, first: 0, count: 1024 }],
+            vec![PointRun { seed: 1, first: 0, count: 1024 }],
+        ];
+        let (keep, give) = halve_runs(&runs[0]).unwrap();
+        let split = vec![keep, runs[1].clone(), give];
+        validate_ring(&split).unwrap();
+        let (before, after) = (HashRing::from_runs(&runs), HashRing::from_runs(&split));
+        let keys = random_keys(100_000);
+        let (mut on_zero, mut moved) = (0usize, 0usize);
+        for k in &keys {
+            let (a, b) = (before.shard_for(k), after.shard_for(k));
+            if a == 0 {
+                on_zero += 1;
+            }
+            if a != b {
+                assert_eq!((a, b), (0, 2), "only shard 0's keys move, to the new shard");
+                moved += 1;
+            }
+        }
+        let share = moved as f64 / on_zero as f64;
+        assert!((0.4..0.6).contains(&share), "moved {share:.3} of shard 0's keys");
+        assert!(halve_runs(&[PointRun { seed: 3, first: 0, count: 1 }]).is_none());
+    }
 
     fn random_keys(n: usize) -> Vec<[u8; 16]> {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
@@ -399,7 +494,7 @@ mod tests {
     #[test]
     fn range_router_routes_by_split_points_and_prunes_scans() {
         let splits = vec![b"g".to_vec(), b"p".to_vec()];
-        let r = Router::new(&Partitioner::Range(splits), 3, 0, ShardKey::Whole);
+        let r = Router::new(&layout(Partitioner::Range(splits), 3), ShardKey::Whole);
         assert_eq!(r.shard_for(b""), 0);
         assert_eq!(r.shard_for(b"f\xff"), 0);
         assert_eq!(r.shard_for(b"g"), 1);
@@ -432,7 +527,7 @@ mod tests {
 
     #[test]
     fn shard_keys_route_an_entity_to_one_shard_and_prune_only_when_order_is_kept() {
-        let ring = Router::new(&Partitioner::Hash, 8, 64, ShardKey::UntilByte(b'/'));
+        let ring = Router::new(&layout(Partitioner::Hash, 8), ShardKey::UntilByte(b'/'));
         let shard = ring.shard_for(b"user42/profile");
         for k in ["user42/orders/1", "user42/orders/2", "user42"] {
             assert_eq!(ring.shard_for(k.as_bytes()), shard, "{k}");
@@ -442,12 +537,13 @@ mod tests {
             end: Bound::Excluded(e.to_vec()),
         };
         let splits = vec![b"m".to_vec()];
-        let prefix = Router::new(&Partitioner::Range(splits.clone()), 2, 0, ShardKey::Prefix(1));
+        let prefix =
+            Router::new(&layout(Partitioner::Range(splits.clone()), 2), ShardKey::Prefix(1));
         assert!(prefix.is_ordered());
         assert_eq!(prefix.shards_for_range(2, &kr(b"a", b"c")), [0]);
         assert_eq!(prefix.shards_for_range(2, &kr(b"a", b"m")), [0]);
         assert_eq!(prefix.shards_for_range(2, &kr(b"a", b"mz")), [0, 1], "`ma` < `mz` is on 1");
-        let until = Router::new(&Partitioner::Range(splits), 2, 0, ShardKey::UntilByte(b'/'));
+        let until = Router::new(&layout(Partitioner::Range(splits), 2), ShardKey::UntilByte(b'/'));
         assert!(!until.is_ordered());
         assert_eq!(until.shards_for_range(2, &kr(b"a", b"c")), [0, 1]);
         // Not order-preserving: "a." < "a/x", but their shard keys are "a." > "a".

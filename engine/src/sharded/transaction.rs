@@ -8,6 +8,7 @@
 //! (a range partitioner over an entity prefix) to keep its transactions on one shard.
 
 use std::ops::RangeBounds;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_core::{Error, Result};
@@ -17,7 +18,7 @@ use crate::options::WriteOptions;
 use crate::snapshot::owned_range;
 use crate::transaction::{Transaction, TransactionIter};
 
-use super::ShardedDb;
+use super::{Routing, ShardedDb};
 
 /// An optimistic transaction on a [`ShardedDb`] whose keys all live on one shard, from
 /// [`ShardedDb::transaction`]. Same API and guarantees as [`Transaction`], plus
@@ -38,6 +39,9 @@ use super::ShardedDb;
 #[derive(Debug)]
 pub struct ShardedTransaction {
     db: ShardedDb,
+    /// The routing in force at begin: a commit after a cut-over changed it is a conflict
+    /// (the keys may have moved to another shard meanwhile).
+    routing: Arc<Routing>,
     /// One transaction per shard, begun together; all but the bound one are dropped at
     /// binding.
     shards: Vec<Option<Transaction>>,
@@ -46,8 +50,9 @@ pub struct ShardedTransaction {
 
 impl ShardedTransaction {
     pub(crate) fn begin(db: &ShardedDb) -> Self {
-        let shards = db.inner.shards.iter().map(|s| Some(s.transaction())).collect();
-        ShardedTransaction { db: db.clone(), shards, bound: None }
+        let routing = db.inner.routing.load_full();
+        let shards = routing.shards.iter().map(|s| Some(s.db.transaction())).collect();
+        ShardedTransaction { db: db.clone(), routing, shards, bound: None }
     }
 
     /// The shard the transaction is bound to, once it touched a key.
@@ -85,12 +90,12 @@ impl ShardedTransaction {
     }
 
     fn for_key(&mut self, key: &[u8]) -> Result<&mut Transaction> {
-        let shard = self.db.shard_of(key);
+        let shard = self.routing.router.shard_for(key);
         self.on(shard)
     }
 
     fn for_range(&mut self, range: &KeyRange) -> Result<&mut Transaction> {
-        let shards = self.db.inner.router.shards_for_range(self.shards.len(), range);
+        let shards = self.routing.router.shards_for_range(self.shards.len(), range);
         let first = self.bound.or(shards.first().copied()).unwrap_or(0);
         if let Some(&other) = shards.iter().find(|&&s| s != first) {
             return Err(Error::CrossShard { bound: first, other });
@@ -136,11 +141,33 @@ impl ShardedTransaction {
         self.commit_with(WriteOptions::default())
     }
 
-    /// [`Transaction::commit_with`] on the bound shard.
+    /// [`Transaction::commit_with`] on the bound shard. If a resharding changed where keys
+    /// live since the transaction began, the commit is [`Error::Conflict`]: retry it.
     pub fn commit_with(mut self, options: impl Into<WriteOptions>) -> Result<()> {
-        match self.bound.and_then(|b| self.shards.get_mut(b)).and_then(Option::take) {
-            Some(tx) => tx.commit_with(options),
-            None => Ok(()),
+        let options = options.into();
+        let Some(bound) = self.bound else { return Ok(()) };
+        let Some(tx) = self.shards.get_mut(bound).and_then(Option::take) else { return Ok(()) };
+        loop {
+            self.db.check_writable()?;
+            let current = self.db.routing();
+            if current.layout.generation != self.routing.layout.generation {
+                return Err(Error::Conflict);
+            }
+            // Same generation: the same shards at the same indices.
+            let shard = current.shard(bound)?;
+            let _gate = shard.gate.read();
+            if !self.db.still(&current) {
+                continue;
+            }
+            let written: Vec<Vec<u8>> = match &current.capture {
+                Some(_) => tx.written_keys().map(<[u8]>::to_vec).collect(),
+                None => Vec::new(),
+            };
+            let r = tx.commit_with(options);
+            if let Some(capture) = &current.capture {
+                written.iter().for_each(|k| capture.note(bound, k));
+            }
+            return r;
         }
     }
 
