@@ -95,9 +95,10 @@ pub use histogram::HistogramSummary;
 pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, WriteOptions, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use sharded::{
-    CustomShardKey, HashRing, KeyBounds, KvIter, KvSnapshot, KvStore, Partitioner, ReshardPhase,
-    ReshardProgress, Resharding, ShardKey, ShardMetrics, ShardedDb, ShardedIter, ShardedMetrics,
-    ShardedOptions, ShardedSnapshot, ShardedTransaction, DEFAULT_VNODES_PER_SHARD, MAX_SHARDS,
+    AutoSplit, CustomShardKey, HashRing, KeyBounds, KvIter, KvSnapshot, KvStore, Partitioner,
+    ReshardPhase, ReshardProgress, Resharding, ShardKey, ShardMetrics, ShardedDb, ShardedIter,
+    ShardedMetrics, ShardedOptions, ShardedSnapshot, ShardedTransaction, DEFAULT_VNODES_PER_SHARD,
+    MAX_SHARDS,
 };
 pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};

@@ -394,6 +394,73 @@ fn between_cut_over_and_cleanup_scans_skip_the_stale_copies() {
     assert_eq!(before.get("base/04999").unwrap().as_deref(), Some(&b"base"[..]));
 }
 
+/// One shard takes 4x the writes of each other shard; the watcher splits it once it stayed
+/// hot for the sustained window, and the hottest shard's share of writes about halves.
+#[test]
+fn auto_split_halves_the_hottest_shards_share_of_a_skewed_workload() {
+    use std::time::Duration;
+    use strata::testing::ManualClock;
+    use strata::AutoSplit;
+    let clock = Arc::new(ManualClock::default());
+    let policy = AutoSplit::hotter_than(1.8)
+        .sustained_for(Duration::from_secs(20))
+        .check_every(Duration::from_millis(2));
+    let splits = vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()];
+    let opts = ShardedOptions::new(4)
+        .partitioner(Partitioner::Range(splits))
+        .clock(clock.clone())
+        .auto_split(policy);
+    let dir = tempfile::tempdir().unwrap();
+    let db = ShardedDb::open(dir.path(), opts).unwrap();
+    let hottest_share = |db: &ShardedDb| {
+        let m = db.metrics();
+        let rates: Vec<f64> = m.shards.iter().map(|s| s.writes_per_sec).collect();
+        let total: f64 = rates.iter().sum();
+        (rates.iter().cloned().fold(0.0, f64::max) / total, rates)
+    };
+    let mut second = 0u64;
+    let mut one_second = |db: &ShardedDb| {
+        second += 1;
+        let mut b = WriteBatch::new();
+        for j in 0..400u64 {
+            b.put(format!("a{:04}", (second * 400 + j) % 4000), "v");
+        }
+        for p in ["b", "c", "d"] {
+            for j in 0..100u64 {
+                b.put(format!("{p}{:04}", (second * 100 + j) % 4000), "v");
+            }
+        }
+        db.write(b).unwrap();
+        clock.advance(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(10)); // the watcher looks
+    };
+    for _ in 0..12 {
+        one_second(&db);
+    }
+    let (before, rates_before) = hottest_share(&db);
+    assert_eq!(db.metrics().auto_splits, 0, "split before the sustained window");
+    for _ in 0..200 {
+        if db.metrics().auto_splits > 0 {
+            break;
+        }
+        one_second(&db);
+    }
+    assert_eq!(db.metrics().auto_splits, 1, "the hot shard was not split");
+    db.resharding().unwrap().wait().unwrap();
+    assert_eq!(db.shard_count(), 5);
+    for _ in 0..12 {
+        one_second(&db); // the rate windows forget the time before the split
+    }
+    let (after, rates_after) = hottest_share(&db);
+    println!("hottest share of writes: {before:.3} {rates_before:?} -> {after:.3} {rates_after:?}");
+    assert!((0.35..0.65).contains(&(after / before)), "share {before:.3} -> {after:.3}");
+    // No second split: no shard is hot any more.
+    for _ in 0..25 {
+        one_second(&db);
+    }
+    assert_eq!(db.metrics().auto_splits, 1);
+}
+
 // ---- power cuts at every step, on the simulated disk ----
 
 fn sim_options(

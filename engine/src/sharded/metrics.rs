@@ -217,6 +217,8 @@ impl ShardMetrics {
 pub struct ShardedMetrics {
     /// One entry per shard, in shard order.
     pub shards: Vec<ShardMetrics>,
+    /// Shards split automatically ([`crate::ShardedOptions::auto_split`]) since open.
+    pub auto_splits: u64,
 }
 
 impl ShardedMetrics {

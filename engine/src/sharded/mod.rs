@@ -11,6 +11,7 @@
 //! ([`ShardedDb::split_shard`], [`ShardedDb::add_shard`], [`ShardedDb::move_shard`]; the
 //! protocol is in `reshard.rs`).
 
+mod auto_split;
 mod iter;
 mod layout;
 mod metrics;
@@ -38,6 +39,7 @@ use crate::db_iter::KeyRange;
 use crate::options::{Options, WriteOptions};
 use crate::snapshot::{owned_range, Snapshot};
 
+pub use auto_split::AutoSplit;
 pub use iter::ShardedIter;
 use layout::{Layout, Migration, ShardKeySpec};
 use metrics::RateWindow;
@@ -72,6 +74,7 @@ pub struct ShardedOptions {
     engine: Options,
     clock: Arc<dyn Clock>,
     reshard_hook: Option<ReshardHook>,
+    auto_split: Option<AutoSplit>,
 }
 
 /// A function called at every step of a resharding ([`ShardedOptions::on_reshard_step`]).
@@ -85,6 +88,7 @@ impl std::fmt::Debug for ShardedOptions {
             .field("shard_key", &self.shard_key)
             .field("shard_paths", &self.shard_paths)
             .field("engine", &self.engine)
+            .field("auto_split", &self.auto_split)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +105,7 @@ impl ShardedOptions {
             engine: Options::default(),
             clock: metrics::system_clock(),
             reshard_hook: None,
+            auto_split: None,
         }
     }
 
@@ -195,6 +200,26 @@ impl ShardedOptions {
     #[must_use]
     pub fn on_reshard_step(mut self, hook: impl Fn(ReshardStep) + Send + Sync + 'static) -> Self {
         self.reshard_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Splits hot shards automatically, as `policy` says (see [`AutoSplit`]): a watcher
+    /// thread checks the shards' write rates and calls [`ShardedDb::split_shard`] on a shard
+    /// that stayed hot for the sustained window. [`ShardedMetrics::auto_splits`] counts them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata::{AutoSplit, ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let policy = AutoSplit::hotter_than(2.0).sustained_for(Duration::from_secs(30));
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(4).auto_split(policy))?;
+    /// db.put("k", "v")?;
+    /// assert_eq!(db.metrics().auto_splits, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn auto_split(mut self, policy: AutoSplit) -> Self {
+        self.auto_split = Some(policy);
         self
     }
 
@@ -353,6 +378,8 @@ struct ShardedInner {
     /// Databases of shards that left the layout ([`ShardedDb::move_shard`]): kept open for
     /// the snapshots and iterators that may still read them, removed at close.
     retired: Mutex<Vec<Db>>,
+    /// Shards split by the [`AutoSplit`] watcher.
+    auto_splits: std::sync::atomic::AtomicU64,
     /// Set when a layout write failed during a cut-over: what the disk holds is unknown
     /// until a reopen decides, so writes are refused.
     poisoned: Mutex<Option<Error>>,
@@ -480,8 +507,12 @@ impl ShardedDb {
         // A resharding a crash interrupted is undone (still copying) or its cleanup resumed.
         let layout = reshard::recover(fs.as_ref(), &root, layout)?;
         let shards = open_shards(&dirs, |d| Db::open(d, options.engine.clone()))?;
+        let auto = options.auto_split.clone();
         let db = ShardedDb::assemble(root, layout, shards, Some(root_lock), options, false);
         db.resume_cleanup();
+        if let Some(policy) = auto {
+            auto_split::start(&db, policy);
+        }
         Ok(db)
     }
 
@@ -553,6 +584,7 @@ impl ShardedDb {
                 reshard: Mutex::new(None),
                 retired: Mutex::new(Vec::new()),
                 poisoned: Mutex::new(None),
+                auto_splits: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -989,7 +1021,7 @@ impl ShardedDb {
                 ShardMetrics::new(i, s.rate.rate(clock), s.db.async_queue_len(), s.db.metrics())
             })
             .collect();
-        ShardedMetrics { shards }
+        ShardedMetrics { shards, auto_splits: self.inner.auto_splits.load(Ordering::Relaxed) }
     }
 
     /// The shards whose write rate (key writes per second over the last 10 seconds)

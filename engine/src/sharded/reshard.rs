@@ -131,6 +131,8 @@ pub struct ReshardProgress {
     pub caught_up: u64,
     /// Moved keys deleted from the sources.
     pub cleaned: u64,
+    /// How long writes to the sources waited at the cut-over (the fence), once it is past.
+    pub fence: Option<std::time::Duration>,
 }
 
 /// A running (or finished) resharding of a [`ShardedDb`]: from [`ShardedDb::split_shard`],
@@ -171,6 +173,7 @@ struct Job {
     copied: AtomicU64,
     caught_up: AtomicU64,
     cleaned: AtomicU64,
+    fence: Mutex<Option<std::time::Duration>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -213,6 +216,7 @@ impl Resharding {
             copied: self.job.copied.load(Ordering::Relaxed),
             caught_up: self.job.caught_up.load(Ordering::Relaxed),
             cleaned: self.job.cleaned.load(Ordering::Relaxed),
+            fence: *self.job.fence.lock(),
         }
     }
 
@@ -849,6 +853,7 @@ impl ShardedDb {
         // Cut over under the fence.
         job.set_phase(ReshardPhase::CuttingOver);
         let routing = self.routing();
+        let fenced_at = std::time::Instant::now();
         let gates = Self::fence(&routing, &plan.sources).map_err(before)?;
         self.step(ReshardStep::Fenced);
         let noted = capture.take();
@@ -891,6 +896,7 @@ impl ShardedDb {
             r.capture = None;
         });
         drop(gates);
+        *job.fence.lock() = Some(fenced_at.elapsed());
         if let Some(db) = retired {
             self.inner.retired.lock().push(db);
         }
