@@ -263,11 +263,15 @@ fn moving_a_shard_under_load_then_reopening_finds_it_in_its_new_home() {
     let old = db.path().join("shard-000");
     assert_eq!(db.shard(0).unwrap().path(), dir.path().join("moved"));
     let snapshot_keys = db.snapshot().iter().count();
+    // The old home waits for the close, but does not block another resharding.
+    db.split_shard(1).unwrap().wait().unwrap();
+    assert_eq!(db.shard_count(), 3);
+    assert!(std::fs::read_dir(&old).unwrap().count() > 0);
     db.close().unwrap();
     // The old home was emptied at close.
     assert!(std::fs::read_dir(&old).map(|d| d.count()).unwrap_or(0) == 0);
     let db = ShardedDb::open(dir.path(), opts()).unwrap();
-    assert_eq!(db.iter().count(), snapshot_keys);
+    assert_eq!((db.iter().count(), db.shard_count()), (snapshot_keys, 3));
     assert_eq!(db.shard(0).unwrap().path(), dir.path().join("moved"));
 }
 
@@ -545,6 +549,16 @@ fn crash_at(op: Op, at: ReshardStep, nth: u64, seed: u64) {
         for r in db.shard(i).unwrap().iter() {
             assert_eq!(db.shard_of(r.unwrap().0), i, "a stale copy survived cleanup");
         }
+    }
+    if let Op::Move = op {
+        // Whichever home shard 1 has now, the other holds no files.
+        let other = if db.shard(1).unwrap().path() == Path::new("/db/shard-001") {
+            "/elsewhere/s1"
+        } else {
+            "/db/shard-001"
+        };
+        let left: Vec<_> = sim.files().into_iter().filter(|p| p.starts_with(other)).collect();
+        assert!(left.is_empty(), "{at:?}: {left:?}");
     }
     db.close().unwrap();
 }

@@ -81,9 +81,8 @@ pub(crate) enum Migration {
     /// record (every acknowledged write is still on the old shards).
     Copying { kind: MigrationKind, target: Box<Layout>, new_dirs: Vec<PathBuf> },
     /// The layout holding this record is in force; the `dirty` shards may still hold keys it
-    /// routes elsewhere (reads ignore them; cleanup deletes them), and `orphans` are the
-    /// directories of shards that left the layout, emptied at the next close or open.
-    Cleanup { dirty: Vec<u32>, orphans: Vec<PathBuf> },
+    /// routes elsewhere (reads ignore them; cleanup deletes them).
+    Cleanup { dirty: Vec<u32> },
 }
 
 /// What the `SHARDS` file records.
@@ -98,6 +97,9 @@ pub(crate) struct Layout {
     /// One directory per shard, as given: relative paths are relative to the root.
     pub(crate) paths: Vec<PathBuf>,
     pub(crate) migration: Option<Migration>,
+    /// Directories of shards that left the layout (a moved shard's old home), emptied at
+    /// the next close or open.
+    pub(crate) orphans: Vec<PathBuf>,
 }
 
 impl Layout {
@@ -114,7 +116,15 @@ impl Layout {
                 .collect(),
             Partitioner::Range(_) => Vec::new(),
         };
-        Layout { generation: 0, partitioner, ring, shard_key, paths, migration: None }
+        Layout {
+            generation: 0,
+            partitioner,
+            ring,
+            shard_key,
+            paths,
+            migration: None,
+            orphans: Vec::new(),
+        }
     }
 
     pub(crate) fn shards(&self) -> usize {
@@ -141,15 +151,15 @@ impl Layout {
                 target.encode_core(&mut body)?;
                 put_paths(&mut body, new_dirs)?;
             }
-            Some(Migration::Cleanup { dirty, orphans }) => {
+            Some(Migration::Cleanup { dirty }) => {
                 body.push(MIGRATION_CLEANUP);
                 body.extend_from_slice(&(dirty.len() as u32).to_le_bytes());
                 for d in dirty {
                     body.extend_from_slice(&d.to_le_bytes());
                 }
-                put_paths(&mut body, orphans)?;
             }
         }
+        put_paths(&mut body, &self.orphans)?;
         let mut out = Vec::with_capacity(body.len() + 20);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -257,11 +267,11 @@ impl Layout {
                         }
                         dirty.push(d);
                     }
-                    let orphans = r.paths()?;
-                    Some(Migration::Cleanup { dirty, orphans })
+                    Some(Migration::Cleanup { dirty })
                 }
                 other => return Err(r.corrupt(at, &format!("unknown migration state {other}"))),
             };
+            layout.orphans = r.paths()?;
         }
         if r.d.remaining() != 0 {
             return Err(r.corrupt(r.at(), "trailing bytes after the layout"));
@@ -414,7 +424,15 @@ impl<'a> Reader<'a> {
         super::partitioner::validate(&partitioner, shards)
             .and_then(|()| super::partitioner::validate_ring(&ring))
             .map_err(|e| self.corrupt(start, &e.to_string()))?;
-        Ok(Layout { generation, partitioner, ring, shard_key, paths, migration: None })
+        Ok(Layout {
+            generation,
+            partitioner,
+            ring,
+            shard_key,
+            paths,
+            migration: None,
+            orphans: Vec::new(),
+        })
     }
 
     /// The ring points of every shard: runs per shard (version 3), or one vnode count for
@@ -504,8 +522,8 @@ mod tests {
             new_dirs: vec!["s2".into()],
         });
         let mut cleanup = sample();
-        cleanup.migration =
-            Some(Migration::Cleanup { dirty: vec![0, 2], orphans: vec!["/old/s1".into()] });
+        cleanup.migration = Some(Migration::Cleanup { dirty: vec![0, 2] });
+        cleanup.orphans = vec!["/old/s1".into()];
         let mut split_ring = hash(2);
         split_ring.ring[1] = vec![
             PointRun { seed: 1, first: 0, count: 8 },
@@ -626,9 +644,9 @@ mod tests {
     #[test]
     fn the_documented_example_encodes_as_documented() {
         let bytes = two_hash_shards().encode().unwrap();
-        assert_eq!(bytes.len(), 95);
+        assert_eq!(bytes.len(), 99);
         let mut want = b"STRASHRD".to_vec();
-        want.extend_from_slice(&[3, 0, 0, 0, 0x4B, 0, 0, 0]);
+        want.extend_from_slice(&[3, 0, 0, 0, 0x4F, 0, 0, 0]);
         want.extend_from_slice(&[0; 8]); // generation 0
         want.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
         for s in 0..2u8 {
@@ -639,6 +657,7 @@ mod tests {
             put_bytes(&mut want, p.as_bytes());
         }
         want.push(0); // no migration
-        assert_eq!(&bytes[..91], &want[..]);
+        want.extend_from_slice(&[0, 0, 0, 0]); // no orphaned directories
+        assert_eq!(&bytes[..95], &want[..]);
     }
 }

@@ -381,8 +381,9 @@ struct ShardedInner {
     /// Shards split by the [`AutoSplit`] watcher.
     auto_splits: std::sync::atomic::AtomicU64,
     /// Set when a layout write failed during a cut-over: what the disk holds is unknown
-    /// until a reopen decides, so writes are refused.
+    /// until a reopen decides, so writes are refused. The flag is what writers check.
     poisoned: Mutex<Option<Error>>,
+    is_poisoned: AtomicBool,
 }
 
 impl Drop for ShardedInner {
@@ -584,6 +585,7 @@ impl ShardedDb {
                 reshard: Mutex::new(None),
                 retired: Mutex::new(Vec::new()),
                 poisoned: Mutex::new(None),
+                is_poisoned: AtomicBool::new(false),
                 auto_splits: std::sync::atomic::AtomicU64::new(0),
             }),
         }
@@ -739,9 +741,12 @@ impl ShardedDb {
         if self.inner.read_only {
             return Err(Error::ReadOnly);
         }
+        if !self.inner.is_poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.inner.poisoned.lock() {
             Some(e) => Err(e.clone().poisoned()),
-            None => Ok(()),
+            None => Err(Error::Internal("poisoned without an error".into())),
         }
     }
 
@@ -1067,15 +1072,16 @@ impl ShardedDb {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(&self) -> Result<()> {
-        // A resharding still copying is cancelled and rolled back; one cleaning up stops
-        // where it is (the next open resumes it). Either way it ends before the shards close.
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // No resharding can start now. One still copying is cancelled and rolled back; one
+        // cleaning up stops where it is (the next open resumes it). Either way it ends
+        // before the shards close.
         let running = self.inner.reshard.lock().take();
         if let Some(job) = running {
             job.cancel();
             let _ = job.wait();
-        }
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
         }
         let mut result = Ok(());
         let retired = std::mem::take(&mut *self.inner.retired.lock());

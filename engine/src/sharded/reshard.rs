@@ -326,7 +326,7 @@ struct Plan {
 /// The dirty flags of a layout's routing: the shards its cleanup record names.
 pub(crate) fn dirty_flags(layout: &Layout) -> Vec<bool> {
     let mut dirty = vec![false; layout.shards()];
-    if let Some(Migration::Cleanup { dirty: d, .. }) = &layout.migration {
+    if let Some(Migration::Cleanup { dirty: d }) = &layout.migration {
         for &i in d {
             if let Some(f) = dirty.get_mut(i as usize) {
                 *f = true;
@@ -350,8 +350,8 @@ fn empty_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
 }
 
 /// At open: finishes what a crash interrupted. A `Copying` record is rolled back (the
-/// new shard's directory emptied, the record dropped); a `Cleanup` record's orphaned
-/// directories are emptied (its dirty shards are cleaned once the shards are open).
+/// new shard's directory emptied, the record dropped); orphaned directories are emptied; a
+/// `Cleanup` record stays (its dirty shards are cleaned once the shards are open).
 pub(crate) fn recover(fs: &dyn FileSystem, root: &Path, mut layout: Layout) -> Result<Layout> {
     match layout.migration.take() {
         None => {}
@@ -361,29 +361,30 @@ pub(crate) fn recover(fs: &dyn FileSystem, root: &Path, mut layout: Layout) -> R
             }
             layout.store(fs, root)?;
         }
-        Some(Migration::Cleanup { dirty, orphans }) => {
-            for d in &orphans {
-                empty_dir(fs, &resolve(root, d))?;
-            }
-            layout.migration =
-                (!dirty.is_empty()).then(|| Migration::Cleanup { dirty, orphans: Vec::new() });
-            if !orphans.is_empty() {
-                layout.store(fs, root)?;
-            }
+        Some(cleanup @ Migration::Cleanup { .. }) => layout.migration = Some(cleanup),
+    }
+    if !layout.orphans.is_empty() {
+        for d in &layout.orphans {
+            empty_dir(fs, &resolve(root, d))?;
         }
+        layout.orphans.clear();
+        layout.store(fs, root)?;
     }
     Ok(layout)
 }
 
 /// At close: empties the directories of shards that left the layout and drops them from
-/// the record (the shards must be closed).
+/// the layout file (their databases must be closed).
 pub(crate) fn remove_orphans(fs: &dyn FileSystem, root: &Path) -> Result<()> {
-    let Some(layout) = Layout::load(fs, root)? else { return Ok(()) };
-    let orphaned = matches!(&layout.migration, Some(Migration::Cleanup { orphans, .. }) if !orphans.is_empty());
-    if orphaned {
-        recover(fs, root, layout)?;
+    let Some(mut layout) = Layout::load(fs, root)? else { return Ok(()) };
+    if layout.orphans.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    for d in &layout.orphans {
+        empty_dir(fs, &resolve(root, d))?;
+    }
+    layout.orphans.clear();
+    layout.store(fs, root)
 }
 
 /// A free default directory name for a new shard: `shard-NNN`, the first NNN no shard
@@ -874,15 +875,18 @@ impl ShardedDb {
                 plan.sources.iter().filter_map(|&s| old_to_new.get(s)).map(|&i| i as u32).collect()
             }
         };
-        let orphans = match (&plan.moves, routing.layout.paths.get(plan.new_index)) {
-            (Moves::Whole(_), Some(old)) => vec![old.clone()],
-            _ => Vec::new(),
-        };
         let mut target = plan.target.clone();
-        target.migration = Some(Migration::Cleanup { dirty, orphans });
+        target.orphans = routing.layout.orphans.clone();
+        if let (Moves::Whole(_), Some(old)) =
+            (&plan.moves, routing.layout.paths.get(plan.new_index))
+        {
+            target.orphans.push(old.clone());
+        }
+        target.migration = (!dirty.is_empty()).then_some(Migration::Cleanup { dirty });
         if let Err(e) = target.store(self.inner.options.engine.fs.as_ref(), &self.inner.root) {
             // Either layout may be on disk now: refuse writes until a reopen decides.
             *self.inner.poisoned.lock() = Some(e.clone());
+            self.inner.is_poisoned.store(true, Ordering::Release);
             self.swap_routing(&routing, |r| r.capture = None);
             drop(gates);
             return Err(CutOverError::Unknown(e));
@@ -978,13 +982,9 @@ impl ShardedDb {
             db.flush()?;
         }
         let mut layout = routing.layout.clone();
-        layout.migration = match layout.migration.take() {
-            Some(Migration::Cleanup { orphans, .. }) if !orphans.is_empty() => {
-                Some(Migration::Cleanup { dirty: Vec::new(), orphans })
-            }
-            _ => None,
-        };
-        layout.store(self.inner.options.engine.fs.as_ref(), &self.inner.root)?;
+        if layout.migration.take().is_some() {
+            layout.store(self.inner.options.engine.fs.as_ref(), &self.inner.root)?;
+        }
         let current = self.routing();
         self.swap_routing(&current, |r| {
             r.dirty = vec![false; r.shards.len()];
