@@ -281,6 +281,17 @@ impl Router {
         }
     }
 
+    /// Under an ordered range router, the key range shard `i` owns: `[lo, hi)`, `None` for
+    /// an open end. `None` for any other router (keys of a shard are not one range).
+    pub(crate) fn owned_range(&self, i: usize) -> Option<(Option<&[u8]>, Option<&[u8]>)> {
+        let Table::Range(splits) = &self.table else { return None };
+        if !self.key.preserves_order() {
+            return None;
+        }
+        let lo = i.checked_sub(1).and_then(|j| splits.get(j)).map(Vec::as_slice);
+        Some((lo, splits.get(i).map(Vec::as_slice)))
+    }
+
     /// Whether the shards hold disjoint, ascending key ranges (so a scan can visit them
     /// one after the other instead of merging).
     pub(crate) fn is_ordered(&self) -> bool {

@@ -816,7 +816,19 @@ impl ShardedDb {
         // Copy the snapshots' moved keys.
         let mut batch = WriteBatch::new();
         for (i, snap) in &snapshots {
-            for item in snap.iter() {
+            // Under an ordered range router the moved keys of a split lie at or above the
+            // split point (a shard key never sorts above its key): skip what stays.
+            let from = match (&plan.moves, &plan.target.partitioner) {
+                (Moves::Route { target, .. }, Partitioner::Range(_)) => {
+                    target.owned_range(plan.new_index).and_then(|(lo, _)| lo.map(<[u8]>::to_vec))
+                }
+                _ => None,
+            };
+            let iter = match from {
+                Some(from) => snap.range(from..),
+                None => snap.iter(),
+            };
+            for item in iter {
                 let (k, v) = item.map_err(before)?;
                 if !plan.moves.moves(*i, &k) {
                     continue;
@@ -966,7 +978,18 @@ impl ShardedDb {
         for &i in &dirty {
             let db = &routing.shard(i)?.db;
             let mut batch = WriteBatch::new();
-            for item in db.snapshot().iter() {
+            let snap = db.snapshot();
+            // Under an ordered range router only keys outside the shard's own range can be
+            // foreign: scan below and above it, not through it.
+            let scans: Vec<crate::Iter> = match routing.router.owned_range(i) {
+                Some((lo, hi)) => {
+                    let below = lo.map(|lo| snap.range(..lo.to_vec()));
+                    let above = hi.map(|hi| snap.range(hi.to_vec()..));
+                    below.into_iter().chain(above).collect()
+                }
+                None => vec![snap.iter()],
+            };
+            for item in scans.into_iter().flatten() {
                 let (k, _) = item?;
                 if routing.router.shard_for(&k) == i {
                     continue;
