@@ -243,6 +243,10 @@ impl CustomShardKey {
     }
 }
 
+/// The key range a shard owns: lower bound (inclusive) and upper bound (exclusive), `None`
+/// for an open end.
+pub(crate) type OwnedRange<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// The routing table a sharded database uses: the built form of a [`Partitioner`] and the
 /// [`ShardKey`] it routes on.
 #[derive(Debug, Clone)]
@@ -283,7 +287,7 @@ impl Router {
 
     /// Under an ordered range router, the key range shard `i` owns: `[lo, hi)`, `None` for
     /// an open end. `None` for any other router (keys of a shard are not one range).
-    pub(crate) fn owned_range(&self, i: usize) -> Option<(Option<&[u8]>, Option<&[u8]>)> {
+    pub(crate) fn owned_range(&self, i: usize) -> Option<OwnedRange<'_>> {
         let Table::Range(splits) = &self.table else { return None };
         if !self.key.preserves_order() {
             return None;
