@@ -368,6 +368,9 @@ struct ShardedInner {
     root: PathBuf,
     options: ShardedOptions,
     routing: ArcSwap<Routing>,
+    /// The epoch of `routing`, stored after each swap: one load tells an operation whether
+    /// the routing it used is still in force.
+    epoch: std::sync::atomic::AtomicU64,
     read_only: bool,
     root_lock: Mutex<Option<FileLock>>,
     /// Shared with every [`ShardedIter`], which checks it on each step; iterators hold no
@@ -579,6 +582,7 @@ impl ShardedDb {
                 root,
                 options,
                 routing: ArcSwap::from_pointee(routing),
+                epoch: std::sync::atomic::AtomicU64::new(0),
                 read_only,
                 root_lock: Mutex::new(root_lock),
                 closed: Arc::new(AtomicBool::new(false)),
@@ -598,7 +602,7 @@ impl ShardedDb {
 
     /// Whether the routing `r` is still the one in force.
     fn still(&self, r: &Routing) -> bool {
-        self.inner.routing.load().epoch == r.epoch
+        self.inner.epoch.load(Ordering::Acquire) == r.epoch
     }
 
     /// The root directory (holding `SHARDS`).

@@ -776,7 +776,9 @@ impl ShardedDb {
             capture: from.capture.clone(),
         };
         change(&mut next);
+        let epoch = next.epoch;
         self.inner.routing.store(Arc::new(next));
+        self.inner.epoch.store(epoch, Ordering::Release);
     }
 
     /// Closes the gates of `sources` (ascending): writers of those shards wait until the
