@@ -20,7 +20,9 @@
 //!    sources (after the sources' async queues drained what was queued before) and written
 //!    to the new shard; rounds repeat while many keys were noted. Reading the current value
 //!    instead of replaying the noted write makes the order of notes irrelevant.
-//! 5. **Flush** the new shard: everything copied so far is in synced tables.
+//! 5. **Flush** the new shard: everything copied so far is in synced tables. The writes
+//!    made meanwhile are caught up through the new shard's log, each round ending with a
+//!    synced write.
 //! 6. **Cut over.** The sources' gates are closed (the brief fence: writes to the sources
 //!    wait; reads never do), async queues drained, the last noted keys copied with a synced
 //!    write, and `SHARDS` rewritten with the target layout in force and a `Cleanup` record
@@ -865,6 +867,21 @@ impl ShardedDb {
         new_db.flush().map_err(before)?;
         self.step(ReshardStep::Flushed);
         job.check_cancelled().map_err(before)?;
+        // The writes made during the flush, now through the new shard's log (a synced last
+        // batch per round), so that the fence has only the last moments' writes left.
+        for _ in 0..MAX_CATCH_UP_ROUNDS {
+            let routing = self.routing();
+            let noted = capture.take();
+            let n = noted.len();
+            for &i in &plan.sources {
+                routing.shard(i).map_err(before)?.db.async_barrier();
+            }
+            self.catch_up(&routing, noted, new_db, Durability::Sync, job).map_err(before)?;
+            job.check_cancelled().map_err(before)?;
+            if n < SMALL_ROUND / 8 {
+                break;
+            }
+        }
         // Cut over under the fence.
         job.set_phase(ReshardPhase::CuttingOver);
         let routing = self.routing();
