@@ -73,6 +73,15 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     /// Makes the names in `dir` (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
+    /// Makes `to` a second name of the existing file `from` (a hard link), so that both
+    /// name the same bytes. Durable after `sync_dir` on `to`'s directory. File systems that
+    /// cannot link (or two paths on different devices) return an error, and callers copy
+    /// instead; the default does exactly that.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let _ = (from, to);
+        Err(io::Error::new(io::ErrorKind::Unsupported, "hard links are not supported"))
+    }
+
     /// Takes an exclusive advisory lock on `path` (created if missing), held until the
     /// returned guard drops. Fails with `io::ErrorKind::WouldBlock` when another handle, in
     /// this or another process, holds it.
@@ -280,6 +289,10 @@ impl FileSystem for OsFileSystem {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
     }
 
     fn lock(&self, path: &Path) -> io::Result<FileLock> {

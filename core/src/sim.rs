@@ -397,6 +397,18 @@ impl FileSystem for SimFileSystem {
         Ok(())
     }
 
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.live()?;
+        st.count(FaultOp::Create)?;
+        st.check_parent(to)?;
+        if st.live.contains_key(to) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, to.display().to_string()));
+        }
+        let ino = *st.live.get(from).ok_or_else(|| not_found(from))?;
+        st.live.insert(to.to_path_buf(), ino);
+        Ok(())
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.live()?;
         st.count(FaultOp::Remove)?;
@@ -526,6 +538,9 @@ impl FileSystem for InterceptCreate {
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         self.inner.remove(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.hard_link(from, to)
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         self.inner.exists(path)

@@ -38,3 +38,20 @@ pub(crate) fn create_and_lock(
         }
     })
 }
+
+/// The marker of a checkpoint being made (`checkpoint.rs`): while it exists the directory
+/// is not a database.
+pub(crate) const UNFINISHED_MARKER: &str = "CHECKPOINT-UNFINISHED";
+
+/// Refuses to open `dir` if a checkpoint into it was interrupted.
+pub(crate) fn refuse_unfinished(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let marker = dir.join(UNFINISHED_MARKER);
+    if fs.exists(&marker).ctx("stat", &marker)? {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds an unfinished checkpoint (the process or machine stopped while it was \
+             made): delete the directory and make the checkpoint again",
+            dir.display()
+        )));
+    }
+    Ok(())
+}

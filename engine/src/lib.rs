@@ -46,6 +46,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 // The public API, on top.
+mod checkpoint;
 mod db;
 pub mod fs;
 mod sharded;
@@ -90,6 +91,7 @@ pub mod __bench {
 
 pub use async_write::WriteTicket;
 pub use bytes::Bytes;
+pub use checkpoint::CheckpointInfo;
 pub use db::Db;
 pub use histogram::HistogramSummary;
 pub use metrics::{LevelMetrics, Metrics, StallCause};

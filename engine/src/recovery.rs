@@ -34,6 +34,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
     opts.validate()?;
     let fs = Arc::clone(&opts.fs);
     let lock = crate::dir::create_and_lock(&*fs, dir, LOCK_FILE_NAME)?;
+    crate::dir::refuse_unfinished(&*fs, dir)?;
 
     let listing = scan_directory(&*fs, dir)?;
     let recovered = recover_manifest(&fs, dir, &listing)?;
@@ -127,6 +128,7 @@ pub(crate) fn open_read_only(dir: &Path, opts: Options) -> Result<Arc<DbInner>> 
             dir.display()
         )));
     }
+    crate::dir::refuse_unfinished(&*fs, dir)?;
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -501,6 +501,7 @@ impl ShardedDb {
         crate::dir::check_path(&root)?;
         let fs = Arc::clone(&options.engine.fs);
         let root_lock = crate::dir::create_and_lock(&*fs, &root, ROOT_LOCK_FILE_NAME)?;
+        crate::dir::refuse_unfinished(&*fs, &root)?;
         let (layout, created) = options.reconcile(Layout::load(fs.as_ref(), &root)?)?;
         let dirs = shard_dirs(&root, &layout)?;
         if created {
@@ -542,6 +543,7 @@ impl ShardedDb {
         let root = root.as_ref().to_path_buf();
         crate::dir::check_path(&root)?;
         let fs = Arc::clone(&options.engine.fs);
+        crate::dir::refuse_unfinished(&*fs, &root)?;
         let Some(stored) = Layout::load(fs.as_ref(), &root)? else {
             return Err(Error::InvalidArgument(format!(
                 "no sharded database at {} to open read-only",
@@ -974,6 +976,47 @@ impl ShardedDb {
             routing,
             db: self.clone(),
         }
+    }
+
+    /// A checkpoint of every shard ([`Db::checkpoint`]) under `dir`, which must not exist or
+    /// be empty, plus the layout: an independent sharded database that opens with
+    /// [`ShardedDb::open`] (and the same shard key). Its shards live in `dir/shard-NNN`
+    /// whatever their paths here. Consistent per shard, like [`ShardedDb::snapshot`]: each
+    /// shard's part is a prefix of that shard's history holding every write acknowledged
+    /// before the call, but a multi-shard batch written during the call may be in one
+    /// shard's part and not another's. A crash during the call leaves a directory that
+    /// `open` refuses.
+    ///
+    /// ```
+    /// use strata::{ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path().join("live"), ShardedOptions::new(3))?;
+    /// for i in 0..100u32 { db.put(i.to_be_bytes(), "v")?; }
+    /// let infos = db.checkpoint(dir.path().join("backup"))?;
+    /// assert_eq!(infos.len(), 3);
+    /// let copy = ShardedDb::open(dir.path().join("backup"), ShardedOptions::new(3))?;
+    /// assert_eq!(copy.iter().count(), 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<Vec<crate::CheckpointInfo>> {
+        self.check_writable()?;
+        let dir = dir.as_ref();
+        let fs = self.inner.options.engine.fs.as_ref();
+        let routing = self.inner.routing.load_full();
+        crate::checkpoint::start_target(fs, dir)?;
+        let mut infos = Vec::with_capacity(routing.shards.len());
+        let mut layout = routing.layout.clone();
+        layout.orphans.clear();
+        for (i, shard) in routing.shards.iter().enumerate() {
+            let name = PathBuf::from(format!("shard-{i:03}"));
+            infos.push(shard.db.checkpoint(dir.join(&name))?);
+            if let Some(p) = layout.paths.get_mut(i) {
+                *p = name;
+            }
+        }
+        layout.store(fs, dir)?;
+        crate::checkpoint::finish_target(fs, dir)?;
+        Ok(infos)
     }
 
     /// Flushes every shard's memtables and waits.
