@@ -58,9 +58,20 @@ pub(crate) fn build_table(
     number: u64,
     mem: &MemTable,
 ) -> Result<Option<FileMeta>> {
+    build_table_from(fs, path, options, number, mem.entries().map(|e| (e.key(), e.value())))
+}
+
+/// [`build_table`] from `(internal key, value)` pairs in internal-key order.
+pub(crate) fn build_table_from<'a>(
+    fs: &Arc<dyn FileSystem>,
+    path: &Path,
+    options: &TableOptions,
+    number: u64,
+    entries: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Option<FileMeta>> {
     let mut builder = TableBuilder::new(&**fs, path, options)?;
-    for entry in mem.entries() {
-        if let Err(e) = builder.add(entry.key(), entry.value()) {
+    for (key, value) in entries {
+        if let Err(e) = builder.add(key, value) {
             let _ = builder.abandon();
             return Err(e);
         }
