@@ -20,10 +20,12 @@ pub enum StallCause {
     L0Slowdown,
     /// Level 0 reached `l0_stop_trigger`: writes stopped until compaction caught up.
     L0Stop,
+    /// The live logs reached `max_total_wal_size`: writes waited for a flush to retire one.
+    WalLimit,
 }
 
-pub(crate) const STALL_CAUSES: [StallCause; 3] =
-    [StallCause::MemtableLimit, StallCause::L0Slowdown, StallCause::L0Stop];
+pub(crate) const STALL_CAUSES: [StallCause; 4] =
+    [StallCause::MemtableLimit, StallCause::L0Slowdown, StallCause::L0Stop, StallCause::WalLimit];
 
 /// What every write counts, one set per thread stripe: two writers on two cores would
 /// otherwise take these lines from each other on every write.
@@ -48,8 +50,8 @@ pub(crate) struct WriteTotals {
 pub(crate) struct MetricsRecorder {
     writes: Striped<WriteCounts>,
     pub(crate) flush_bytes: AtomicU64,
-    pub(crate) stall_counts: [AtomicU64; 3],
-    pub(crate) stall_nanos: [AtomicU64; 3],
+    pub(crate) stall_counts: [AtomicU64; STALL_CAUSES.len()],
+    pub(crate) stall_nanos: [AtomicU64; STALL_CAUSES.len()],
     pub(crate) wal_tail_dropped_bytes: AtomicU64,
     pub(crate) wal_sealed_lost_bytes: AtomicU64,
     pub(crate) compactions: AtomicU64,
@@ -105,8 +107,10 @@ impl MetricsRecorder {
 
     pub(crate) fn stall(&self, cause: StallCause, waited: Duration) {
         let i = STALL_CAUSES.iter().position(|c| *c == cause).unwrap_or(0);
-        self.stall_counts[i].fetch_add(1, Ordering::Relaxed);
-        self.stall_nanos[i].fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        if let (Some(count), Some(nanos)) = (self.stall_counts.get(i), self.stall_nanos.get(i)) {
+            count.fetch_add(1, Ordering::Relaxed);
+            nanos.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        }
     }
 }
 

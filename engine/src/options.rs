@@ -57,6 +57,7 @@ pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) memtable_size: usize,
     pub(crate) max_immutable_memtables: usize,
+    pub(crate) max_total_wal_size: u64,
     pub(crate) block_size: usize,
     pub(crate) compression: Compression,
     pub(crate) compression_per_level: Vec<Compression>,
@@ -83,6 +84,7 @@ impl Default for Options {
             durability: Durability::Buffered,
             memtable_size: 64 << 20,
             max_immutable_memtables: 2,
+            max_total_wal_size: 192 << 20,
             block_size: 4096,
             compression: Compression::Zstd { level: 1 },
             compression_per_level: Vec::new(),
@@ -111,6 +113,7 @@ impl std::fmt::Debug for Options {
             .field("durability", &self.durability)
             .field("memtable_size", &self.memtable_size)
             .field("max_immutable_memtables", &self.max_immutable_memtables)
+            .field("max_total_wal_size", &self.max_total_wal_size)
             .field("block_size", &self.block_size)
             .field("compression", &self.compression)
             .field("compression_per_level", &self.compression_per_level)
@@ -156,6 +159,23 @@ impl Options {
         /// How many full memtables may wait for flush before writers stall. Default 2
         /// (RocksDB `max_write_buffer_number` - 1).
         max_immutable_memtables: usize
+    );
+    setter!(
+        /// The most log bytes a recovery may have to replay (RocksDB `max_total_wal_size`).
+        /// When the live logs (the active one and those of memtables waiting for flush)
+        /// reach it, the active memtable is switched early if nothing waits for flush, and
+        /// otherwise writers wait for a flush to retire a log ([`StallCause::WalLimit`](crate::StallCause::WalLimit)).
+        /// Default 192 MiB: (`max_immutable_memtables` + 1) × `memtable_size` with the
+        /// defaults, so it binds only when those grow; a reopen after kill -9 then replays at
+        /// most that (about 2 s here, `docs/benchmarks.md`).
+        ///
+        /// ```
+        /// use strata::Options;
+        /// // Large memtables, but no more than 128 MiB of log to replay after a crash.
+        /// let opts = Options::default().memtable_size(256 << 20).max_total_wal_size(128 << 20);
+        /// # let _ = opts;
+        /// ```
+        max_total_wal_size: u64
     );
     setter!(
         /// Target uncompressed size of table data blocks. Default 4 KiB (RocksDB
@@ -316,6 +336,9 @@ impl Options {
         let bad = |m: &str| Err(strata_core::Error::InvalidArgument(m.to_string()));
         if self.memtable_size < 4096 {
             return bad("memtable_size must be at least 4 KiB");
+        }
+        if self.max_total_wal_size == 0 {
+            return bad("max_total_wal_size must be at least 1");
         }
         if self.max_immutable_memtables == 0 {
             return bad("max_immutable_memtables must be at least 1");

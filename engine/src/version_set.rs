@@ -52,6 +52,12 @@ pub(crate) struct VersionSet {
     imm_count: AtomicUsize,
     /// Flushed memtables retired by an install.
     flushes: AtomicU64,
+    /// Bytes of the sealed logs whose memtables are not flushed yet: with the active log,
+    /// what a recovery would replay ([`crate::Options::max_total_wal_size`]).
+    sealed_log_bytes: AtomicU64,
+    /// Set by the write path when writers must wait for a flush because of the log
+    /// bound, not the memtable count.
+    wal_stall: std::sync::atomic::AtomicBool,
 }
 
 /// What a [`VersionSet`] starts from.
@@ -84,6 +90,8 @@ impl VersionSet {
             unrecorded_seals: Mutex::new(Vec::new()),
             cursors: Mutex::new(p.cursors),
             flushes: AtomicU64::new(0),
+            sealed_log_bytes: AtomicU64::new(0),
+            wal_stall: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -120,6 +128,26 @@ impl VersionSet {
 
     /// A fresh file number (for a log or a manifest: tables use
     /// [`VersionSet::allocate_table_number`]).
+    /// Counts a log sealed by a memtable switch until its memtable is flushed.
+    pub(crate) fn add_sealed_log_bytes(&self, bytes: u64) {
+        self.sealed_log_bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// The write path found the live logs at their bound.
+    pub(crate) fn note_wal_stall(&self) {
+        self.wal_stall.store(true, Ordering::Release);
+    }
+
+    /// Whether the last stall was for the log bound (and forget it).
+    pub(crate) fn take_wal_stall(&self) -> bool {
+        self.wal_stall.swap(false, Ordering::AcqRel)
+    }
+
+    /// Bytes of sealed logs still needed (their memtables wait for flush).
+    pub(crate) fn sealed_log_bytes(&self) -> u64 {
+        self.sealed_log_bytes.load(Ordering::Acquire)
+    }
+
     pub(crate) fn allocate_file_number(&self) -> u64 {
         self.next_file_number.fetch_add(1, Ordering::SeqCst)
     }
@@ -178,7 +206,11 @@ impl VersionSet {
         vs.sealed_logs.retain(|s| s.number >= log_number);
         vs.handed_out.push(Arc::downgrade(&version));
         apply_compact_pointers(&mut self.cursors.lock(), &edit);
-        if flushed.is_some() {
+        if let Some(imm) = flushed {
+            let bytes = imm.log_bytes();
+            let _ = self.sealed_log_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(bytes))
+            });
             // Counted before the swap: a `flush()` waiter returns as soon as it sees it.
             self.flushes.fetch_add(1, Ordering::AcqRel);
         }

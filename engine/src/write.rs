@@ -143,6 +143,8 @@ impl DbInner {
             length: old.written_len(),
             last_sequence: w.logged_seq,
         });
+        w.mem.set_log_bytes(old.written_len());
+        self.versions.add_sealed_log_bytes(old.written_len());
         let _ = old.close(); // already synced; closing only refuses further appends
         w.retire_stats(&old.stats());
         if let Some(p) = periodic {
@@ -228,14 +230,28 @@ impl CommitEnv for DbInner {
     }
 
     /// Room in the active memtable, or a switch to a new one while fewer than
-    /// `max_immutable_memtables` wait for flush.
+    /// `max_immutable_memtables` wait for flush. When the live logs reach
+    /// `max_total_wal_size`, the active memtable is switched early if nothing waits for
+    /// flush (so its log can go), and otherwise writers wait for a flush.
     fn make_room(&self, w: &mut WriteState, next_seq: SeqNo) -> Result<Room<Arc<MemTable>>> {
         self.check_writable()?;
-        if w.mem.approximate_bytes() < self.opts.memtable_size {
+        let active_log = w.wal.as_ref().map_or(0, |wal| wal.written_len());
+        let logs_full =
+            self.versions.sealed_log_bytes() + active_log >= self.opts.max_total_wal_size;
+        let mem_full = w.mem.approximate_bytes() >= self.opts.memtable_size;
+        if !mem_full && !logs_full {
             return Ok(Room::Ready(Arc::clone(&w.mem)));
         }
-        if self.versions.imm_count() < self.opts.max_immutable_memtables {
-            self.switch_memtable(w, next_seq - 1)?;
+        let imms = self.versions.imm_count();
+        if logs_full && imms > 0 {
+            // A switch would free no log: only the flush already queued does.
+            self.versions.note_wal_stall();
+            return Ok(Room::Full);
+        }
+        if imms < self.opts.max_immutable_memtables {
+            if !w.mem.is_empty() {
+                self.switch_memtable(w, next_seq - 1)?;
+            }
             return Ok(Room::Ready(Arc::clone(&w.mem)));
         }
         Ok(Room::Full)
@@ -247,16 +263,24 @@ impl CommitEnv for DbInner {
             return Err(Error::Busy);
         }
         let stalled = Instant::now();
+        let for_logs = self.versions.take_wal_stall();
+        let flushes = self.versions.flushes();
         {
             let mut bg = self.background.lock();
-            while self.versions.imm_count() >= self.opts.max_immutable_memtables
-                && !self.health.is_poisoned()
-                && !bg.shutdown
-            {
+            let waiting = |this: &Self| {
+                if for_logs {
+                    // Until a flush retires a memtable (and its log), or none is left.
+                    this.versions.flushes() == flushes && this.versions.imm_count() > 0
+                } else {
+                    this.versions.imm_count() >= this.opts.max_immutable_memtables
+                }
+            };
+            while waiting(self) && !self.health.is_poisoned() && !bg.shutdown {
                 self.background.wait(&mut bg, Some(Duration::from_millis(50)));
             }
         }
-        self.metrics.stall(StallCause::MemtableLimit, stalled.elapsed());
+        let cause = if for_logs { StallCause::WalLimit } else { StallCause::MemtableLimit };
+        self.metrics.stall(cause, stalled.elapsed());
         Ok(())
     }
 
@@ -360,5 +384,28 @@ mod tests {
         assert_eq!(in_sync(&db), 3);
         db.compact().unwrap();
         assert_eq!(in_sync(&db), 0);
+    }
+
+    /// With `max_total_wal_size` below the memtable size, the live logs (sealed ones whose
+    /// memtables wait for flush, plus the active one) never exceed the bound by more than
+    /// one write, and a reopen finds everything.
+    #[test]
+    fn the_live_logs_stay_within_max_total_wal_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 256 << 10;
+        let opts = || Options::default().memtable_size(4 << 20).max_total_wal_size(limit);
+        let db = Db::open(dir.path(), opts()).unwrap();
+        let value = [7u8; 1000];
+        let mut worst = 0;
+        for i in 0..4000u32 {
+            db.put(i.to_be_bytes(), value).unwrap();
+            let active = db.inner.commit.lock().wal.as_ref().map_or(0, |w| w.written_len());
+            worst = worst.max(db.inner.versions.sealed_log_bytes() + active);
+        }
+        assert!(worst <= limit + 2 * 1100, "live logs reached {worst}, limit {limit}");
+        assert!(db.metrics().flushes >= 10, "the bound flushed early: {:?}", db.metrics().flushes);
+        drop(db);
+        let db = Db::open(dir.path(), opts()).unwrap();
+        assert_eq!(db.iter().count(), 4000);
     }
 }

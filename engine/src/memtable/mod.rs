@@ -48,6 +48,8 @@ pub struct MemTable {
     /// (`u64::MAX` while it is active): a flush waits until it is visible, which means every
     /// write assigned to this memtable has finished inserting.
     sealed_seq: AtomicU64,
+    /// Bytes of its log, set when it is sealed (0 while active).
+    log_bytes: AtomicU64,
 }
 
 /// A small encoded internal key on the stack, for searches.
@@ -82,7 +84,12 @@ impl SeekKey {
 impl MemTable {
     /// An empty memtable whose writes are logged in WAL file `wal_number`.
     pub fn new(wal_number: u64) -> Self {
-        MemTable { list: SkipList::new(), wal_number, sealed_seq: AtomicU64::new(u64::MAX) }
+        MemTable {
+            list: SkipList::new(),
+            wal_number,
+            sealed_seq: AtomicU64::new(u64::MAX),
+            log_bytes: AtomicU64::new(0),
+        }
     }
 
     /// The number of the WAL file holding this memtable's writes.
@@ -126,6 +133,16 @@ impl MemTable {
     /// it was given.
     pub(crate) fn seal(&self, last_seq: SeqNo) {
         self.sealed_seq.store(last_seq, Ordering::Release);
+    }
+
+    /// Records the size of its (sealed) log.
+    pub(crate) fn set_log_bytes(&self, bytes: u64) {
+        self.log_bytes.store(bytes, Ordering::Release);
+    }
+
+    /// The size of its log once sealed.
+    pub(crate) fn log_bytes(&self) -> u64 {
+        self.log_bytes.load(Ordering::Acquire)
     }
 
     pub(crate) fn sealed_seq(&self) -> SeqNo {
