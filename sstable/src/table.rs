@@ -18,7 +18,7 @@ use crate::block::Block;
 use crate::cache::BlockCache;
 use crate::filter::Filter;
 use crate::format::{
-    block_crc, BlockHandle, Footer, FOOTER_LEN, MAX_BLOCK_LEN, STORED_RAW, STORED_ZSTD,
+    block_crc, BlockHandle, Footer, FOOTER_LEN, MAX_BLOCK_LEN, STORED_LZ4, STORED_RAW, STORED_ZSTD,
 };
 use crate::index::Index;
 use crate::iter::TableIterator;
@@ -99,6 +99,8 @@ pub struct Table {
     /// below it.
     pub(crate) data_end: u64,
     props: TableProperties,
+    /// The file's format version (from its footer).
+    version: u32,
     index: Index,
     filter: Filter,
     cache: Option<Arc<BlockCache>>,
@@ -183,6 +185,7 @@ impl Table {
             file,
             data_end: footer.filter.offset,
             props: TableProperties::default(),
+            version: footer.version,
             index: Index::default(),
             filter: Filter::None,
             cache,
@@ -381,6 +384,11 @@ impl Table {
                 let raw = decompress(&stored).map_err(corrupt)?;
                 Ok((Bytes::from(raw), true))
             }
+            STORED_LZ4 if self.version >= 2 => {
+                self.stats.record_block_read(handle.size, true);
+                let raw = decompress_lz4(&stored).map_err(corrupt)?;
+                Ok((Bytes::from(raw), true))
+            }
             other => Err(corrupt(format!("unknown block compression type {other}"))),
         }
     }
@@ -397,16 +405,35 @@ impl Drop for Table {
     }
 }
 
-/// Decompresses a stored zstd block: `varint raw_len ++ zstd frame`, with `raw_len` bounded
-/// by [`MAX_BLOCK_LEN`] before anything is allocated and checked against the output.
-fn decompress(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+/// Splits a stored compressed block into its decompressed length — bounded by
+/// [`MAX_BLOCK_LEN`] before anything is allocated — and the compressed bytes.
+fn split_compressed(stored: &[u8]) -> std::result::Result<(usize, &[u8]), String> {
     let mut d = Decoder::new(stored);
     let raw_len = d.varint().ok_or("truncated compressed-length header")?;
     let raw_len = usize::try_from(raw_len)
         .ok()
         .filter(|&n| n <= MAX_BLOCK_LEN)
         .ok_or_else(|| format!("compressed block claims {raw_len} bytes"))?;
-    let frame = d.rest();
+    Ok((raw_len, d.rest()))
+}
+
+/// Decompresses a stored LZ4 block: `varint raw_len ++ LZ4 block`; the output must be
+/// exactly `raw_len` bytes.
+fn decompress_lz4(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let (raw_len, compressed) = split_compressed(stored)?;
+    let mut out = vec![0u8; raw_len];
+    let n =
+        lz4_flex::block::decompress_into(compressed, &mut out).map_err(|e| format!("lz4: {e}"))?;
+    if n != raw_len {
+        return Err(format!("decompressed to {n} bytes, header says {raw_len}"));
+    }
+    Ok(out)
+}
+
+/// Decompresses a stored zstd block: `varint raw_len ++ zstd frame`, with `raw_len` bounded
+/// by [`MAX_BLOCK_LEN`] before anything is allocated and checked against the output.
+fn decompress(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let (raw_len, frame) = split_compressed(stored)?;
     let out = DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let decompressor = match slot.as_mut() {
@@ -424,6 +451,24 @@ fn decompress(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decompress_lz4_rejects_lies() {
+        let raw = b"hello hello hello hello hello hello";
+        let mut stored = Vec::new();
+        strata_core::coding::put_varint(&mut stored, raw.len() as u64);
+        stored.extend_from_slice(&lz4_flex::block::compress(raw));
+        assert_eq!(decompress_lz4(&stored).unwrap(), raw);
+        stored[0] -= 1; // claims less than the block holds
+        assert!(decompress_lz4(&stored).is_err());
+        stored[0] += 2; // claims more
+        assert!(decompress_lz4(&stored).is_err());
+        let mut huge = Vec::new();
+        strata_core::coding::put_varint(&mut huge, u64::MAX);
+        assert!(decompress_lz4(&huge).is_err());
+        assert!(decompress_lz4(&[]).is_err());
+        assert!(decompress_lz4(&[5, 0xff, 0xff]).is_err());
+    }
 
     #[test]
     fn decompress_rejects_lies() {
