@@ -56,7 +56,7 @@ struct Cli {
     memtable_mib: Option<usize>,
     /// strata only: block compression per level, comma-separated, `none`, `lz4` or `zstd:LEVEL`,
     /// the last repeating for deeper levels (RocksDB's compression_per_level); e.g.
-    /// `none,zstd:1` leaves level 0 raw. Default: zstd:1 everywhere.
+    /// `none,zstd:1` leaves level 0 raw. Default: lz4 everywhere.
     #[arg(long, value_parser = parse_compression_per_level)]
     compression_per_level: Option<CompressionPerLevel>,
     /// Client threads sharing the key space (readers, for readwhilewriting).
