@@ -54,9 +54,9 @@ struct Cli {
     /// strata only: memtable size in MiB (db_bench's --write_buffer_size); default: strata's 64.
     #[arg(long)]
     memtable_mib: Option<usize>,
-    /// strata only: block compression per level, comma-separated, `none` or `zstd:LEVEL`,
+    /// strata only: block compression per level, comma-separated, `none`, `lz4` or `zstd:LEVEL`,
     /// the last repeating for deeper levels (RocksDB's compression_per_level); e.g.
-    /// `none,zstd:1` leaves level 0 raw. Default: zstd:1 everywhere.
+    /// `none,zstd:1` leaves level 0 raw. Default: lz4 everywhere.
     #[arg(long, value_parser = parse_compression_per_level)]
     compression_per_level: Option<CompressionPerLevel>,
     /// Client threads sharing the key space (readers, for readwhilewriting).
@@ -101,17 +101,18 @@ struct Cli {
 #[derive(Clone, Debug)]
 struct CompressionPerLevel(Vec<strata::Compression>);
 
-/// Parses `none,zstd:1,...`.
+/// Parses `none,lz4,zstd:1,...`.
 fn parse_compression_per_level(s: &str) -> Result<CompressionPerLevel, String> {
     let levels = s
         .split(',')
         .map(|part| match part.trim() {
             "none" => Ok(strata::Compression::None),
+            "lz4" => Ok(strata::Compression::Lz4),
             other => other
                 .strip_prefix("zstd:")
                 .and_then(|level| level.parse().ok())
                 .map(|level| strata::Compression::Zstd { level })
-                .ok_or_else(|| format!("'{other}' is neither none nor zstd:LEVEL")),
+                .ok_or_else(|| format!("'{other}' is none of none, lz4, zstd:LEVEL")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(CompressionPerLevel(levels))
@@ -258,8 +259,15 @@ mod tests {
 
     #[test]
     fn compression_per_level_parses_none_and_zstd_levels() {
-        let parsed = parse_compression_per_level("none, zstd:3").unwrap().0;
-        assert_eq!(parsed, vec![strata::Compression::None, strata::Compression::Zstd { level: 3 }]);
+        let parsed = parse_compression_per_level("none, zstd:3,lz4").unwrap().0;
+        assert_eq!(
+            parsed,
+            vec![
+                strata::Compression::None,
+                strata::Compression::Zstd { level: 3 },
+                strata::Compression::Lz4
+            ]
+        );
         for bad in ["", "zstd", "zstd:x", "lz4", "none,,zstd:1"] {
             assert!(parse_compression_per_level(bad).is_err(), "{bad:?} accepted");
         }

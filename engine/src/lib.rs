@@ -3,7 +3,7 @@
 //! An embedded, write-optimized LSM-tree key-value store.
 //!
 //! Writes append to a group-committed write-ahead log and a skiplist memtable; full
-//! memtables are flushed to immutable sorted tables (bloom filters, zstd-compressed,
+//! memtables are flushed to immutable sorted tables (bloom filters, LZ4- or zstd-compressed,
 //! checksummed blocks, read through mmap). See `docs/design.md` for the architecture and
 //! `docs/format/` for every byte on disk.
 //!

@@ -120,6 +120,11 @@ impl Block {
         self.data.len()
     }
 
+    /// A zero-copy shared slice of the block (a value range from [`Block::seek_point`]).
+    pub fn slice(&self, range: Range<usize>) -> Bytes {
+        self.data.get(range.clone()).map_or_else(Bytes::new, |_| self.data.slice(range))
+    }
+
     fn restart_point(&self, i: usize) -> Option<usize> {
         if i >= self.num_restarts {
             return None;
@@ -158,6 +163,59 @@ impl Block {
     fn restart_key(&self, i: usize) -> Option<&[u8]> {
         let (shared, key, _, _) = self.decode_entry(self.restart_point(i)?)?;
         (shared == 0).then_some(key)
+    }
+
+    /// The last restart interval whose first key is `< target` (0 if none is): where the
+    /// first entry `>= target` can start. Errors name a malformed restart entry.
+    fn restart_before(&self, target: &[u8]) -> Result<usize, (&'static str, usize)> {
+        let (mut left, mut right) = (0usize, self.num_restarts.saturating_sub(1));
+        while left < right {
+            let mid = left + (right - left).div_ceil(2);
+            let Some(key) = self.restart_key(mid) else {
+                return Err(("malformed restart entry", self.restart_point(mid).unwrap_or(0)));
+            };
+            if compare_internal(key, target) == Ordering::Less {
+                left = mid;
+            } else {
+                right = mid - 1;
+            }
+        }
+        Ok(left)
+    }
+
+    /// A point lookup: the first entry with key `>= target` in [`compare_internal`] order,
+    /// its key left in `key` and its value's byte range returned; `None` if every entry is
+    /// smaller. The same answer as [`BlockIter::seek`], without a cursor's bookkeeping
+    /// (no restart tracking per entry, the caller's key buffer reused). Errors are a reason
+    /// and a byte offset inside the block, as [`BlockIter::corruption`] reports them.
+    pub fn seek_point(
+        &self,
+        target: &[u8],
+        key: &mut Vec<u8>,
+    ) -> Result<Option<Range<usize>>, (&'static str, usize)> {
+        key.clear();
+        if self.num_restarts == 0 {
+            return Ok(None);
+        }
+        let restart = self.restart_before(target)?;
+        let Some(mut offset) = self.restart_point(restart) else {
+            return Err(("restart point out of range", self.restarts_offset));
+        };
+        while offset < self.restarts_offset {
+            let Some((shared, unshared, value, next)) = self.decode_entry(offset) else {
+                return Err(("malformed block entry", offset));
+            };
+            if shared > key.len() {
+                return Err(("entry shares more key bytes than the previous key has", offset));
+            }
+            key.truncate(shared);
+            key.extend_from_slice(unshared);
+            if compare_internal(key, target) != Ordering::Less {
+                return Ok(Some(value));
+            }
+            offset = next;
+        }
+        Ok(None)
     }
 }
 
@@ -208,6 +266,11 @@ impl BlockIter {
 
     pub fn corruption(&self) -> Option<(&'static str, usize)> {
         self.corruption
+    }
+
+    /// Byte offset of the current entry inside the block (for error messages).
+    pub fn position(&self) -> usize {
+        self.current
     }
 
     pub fn key(&self) -> &[u8] {
@@ -329,20 +392,10 @@ impl BlockIter {
             self.invalidate();
             return;
         }
-        // Find the last restart point whose key is < target.
-        let (mut left, mut right) = (0usize, self.block.num_restarts - 1);
-        while left < right {
-            let mid = left + (right - left).div_ceil(2);
-            let Some(key) = self.block.restart_key(mid) else {
-                self.fail("malformed restart entry", self.block.restart_point(mid).unwrap_or(0));
-                return;
-            };
-            if compare_internal(key, target) == Ordering::Less {
-                left = mid;
-            } else {
-                right = mid - 1;
-            }
-        }
+        let left = match self.block.restart_before(target) {
+            Ok(left) => left,
+            Err((reason, at)) => return self.fail(reason, at),
+        };
         self.seek_to_restart(left);
         while self.parse_next() {
             if compare_internal(&self.key, target) != Ordering::Less {
@@ -389,14 +442,19 @@ mod tests {
                 }
                 backward.reverse();
                 assert_eq!(backward, forward);
+                let mut point_key = Vec::new();
                 for t in 0..2 * n + 2 {
                     it.seek(&key(t));
+                    let point = it.block.seek_point(&key(t), &mut point_key).unwrap();
                     let expect = t.div_ceil(2);
                     if expect < n {
                         assert_eq!(it.key(), key(expect * 2));
                         assert_eq!(it.value(), format!("v{expect}").as_bytes());
+                        assert_eq!(point_key, key(expect * 2));
+                        assert_eq!(&it.block.slice(point.unwrap())[..], it.value());
                     } else {
                         assert!(!it.valid() && it.corruption().is_none());
+                        assert_eq!(point, None);
                     }
                 }
             }
@@ -419,6 +477,20 @@ mod tests {
             }
             data.extend_from_slice(&(restarts.len() as u32).to_le_bytes());
             let Ok(block) = Block::new(Bytes::from(data)) else { return Ok(()) };
+            // The point lookup agrees with the cursor's seek, or both report corruption.
+            let mut point_key = Vec::new();
+            let point = block.seek_point(&target, &mut point_key);
+            let mut seek = BlockIter::new(block.clone());
+            seek.seek(&target);
+            match point {
+                Ok(Some(value)) => {
+                    proptest::prop_assert!(seek.valid());
+                    proptest::prop_assert_eq!(&point_key[..], seek.key());
+                    proptest::prop_assert_eq!(&block.slice(value)[..], seek.value());
+                }
+                Ok(None) => proptest::prop_assert!(!seek.valid() && seek.corruption().is_none()),
+                Err(_) => proptest::prop_assert!(seek.corruption().is_some()),
+            }
             let mut it = BlockIter::new(block);
             for start in 0..3 {
                 match start {

@@ -14,7 +14,8 @@ use crate::filter::{FilterBuilder, MAX_BITS_PER_KEY};
 use strata_core::coding::put_varint;
 
 use crate::format::{
-    BlockHandle, Compression, Footer, BLOCK_TRAILER_LEN, MAX_ENTRY_LEN, STORED_RAW, STORED_ZSTD,
+    BlockHandle, Compression, Footer, BLOCK_TRAILER_LEN, FORMAT_VERSION, MAX_ENTRY_LEN, STORED_LZ4,
+    STORED_RAW, STORED_ZSTD,
 };
 use crate::properties::TableProperties;
 
@@ -164,7 +165,7 @@ pub struct TableBuilder<'fs> {
 struct BlockWriter {
     path: PathBuf,
     file: Box<dyn WritableFile>,
-    compressor: Option<zstd::bulk::Compressor<'static>>,
+    compressor: Compressor,
     /// Reused output buffer of the compressor.
     scratch: Vec<u8>,
     /// Bytes not yet handed to the file.
@@ -189,10 +190,11 @@ impl<'fs> TableBuilder<'fs> {
     pub fn new(fs: &'fs dyn FileSystem, path: &Path, options: &TableOptions) -> Result<Self> {
         options.validate()?;
         let compressor = match options.compression {
-            Compression::None => None,
+            Compression::None => Compressor::None,
             Compression::Zstd { level } => {
-                Some(zstd::bulk::Compressor::new(level).ctx("zstd init", path)?)
+                Compressor::Zstd(zstd::bulk::Compressor::new(level).ctx("zstd init", path)?)
             }
+            Compression::Lz4 => Compressor::Lz4,
         };
         let file = fs.create(path).ctx("create", path)?;
         Ok(TableBuilder {
@@ -344,7 +346,7 @@ impl<'fs> TableBuilder<'fs> {
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let properties = self.writer.write_block(&self.props.encode(), false)?;
 
-        let footer = Footer { filter, index, properties }.encode();
+        let footer = Footer { filter, index, properties, version: FORMAT_VERSION }.encode();
         self.writer.write_buf.extend_from_slice(&footer);
         self.writer.offset += footer.len() as u64;
         self.writer.flush_buffer()?;
@@ -370,23 +372,45 @@ impl<'fs> TableBuilder<'fs> {
     }
 }
 
+/// The block codec of a table being written.
+enum Compressor {
+    None,
+    Zstd(zstd::bulk::Compressor<'static>),
+    Lz4,
+}
+
 impl BlockWriter {
-    /// Appends `raw` as a block — zstd-compressed when `compress` and that saves at least
+    /// Appends `raw` as a block — compressed when `compress` and that saves at least
     /// 12.5% — plus its trailer, and returns its handle.
     fn write_block(&mut self, raw: &[u8], compress: bool) -> Result<BlockHandle> {
         let mut header = Vec::new();
         let mut kind = STORED_RAW;
-        if let (true, Some(c)) = (compress, self.compressor.as_mut()) {
-            self.scratch.clear();
-            self.scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
-            c.compress_to_buffer(raw, &mut self.scratch).ctx("zstd compress", &self.path)?;
+        let codec = match (&mut self.compressor, compress) {
+            (Compressor::Zstd(c), true) => {
+                self.scratch.clear();
+                self.scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+                c.compress_to_buffer(raw, &mut self.scratch).ctx("zstd compress", &self.path)?;
+                Some(STORED_ZSTD)
+            }
+            (Compressor::Lz4, true) => {
+                self.scratch.clear();
+                self.scratch.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+                let n = lz4_flex::block::compress_into(raw, &mut self.scratch).map_err(|e| {
+                    Error::io("lz4 compress", &self.path, io::Error::other(e.to_string()))
+                })?;
+                self.scratch.truncate(n);
+                Some(STORED_LZ4)
+            }
+            _ => None,
+        };
+        if let Some(codec) = codec {
             put_varint(&mut header, raw.len() as u64);
             if header.len() + self.scratch.len() <= raw.len() - raw.len() / 8 {
-                kind = STORED_ZSTD;
+                kind = codec;
             }
         }
         let parts: [&[u8]; 2] =
-            if kind == STORED_ZSTD { [&header, &self.scratch] } else { [raw, &[]] };
+            if kind != STORED_RAW { [&header, &self.scratch] } else { [raw, &[]] };
         let size = (parts[0].len() + parts[1].len()) as u64;
         let handle = BlockHandle { offset: self.offset, size };
         let mut crc = crc32fast::Hasher::new();

@@ -45,7 +45,8 @@ use crate::table::Table;
 /// ```
 pub struct TableIterator {
     table: Arc<Table>,
-    index: BlockIter,
+    /// The index entry (data block) under the cursor; `index.len()` when off either end.
+    block_pos: usize,
     /// The data block under the index's current entry, if loaded.
     data: Option<BlockIter>,
     data_handle: BlockHandle,
@@ -63,10 +64,10 @@ impl std::fmt::Debug for TableIterator {
 
 impl TableIterator {
     pub(crate) fn new(table: Arc<Table>) -> Self {
-        let index = BlockIter::new(table.index_block());
+        let block_pos = table.index().len();
         TableIterator {
             table,
-            index,
+            block_pos,
             data: None,
             data_handle: BlockHandle::default(),
             status: Ok(()),
@@ -89,17 +90,7 @@ impl TableIterator {
             self.status = Err(e);
         }
         self.data = None;
-        self.index.invalidate();
-    }
-
-    /// Reports index corruption; returns whether the index is usable.
-    fn index_ok(&mut self) -> bool {
-        if let Some((reason, at)) = self.index.corruption() {
-            let e = self.table.index_corruption(reason, at);
-            self.fail(e);
-            return false;
-        }
-        true
+        self.block_pos = self.table.index().len();
     }
 
     /// Reports data-block corruption; returns whether the block is usable.
@@ -116,20 +107,11 @@ impl TableIterator {
     /// Loads the data block named by the index's current entry (or drops the data cursor
     /// when the index is off the end). Returns whether a block is loaded.
     fn load_block(&mut self) -> bool {
-        if !self.index_ok() {
-            return false;
-        }
-        if !self.index.valid() {
+        if self.block_pos >= self.table.index().len() {
             self.data = None;
             return false;
         }
-        let handle = match self.table.decode_handle(self.index.value()) {
-            Ok(h) => h,
-            Err(e) => {
-                self.fail(e);
-                return false;
-            }
-        };
+        let handle = self.table.index().handle(self.block_pos);
         if self.data.is_some() && handle == self.data_handle {
             return true;
         }
@@ -160,7 +142,7 @@ impl TableIterator {
                 Some(_) => {}
                 None => return,
             }
-            self.index.next();
+            self.block_pos = (self.block_pos + 1).min(self.table.index().len());
             if !self.load_block() {
                 return;
             }
@@ -182,7 +164,9 @@ impl TableIterator {
                 Some(_) => {}
                 None => return,
             }
-            self.index.prev();
+            // Before the first block is off the end, like after the last.
+            self.block_pos =
+                self.block_pos.checked_sub(1).unwrap_or_else(|| self.table.index().len());
             if !self.load_block() {
                 return;
             }
@@ -209,7 +193,7 @@ impl InternalIterator for TableIterator {
         if self.status.is_err() {
             return;
         }
-        self.index.seek_to_first();
+        self.block_pos = 0;
         if self.load_block() {
             if let Some(d) = self.data.as_mut() {
                 d.seek_to_first();
@@ -222,7 +206,8 @@ impl InternalIterator for TableIterator {
         if self.status.is_err() {
             return;
         }
-        self.index.seek_to_last();
+        let blocks = self.table.index().len();
+        self.block_pos = blocks.checked_sub(1).unwrap_or(blocks);
         if self.load_block() {
             if let Some(d) = self.data.as_mut() {
                 d.seek_to_last();
@@ -235,7 +220,7 @@ impl InternalIterator for TableIterator {
         if self.status.is_err() {
             return;
         }
-        self.index.seek(target);
+        self.block_pos = self.table.index().seek(target);
         if self.load_block() {
             if let Some(d) = self.data.as_mut() {
                 d.seek(target);

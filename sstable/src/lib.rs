@@ -52,6 +52,7 @@ mod builder;
 mod cache;
 mod filter;
 mod format;
+mod index;
 mod iter;
 mod properties;
 mod stats;

@@ -84,7 +84,7 @@ impl TableProperties {
         }
         out.push(self.compression.tag());
         let level = match self.compression {
-            Compression::None => 0,
+            Compression::None | Compression::Lz4 => 0,
             Compression::Zstd { level } => level,
         };
         out.extend_from_slice(&level.to_le_bytes());
@@ -108,6 +108,7 @@ impl TableProperties {
         let compression = match tag {
             0 => Compression::None,
             1 => Compression::Zstd { level },
+            2 => Compression::Lz4,
             _ => return Err("unknown compression tag in properties"),
         };
         let smallest_key = d.length_prefixed().ok_or(SHORT)?.to_vec();

@@ -8,15 +8,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use strata_core::coding::Decoder;
 use strata_core::fs::FileSystem;
-use strata_core::key::{encode_internal_key, parse_internal_key, SeqNo, ValueKind, MAX_SEQ};
+use strata_core::key::{
+    encode_internal_key, parse_internal_key, write_internal_key, SeqNo, ValueKind, MAX_SEQ,
+    TRAILER_LEN,
+};
 use strata_core::{Error, IoResultExt, Result};
 
-use crate::block::{Block, BlockIter};
+use crate::block::Block;
 use crate::cache::BlockCache;
 use crate::filter::Filter;
 use crate::format::{
-    block_crc, BlockHandle, Footer, FOOTER_LEN, MAX_BLOCK_LEN, STORED_RAW, STORED_ZSTD,
+    block_crc, BlockHandle, Footer, FOOTER_LEN, MAX_BLOCK_LEN, STORED_LZ4, STORED_RAW, STORED_ZSTD,
 };
+use crate::index::Index;
 use crate::iter::TableIterator;
 use crate::properties::TableProperties;
 use crate::stats::TableStats;
@@ -28,7 +32,13 @@ static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+    /// The key buffer of point lookups ([`Block::seek_point`]), reused so that a get
+    /// allocates nothing.
+    static LOOKUP_KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Longest user key whose seek key a point lookup builds on the stack.
+const INLINE_SEEK_KEY: usize = 64;
 
 /// An open table: its file mapping, footer, properties, index block and bloom filter.
 ///
@@ -89,7 +99,9 @@ pub struct Table {
     /// below it.
     pub(crate) data_end: u64,
     props: TableProperties,
-    index: Block,
+    /// The file's format version (from its footer).
+    version: u32,
+    index: Index,
     filter: Filter,
     cache: Option<Arc<BlockCache>>,
     stats: Arc<TableStats>,
@@ -173,8 +185,8 @@ impl Table {
             file,
             data_end: footer.filter.offset,
             props: TableProperties::default(),
-            index: Block::new(Bytes::from_static(&[0, 0, 0, 0]))
-                .map_err(|r| corrupt(0, r.into()))?,
+            version: footer.version,
+            index: Index::default(),
             filter: Filter::None,
             cache,
             stats,
@@ -195,7 +207,10 @@ impl Table {
         table.filter = Filter::parse(&filter).map_err(|r| corrupt(footer.filter.offset, r))?;
         let (index, _) =
             table.read_block(footer.index, footer.properties.offset, BlockKind::Index)?;
-        table.index = Block::new(index).map_err(|r| corrupt(footer.index.offset, r.into()))?;
+        let index = Block::new(index).map_err(|r| corrupt(footer.index.offset, r.into()))?;
+        table.index = Index::decode(index).map_err(|(reason, at)| {
+            corrupt(footer.index.offset, format!("index block: {reason} (byte {at} of block)"))
+        })?;
         Ok(Arc::new(table))
     }
 
@@ -219,9 +234,9 @@ impl Table {
         self.table_id
     }
 
-    /// Heap memory pinned by the open table (its bloom filter and a decompressed index).
+    /// Heap memory pinned by the open table (its bloom filter and its decoded index).
     pub fn memory_bytes(&self) -> usize {
-        self.filter.memory_bytes() + self.index.len()
+        self.filter.memory_bytes() + self.index.memory_bytes()
     }
 
     /// Whether the bloom filter admits `user_key` (false: the key is certainly absent).
@@ -241,37 +256,56 @@ impl Table {
                 return Ok(None);
             }
         }
-        let mut target = Vec::with_capacity(user_key.len() + 8);
-        encode_internal_key(&mut target, user_key, seq.min(MAX_SEQ), ValueKind::FOR_SEEK);
-        let mut index = BlockIter::new(self.index.clone());
-        index.seek(&target);
-        if let Some((reason, at)) = index.corruption() {
-            return Err(self.index_corruption(reason, at));
+        let seq = seq.min(MAX_SEQ);
+        let len = user_key.len() + TRAILER_LEN;
+        if len <= INLINE_SEEK_KEY {
+            let mut inline = [0u8; INLINE_SEEK_KEY];
+            write_internal_key(&mut inline[..len], user_key, seq, ValueKind::FOR_SEEK);
+            self.get_internal(user_key, &inline[..len])
+        } else {
+            let mut target = Vec::with_capacity(len);
+            encode_internal_key(&mut target, user_key, seq, ValueKind::FOR_SEEK);
+            self.get_internal(user_key, &target)
         }
-        if !index.valid() {
+    }
+
+    /// [`Table::get`] past the filter, with the seek key `target` of `user_key` built.
+    fn get_internal(&self, user_key: &[u8], target: &[u8]) -> Result<Option<(ValueKind, Bytes)>> {
+        let i = self.index.seek(target);
+        if i >= self.index.len() {
             return Ok(None);
         }
-        let handle = self.decode_handle(index.value())?;
-        let mut data = BlockIter::new(self.data_block(handle)?);
-        data.seek(&target);
-        if let Some((reason, at)) = data.corruption() {
-            return Err(self.block_corruption(handle, reason, at));
-        }
-        if !data.valid() {
-            // The index promised an entry >= target in this block.
-            return Err(self.block_corruption(handle, "block ends before its index key", 0));
-        }
-        let Some(parsed) = parse_internal_key(data.key()) else {
-            return Err(self.block_corruption(handle, "malformed internal key", 0));
-        };
-        if parsed.user_key != user_key {
-            return Ok(None);
-        }
-        let value = match parsed.kind {
-            ValueKind::Put => data.value_bytes(),
-            ValueKind::Delete => Bytes::new(),
-        };
-        Ok(Some((parsed.kind, value)))
+        let handle = self.index.handle(i);
+        let block = self.data_block(handle)?;
+        LOOKUP_KEY.with(|cell| {
+            // A re-entrant borrow cannot happen (nothing below calls back into a table);
+            // a fresh buffer keeps even that case correct.
+            let mut fresh = Vec::new();
+            let mut borrowed = cell.try_borrow_mut();
+            let key = match borrowed.as_mut() {
+                Ok(k) => &mut **k,
+                Err(_) => &mut fresh,
+            };
+            let value = match block.seek_point(target, key) {
+                Ok(Some(value)) => value,
+                // The index promised an entry >= target in this block.
+                Ok(None) => {
+                    return Err(self.block_corruption(handle, "block ends before its index key", 0))
+                }
+                Err((reason, at)) => return Err(self.block_corruption(handle, reason, at)),
+            };
+            let Some(parsed) = parse_internal_key(key) else {
+                return Err(self.block_corruption(handle, "malformed internal key", 0));
+            };
+            if parsed.user_key != user_key {
+                return Ok(None);
+            }
+            let value = match parsed.kind {
+                ValueKind::Put => block.slice(value),
+                ValueKind::Delete => Bytes::new(),
+            };
+            Ok(Some((parsed.kind, value)))
+        })
     }
 
     /// A cursor over all entries, owning a reference to the table.
@@ -279,18 +313,8 @@ impl Table {
         TableIterator::new(self.clone())
     }
 
-    pub(crate) fn index_block(&self) -> Block {
-        self.index.clone()
-    }
-
-    pub(crate) fn decode_handle(&self, encoded: &[u8]) -> Result<BlockHandle> {
-        BlockHandle::decode_varint(encoded)
-            .ok_or_else(|| self.index_corruption("malformed block handle in index", 0))
-    }
-
-    pub(crate) fn index_corruption(&self, reason: &str, at: usize) -> Error {
-        let offset = self.data_end + self.props.filter_bytes;
-        Error::corruption(&self.path, offset, format!("index block: {reason} (byte {at} of block)"))
+    pub(crate) fn index(&self) -> &Index {
+        &self.index
     }
 
     pub(crate) fn block_corruption(&self, h: BlockHandle, reason: &str, at: usize) -> Error {
@@ -360,6 +384,11 @@ impl Table {
                 let raw = decompress(&stored).map_err(corrupt)?;
                 Ok((Bytes::from(raw), true))
             }
+            STORED_LZ4 if self.version >= 2 => {
+                self.stats.record_block_read(handle.size, true);
+                let raw = decompress_lz4(&stored).map_err(corrupt)?;
+                Ok((Bytes::from(raw), true))
+            }
             other => Err(corrupt(format!("unknown block compression type {other}"))),
         }
     }
@@ -370,27 +399,41 @@ impl Drop for Table {
         // Cached raw blocks are views of this table's mapping: forget them so that a deleted
         // file's mapping (and disk space) is released now rather than at eviction.
         let Some(cache) = &self.cache else { return };
-        let mut index = BlockIter::new(self.index.clone());
-        index.seek_to_first();
-        while index.valid() {
-            if let Some(h) = BlockHandle::decode_varint(index.value()) {
-                cache.remove(&(self.cache_id, h.offset));
-            }
-            index.next();
+        for i in 0..self.index.len() {
+            cache.remove(&(self.cache_id, self.index.handle(i).offset));
         }
     }
 }
 
-/// Decompresses a stored zstd block: `varint raw_len ++ zstd frame`, with `raw_len` bounded
-/// by [`MAX_BLOCK_LEN`] before anything is allocated and checked against the output.
-fn decompress(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+/// Splits a stored compressed block into its decompressed length — bounded by
+/// [`MAX_BLOCK_LEN`] before anything is allocated — and the compressed bytes.
+fn split_compressed(stored: &[u8]) -> std::result::Result<(usize, &[u8]), String> {
     let mut d = Decoder::new(stored);
     let raw_len = d.varint().ok_or("truncated compressed-length header")?;
     let raw_len = usize::try_from(raw_len)
         .ok()
         .filter(|&n| n <= MAX_BLOCK_LEN)
         .ok_or_else(|| format!("compressed block claims {raw_len} bytes"))?;
-    let frame = d.rest();
+    Ok((raw_len, d.rest()))
+}
+
+/// Decompresses a stored LZ4 block: `varint raw_len ++ LZ4 block`; the output must be
+/// exactly `raw_len` bytes.
+fn decompress_lz4(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let (raw_len, compressed) = split_compressed(stored)?;
+    let mut out = vec![0u8; raw_len];
+    let n =
+        lz4_flex::block::decompress_into(compressed, &mut out).map_err(|e| format!("lz4: {e}"))?;
+    if n != raw_len {
+        return Err(format!("decompressed to {n} bytes, header says {raw_len}"));
+    }
+    Ok(out)
+}
+
+/// Decompresses a stored zstd block: `varint raw_len ++ zstd frame`, with `raw_len` bounded
+/// by [`MAX_BLOCK_LEN`] before anything is allocated and checked against the output.
+fn decompress(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let (raw_len, frame) = split_compressed(stored)?;
     let out = DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let decompressor = match slot.as_mut() {
@@ -408,6 +451,24 @@ fn decompress(stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decompress_lz4_rejects_lies() {
+        let raw = b"hello hello hello hello hello hello";
+        let mut stored = Vec::new();
+        strata_core::coding::put_varint(&mut stored, raw.len() as u64);
+        stored.extend_from_slice(&lz4_flex::block::compress(raw));
+        assert_eq!(decompress_lz4(&stored).unwrap(), raw);
+        stored[0] -= 1; // claims less than the block holds
+        assert!(decompress_lz4(&stored).is_err());
+        stored[0] += 2; // claims more
+        assert!(decompress_lz4(&stored).is_err());
+        let mut huge = Vec::new();
+        strata_core::coding::put_varint(&mut huge, u64::MAX);
+        assert!(decompress_lz4(&huge).is_err());
+        assert!(decompress_lz4(&[]).is_err());
+        assert!(decompress_lz4(&[5, 0xff, 0xff]).is_err());
+    }
 
     #[test]
     fn decompress_rejects_lies() {

@@ -50,13 +50,12 @@ impl Table {
         let props = self.properties();
         let corrupt = |offset: u64, reason: String| Error::corruption(self.path(), offset, reason);
         let mut check = TableCheck::default();
-        let mut index = BlockIter::new(self.index_block());
-        index.seek_to_first();
+        let index = self.index();
         let mut prev_key: Vec<u8> = Vec::new();
         let (mut deletions, mut min_seq, mut max_seq) = (0u64, u64::MAX, 0u64);
         let mut first_key: Option<Vec<u8>> = None;
-        while index.valid() {
-            let handle = self.decode_handle(index.value())?;
+        for i in 0..index.len() {
+            let handle = index.handle(i);
             if handle.offset != check.data_bytes {
                 return Err(corrupt(
                     handle.offset,
@@ -77,17 +76,13 @@ impl Table {
                     first_key = Some(key.to_vec());
                 }
             })?;
-            if last_in_block.as_deref() != Some(index.key()) {
+            if last_in_block.as_deref() != Some(index.key(i)) {
                 return Err(corrupt(handle.offset, "index key is not the block's last key".into()));
             }
             check.data_blocks += 1;
             check.data_bytes = handle
                 .end_with_trailer()
                 .ok_or_else(|| corrupt(handle.offset, "block handle overflows".into()))?;
-            index.next();
-        }
-        if let Some((reason, at)) = index.corruption() {
-            return Err(self.index_corruption(reason, at));
         }
         let props_at = self.data_end;
         let mismatch = |what: &str, found: String, claimed: String| {
