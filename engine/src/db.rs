@@ -526,6 +526,23 @@ impl Db {
         self.inner.async_writer.get().map_or(0, AsyncWriter::queued)
     }
 
+    /// Makes every write applied so far durable: one `fdatasync` of the active log (older
+    /// logs were synced when their memtables were sealed), or a flush if the memtable holds
+    /// writes that skipped the log (`Durability::None`). A failure poisons the database.
+    pub(crate) fn sync_log(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        let w = inner.commit.lock();
+        if w.unlogged {
+            drop(w);
+            return self.flush();
+        }
+        match w.wal.as_ref() {
+            Some(wal) => wal.sync().inspect_err(|e| inner.poison(e)),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until every write queued with [`Db::write_async`] before this call is applied
     /// (for resharding's catch-up, which must read what those writes left).
     pub(crate) fn async_barrier(&self) {

@@ -54,6 +54,11 @@ fn ops_crash_corpus() {
 }
 
 #[test]
+fn reshard_crash_corpus() {
+    replay("reshard_crash");
+}
+
+#[test]
 fn wal_reader_corpus() {
     replay("wal_reader");
 }

@@ -22,7 +22,10 @@
 //!    instead of replaying the noted write makes the order of notes irrelevant.
 //! 5. **Flush** the new shard: everything copied so far is in synced tables. The writes
 //!    made meanwhile are caught up through the new shard's log, each round ending with a
-//!    synced write.
+//!    synced write. Sources that keep keys (a split, an add) have their logs synced too,
+//!    and again under the fence (step 6): the new shard holds their state as of the fence
+//!    durably, so that state must be durable on them as well, or a power cut could keep
+//!    part of a one-shard batch (found by the `reshard_crash` fuzz target).
 //! 6. **Cut over.** The sources' gates are closed (the brief fence: writes to the sources
 //!    wait; reads never do), async queues drained, the last noted keys copied with a synced
 //!    write, and `SHARDS` rewritten with the target layout in force and a `Cleanup` record
@@ -865,6 +868,9 @@ impl ShardedDb {
             }
         }
         new_db.flush().map_err(before)?;
+        // Sources that keep some of their keys make their writes durable too, here and
+        // (what came since) under the fence: see `sync_sources`.
+        self.sync_sources(plan).map_err(before)?;
         self.step(ReshardStep::Flushed);
         job.check_cancelled().map_err(before)?;
         // The writes made during the flush, now through the new shard's log (a synced last
@@ -890,6 +896,7 @@ impl ShardedDb {
         self.step(ReshardStep::Fenced);
         let noted = capture.take();
         self.catch_up(&routing, noted, new_db, Durability::Sync, job).map_err(before)?;
+        self.sync_sources(plan).map_err(before)?;
         let mut shards = routing.shards.clone();
         let new_shard = Shard::new(new_db.clone(), self.inner.options.clock.as_ref());
         let mut retired = None;
@@ -936,6 +943,22 @@ impl ShardedDb {
             self.inner.retired.lock().push(db);
         }
         self.step(ReshardStep::CutOver);
+        Ok(())
+    }
+
+    /// Makes everything written to the sources so far durable (one log sync each), when
+    /// they keep some keys (a split or an add). The new shard gets the moved keys' state as of the fence durably,
+    /// unsynced source writes included; without this, a power cut after the cut-over could
+    /// keep a `Buffered` write's moved keys and lose its other keys from the source's log
+    /// tail: half of a one-shard batch, or a later write without an earlier one. A move
+    /// takes the whole shard, so its source needs nothing.
+    fn sync_sources(&self, plan: &Plan) -> Result<()> {
+        if let Moves::Route { .. } = plan.moves {
+            let routing = self.routing();
+            for &i in &plan.sources {
+                routing.shard(i)?.db.sync_log()?;
+            }
+        }
         Ok(())
     }
 

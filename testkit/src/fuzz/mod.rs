@@ -11,6 +11,9 @@
 //!
 //! * [`ops_crash`]: a sequence of database operations, injected I/O errors and power losses,
 //!   checked against a model that knows each write's durability.
+//! * [`reshard_crash`]: writes on a sharded database interleaved with online reshardings
+//!   (waited for, cancelled or cut short by a power cut at a chosen step, with writes made
+//!   during them), flushes, power cuts and reopens, checked against a per-shard write log.
 //! * [`wal_reader`], [`sstable_reader`], [`manifest_reader`]: arbitrary bytes as a log, a table,
 //!   a manifest: the reader returns data or `Error::Corruption` naming the file — no panic, no
 //!   hang, no allocation beyond a fixed bound.
@@ -18,6 +21,7 @@
 mod input;
 pub mod manifest_reader;
 pub mod ops_crash;
+pub mod reshard_crash;
 mod seeds;
 pub mod sstable_reader;
 pub mod wal_reader;
@@ -25,7 +29,8 @@ pub mod wal_reader;
 pub use seeds::seed_corpus;
 
 /// The fuzz targets, by name (also the names of their corpus directories).
-pub const TARGETS: [&str; 4] = ["ops_crash", "wal_reader", "sstable_reader", "manifest_reader"];
+pub const TARGETS: [&str; 5] =
+    ["ops_crash", "reshard_crash", "wal_reader", "sstable_reader", "manifest_reader"];
 
 /// Runs the target called `name` on `data`, as its fuzz target does (panicking on a
 /// finding, and on an unknown name).
@@ -40,6 +45,7 @@ pub const TARGETS: [&str; 4] = ["ops_crash", "wal_reader", "sstable_reader", "ma
 pub fn run_target(name: &str, data: &[u8]) {
     match name {
         "ops_crash" => ops_crash::run(data),
+        "reshard_crash" => reshard_crash::run(data),
         "wal_reader" => wal_reader::run(data),
         "sstable_reader" => sstable_reader::run(data),
         "manifest_reader" => manifest_reader::run(data),

@@ -10,6 +10,9 @@ use strata_wal::{LogReader, RecoveryMode};
 
 use super::input::{disk_with_file, put_length_prefixed};
 use super::ops_crash::{encode_ops_input, Op, OpsConfig, DB_DIR};
+use super::reshard_crash::{
+    self as reshard, encode_reshard_input, ReshardConfig, ReshardOp, WriteOp,
+};
 use super::wal_reader::WAL_PATH;
 
 /// A small database's files, for seeds: `(file name, bytes)` of its logs, tables, manifest.
@@ -213,6 +216,7 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     compactions.push(Op::Reopen { how: 1 });
     seeds.push(("ops_crash", "compactions".into(), encode_ops_input(small, &compactions)));
     seeds.extend(transaction_seeds());
+    seeds.extend(reshard_seeds());
     seeds
 }
 
@@ -425,6 +429,120 @@ fn transaction_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "ops_crash",
         "transactions-under-faults".into(),
         encode_ops_input(tx_small, &faults),
+    ));
+    seeds
+}
+
+/// Seeds of `reshard_crash`: each kind of resharding waited for, cancelled and cut short by a
+/// power cut at every step, on hash and range layouts, with writes of every kind during them.
+fn reshard_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    use reshard::Op as R;
+    let put = |key, durability| R::Write(WriteOp::Put { key, len16: 2, durability });
+    let del = |key, durability| R::Write(WriteOp::Delete { key, durability });
+    let batch =
+        |entries: Vec<(u8, u8)>, durability| R::Write(WriteOp::Batch { entries, durability });
+    let (sync, buffered) = (0, 1);
+    let (split, split_at, add, mv) = (0, 1, 2, 3);
+    let (wait, cancel, crash) = (0, 1, 2);
+    let reshard = |kind, shard, action, step, mode, during: Vec<(u8, WriteOp)>| {
+        R::Reshard(ReshardOp { kind, shard, at: 30, action, step, mode, during })
+    };
+    let during_all = |s: u8| {
+        vec![
+            (s, WriteOp::Put { key: 3, len16: 1, durability: buffered }),
+            (
+                s + 1,
+                WriteOp::Batch { entries: vec![(5, 1), (29, 1), (40, 255)], durability: buffered },
+            ),
+            (s + 2, WriteOp::Transaction { key: 7, other: 8, len16: 2, durability: sync }),
+        ]
+    };
+    let mut seeds = Vec::new();
+
+    // Range, one shard: split, add and move waited for, writes at the steps, then reopens.
+    let range1 = ReshardConfig { layout: 4, memtable: 0, flags: 0 };
+    let mut ops: Vec<R> = (0..20).map(|i| put(i * 2, i % 2)).collect();
+    ops.push(R::Fill { count: 5, durability: buffered });
+    ops.push(batch(vec![(1, 3), (30, 3), (47, 255)], buffered));
+    ops.push(reshard(split, 0, wait, 0, 0, during_all(1)));
+    ops.push(R::Get { key: 30 });
+    ops.push(R::Scan { lo: 0, hi: 47, flags: 1 });
+    ops.push(R::Write(WriteOp::Async { entries: vec![(2, 1), (44, 1)], durability: buffered }));
+    ops.push(R::Write(WriteOp::CompareAndSwap { key: 2, expected: 0, len16: 1 }));
+    ops.push(reshard(add, 0, wait, 0, 0, during_all(6)));
+    ops.push(reshard(mv, 1, wait, 0, 0, during_all(3)));
+    ops.push(R::Flush);
+    ops.push(R::Reopen { how: 1 });
+    ops.push(reshard(split_at, 0, wait, 0, 0, vec![]));
+    ops.push(R::PowerCut { mode: 9 });
+    ops.push(R::WaitCleanup);
+    seeds.push((
+        "reshard_crash",
+        "range-split-add-move".into(),
+        encode_reshard_input(range1, &ops),
+    ));
+
+    // Hash, one shard of 3000 keys (copies and cleanups take several batches): a power cut
+    // at every step of a split, an add, a move.
+    let hash1 = ReshardConfig { layout: 0, memtable: 4, flags: 1 };
+    for (name, kind) in [("split", split), ("add", add), ("move", mv)] {
+        let mut ops: Vec<R> = vec![
+            R::Fill { count: 5, durability: sync },
+            R::Fill { count: 5, durability: buffered },
+        ];
+        for step in 0..9u8 {
+            ops.push(put(step, buffered));
+            ops.push(batch(vec![(step + 10, 2), (step + 20, 2), (step + 30, 2)], step % 2));
+            ops.push(reshard(kind, step, crash, step, step, during_all(step.saturating_sub(2))));
+            ops.push(del(step + 10, sync));
+        }
+        let name = format!("hash-power-cut-every-step-{name}");
+        seeds.push(("reshard_crash", name, encode_reshard_input(hash1, &ops)));
+    }
+
+    // Range, three shards: cancels at every step, split_at inside and outside a range.
+    let range3 = ReshardConfig { layout: 2 | 4, memtable: 20, flags: 0 };
+    let mut ops: Vec<R> = vec![R::Fill { count: 2, durability: buffered }];
+    for step in 0..9u8 {
+        ops.push(put(step * 5, step % 2));
+        ops.push(reshard(
+            [split, add, split_at][usize::from(step % 3)],
+            step,
+            cancel,
+            step,
+            0,
+            during_all(step),
+        ));
+        ops.push(R::Scan { lo: 10, hi: 40, flags: 0 });
+    }
+    ops.push(R::Reshard(ReshardOp {
+        kind: split_at,
+        shard: 0,
+        at: 40,
+        action: wait,
+        step: 0,
+        mode: 0,
+        during: vec![],
+    }));
+    ops.push(R::Reopen { how: 0 });
+    seeds.push((
+        "reshard_crash",
+        "range-cancel-every-step".into(),
+        encode_reshard_input(range3, &ops),
+    ));
+
+    // The first finding: a buffered one-shard batch whose keys a split separates, then a
+    // power cut right after the cut-over, kept half of the batch (the sources were not
+    // durable as of the fence). Split and add.
+    let mut ops = vec![R::Fill { count: 5, durability: sync }];
+    for kind in [split, add] {
+        ops.push(batch(vec![(5, 1), (40, 1)], buffered));
+        ops.push(reshard(kind, 0, crash, 6, 0, vec![]));
+    }
+    seeds.push((
+        "reshard_crash",
+        "split-keeps-buffered-batch-whole".into(),
+        encode_reshard_input(range1, &ops),
     ));
     seeds
 }
