@@ -853,20 +853,8 @@ impl ShardedDb {
         drop(snapshots);
         // Catch up with the writes made meanwhile, while they are many.
         job.set_phase(ReshardPhase::CatchingUp);
-        for _ in 0..MAX_CATCH_UP_ROUNDS {
-            let routing = self.routing();
-            let noted = capture.take();
-            let n = noted.len();
-            for &i in &plan.sources {
-                routing.shard(i).map_err(before)?.db.async_barrier();
-            }
-            self.catch_up(&routing, noted, new_db, Durability::None, job).map_err(before)?;
-            self.step(ReshardStep::CaughtUp);
-            job.check_cancelled().map_err(before)?;
-            if n < SMALL_ROUND {
-                break;
-            }
-        }
+        self.catch_up_rounds(plan, &capture, new_db, Durability::None, SMALL_ROUND, job)
+            .map_err(before)?;
         new_db.flush().map_err(before)?;
         // Sources that keep some of their keys make their writes durable too, here and
         // (what came since) under the fence: see `sync_sources`.
@@ -875,19 +863,8 @@ impl ShardedDb {
         job.check_cancelled().map_err(before)?;
         // The writes made during the flush, now through the new shard's log (a synced last
         // batch per round), so that the fence has only the last moments' writes left.
-        for _ in 0..MAX_CATCH_UP_ROUNDS {
-            let routing = self.routing();
-            let noted = capture.take();
-            let n = noted.len();
-            for &i in &plan.sources {
-                routing.shard(i).map_err(before)?.db.async_barrier();
-            }
-            self.catch_up(&routing, noted, new_db, Durability::Sync, job).map_err(before)?;
-            job.check_cancelled().map_err(before)?;
-            if n < SMALL_ROUND / 8 {
-                break;
-            }
-        }
+        self.catch_up_rounds(plan, &capture, new_db, Durability::Sync, SMALL_ROUND / 8, job)
+            .map_err(before)?;
         // Cut over under the fence.
         job.set_phase(ReshardPhase::CuttingOver);
         let routing = self.routing();
@@ -957,6 +934,35 @@ impl ShardedDb {
             let routing = self.routing();
             for &i in &plan.sources {
                 routing.shard(i)?.db.sync_log()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Catch-up rounds (sources' async queues drained first, then the noted keys copied
+    /// with `durability`) until a round notes fewer than `small` keys, at most
+    /// [`MAX_CATCH_UP_ROUNDS`].
+    fn catch_up_rounds(
+        &self,
+        plan: &Plan,
+        capture: &Capture,
+        new_db: &Db,
+        durability: Durability,
+        small: usize,
+        job: &Job,
+    ) -> Result<()> {
+        for _ in 0..MAX_CATCH_UP_ROUNDS {
+            let routing = self.routing();
+            let noted = capture.take();
+            let n = noted.len();
+            for &i in &plan.sources {
+                routing.shard(i)?.db.async_barrier();
+            }
+            self.catch_up(&routing, noted, new_db, durability, job)?;
+            self.step(ReshardStep::CaughtUp);
+            job.check_cancelled()?;
+            if n < small {
+                break;
             }
         }
         Ok(())
