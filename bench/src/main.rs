@@ -258,7 +258,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compression_per_level_parses_none_and_zstd_levels() {
+    fn compression_per_level_parses_none_lz4_and_zstd_levels() {
         let parsed = parse_compression_per_level("none, zstd:3,lz4").unwrap().0;
         assert_eq!(
             parsed,
@@ -268,7 +268,7 @@ mod tests {
                 strata::Compression::Lz4
             ]
         );
-        for bad in ["", "zstd", "zstd:x", "lz4", "none,,zstd:1"] {
+        for bad in ["", "zstd", "zstd:x", "lz4:1", "none,,zstd:1"] {
             assert!(parse_compression_per_level(bad).is_err(), "{bad:?} accepted");
         }
     }
