@@ -185,10 +185,10 @@ impl Options {
     setter!(
         /// Block compression of tables (RocksDB `compression`). Default LZ4: a point read
         /// whose block is not in the block cache decompresses it, and LZ4 does that several
-        /// times faster than zstd, for a few percent more bytes on disk (measured in
-        /// `docs/benchmarks.md`, "The point-read path": 1M random keys, readrandom +25%,
-        /// fillrandom +13%, space amplification 0.88 → 0.92). Zstd suits cold data where
-        /// space matters more than read latency:
+        /// times faster than zstd (half the instructions per block here), for a few percent
+        /// more bytes on disk (`docs/benchmarks.md`, "The point-read path": space
+        /// amplification 0.88 → 0.92 at 1M random keys). Zstd suits cold data where space
+        /// matters more than read latency:
         ///
         /// ```
         /// use strata::{Compression, Options};
