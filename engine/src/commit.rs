@@ -161,7 +161,8 @@ impl<S> CommitPipeline<S> {
     /// Commits `batch` (not empty) atomically: sequences it, logs it, applies it and returns
     /// once it is visible — or fails, having applied nothing that stays.
     ///
-    /// `check` runs under the commit lock just before the batch is sequenced: if it fails,
+    /// `check` runs under the commit lock just before the batch is sequenced, given the
+    /// state and the batch: if it fails,
     /// nothing is sequenced, logged or applied. It sees every batch sequenced before this
     /// one, applied or not (a transaction's validation, a conditional write's expectations).
     pub(crate) fn commit_checked<E>(
@@ -169,7 +170,7 @@ impl<S> CommitPipeline<S> {
         env: &E,
         batch: &mut WriteBatch,
         mode: CommitMode,
-        check: impl FnOnce(&mut S) -> Result<()>,
+        check: impl FnOnce(&mut S, &WriteBatch) -> Result<()>,
     ) -> Result<()>
     where
         E: CommitEnv<State = S>,
@@ -178,7 +179,7 @@ impl<S> CommitPipeline<S> {
         let count = batch.len() as u64;
         let (ticket, mem, last_seq) = {
             let (mut s, mem) = self.lock_with_room(env, mode)?;
-            check(&mut s.inner)?;
+            check(&mut s.inner, batch)?;
             let first = s.next_seq;
             let last = first + count - 1;
             if last > MAX_SEQ {
@@ -294,7 +295,7 @@ mod tests {
         env: &FakeEnv,
         b: &mut WriteBatch,
     ) -> Result<()> {
-        pipeline.commit_checked(env, b, MODE, |_| Ok(()))
+        pipeline.commit_checked(env, b, MODE, |_, _| Ok(()))
     }
 
     /// A fake log (the records in the order they were handed over) and memtable (the

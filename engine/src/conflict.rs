@@ -126,14 +126,24 @@ impl ConflictWindow {
         Some(seq)
     }
 
-    /// [`Error::Conflict`] if a key or range of `reads` was written after `snapshot`, or if
-    /// a write after `snapshot` was forgotten (it may have touched one).
-    pub(crate) fn validate(&self, snapshot: SeqNo, reads: &ReadSet) -> Result<()> {
+    /// [`Error::Conflict`] if a key or range of `reads`, or one of the `written` keys, was
+    /// written after `snapshot`, or if a write after `snapshot` was forgotten (it may have
+    /// touched one).
+    pub(crate) fn validate<'k>(
+        &self,
+        snapshot: SeqNo,
+        reads: &ReadSet,
+        mut written: impl Iterator<Item = &'k [u8]>,
+    ) -> Result<()> {
         if self.forgotten > snapshot {
             return Err(Error::Conflict);
         }
         let newer = |seq: &SeqNo| *seq > snapshot;
-        if reads.keys.iter().any(|k| self.written.get(k).is_some_and(newer)) {
+        if self.written.is_empty() {
+            return Ok(()); // nothing was written after any open snapshot
+        }
+        let written_after = |k: &[u8]| self.written.get(k).is_some_and(newer);
+        if reads.keys.iter().any(|k| written_after(k)) || written.any(written_after) {
             return Err(Error::Conflict);
         }
         // A range that holds no key cannot have been written into.
@@ -143,6 +153,13 @@ impl ConflictWindow {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl ConflictWindow {
+    fn validate_reads(&self, snapshot: SeqNo, reads: &ReadSet) -> Result<()> {
+        self.validate(snapshot, reads, std::iter::empty())
     }
 }
 
@@ -186,10 +203,10 @@ mod tests {
         w.record(&batch(&["a"]), 11);
         w.open(11);
         w.record(&batch(&["b"]), 12);
-        assert!(matches!(w.validate(10, &reads(&["a"], &[])), Err(Error::Conflict)));
-        assert!(w.validate(11, &reads(&["a"], &[])).is_ok(), "a was written at 11, not after");
-        assert!(matches!(w.validate(11, &reads(&["b"], &[])), Err(Error::Conflict)));
-        assert!(w.validate(11, &reads(&["c"], &[])).is_ok());
+        assert!(matches!(w.validate_reads(10, &reads(&["a"], &[])), Err(Error::Conflict)));
+        assert!(w.validate_reads(11, &reads(&["a"], &[])).is_ok(), "a was written at 11, not after");
+        assert!(matches!(w.validate_reads(11, &reads(&["b"], &[])), Err(Error::Conflict)));
+        assert!(w.validate_reads(11, &reads(&["c"], &[])).is_ok());
     }
 
     #[test]
@@ -197,9 +214,9 @@ mod tests {
         let mut w = ConflictWindow::new(1 << 20);
         w.open(5);
         w.record(&batch(&["user/2"]), 6);
-        assert!(matches!(w.validate(5, &reads(&[], &[("user/", "user0")])), Err(Error::Conflict)));
-        assert!(w.validate(5, &reads(&[], &[("user/3", "user0")])).is_ok());
-        assert!(w.validate(5, &reads(&[], &[("a", "user/2")])).is_ok(), "end is excluded");
+        assert!(matches!(w.validate_reads(5, &reads(&[], &[("user/", "user0")])), Err(Error::Conflict)));
+        assert!(w.validate_reads(5, &reads(&[], &[("user/3", "user0")])).is_ok());
+        assert!(w.validate_reads(5, &reads(&[], &[("a", "user/2")])).is_ok(), "end is excluded");
     }
 
     #[test]
@@ -207,14 +224,14 @@ mod tests {
         let mut w = ConflictWindow::new(1 << 20);
         w.record(&batch(&["a"]), 1);
         w.open(1);
-        assert!(w.validate(0, &reads(&["a"], &[])).is_ok(), "recorded while nobody tracked");
+        assert!(w.validate_reads(0, &reads(&["a"], &[])).is_ok(), "recorded while nobody tracked");
         w.record(&batch(&["b"]), 2);
         w.open(2);
         w.record(&batch(&["c"]), 3);
         w.close(1);
         // The oldest open snapshot is 2 now: the write at 2 can no longer matter.
         assert_eq!(w.history.len(), 1);
-        assert!(matches!(w.validate(2, &reads(&["c"], &[])), Err(Error::Conflict)));
+        assert!(matches!(w.validate_reads(2, &reads(&["c"], &[])), Err(Error::Conflict)));
         w.close(2);
         assert!(!w.is_tracking() && w.history.is_empty() && w.written.is_empty());
     }
@@ -224,12 +241,12 @@ mod tests {
         let mut w = ConflictWindow::new(4 * super::footprint(b"a")); // four one-byte keys
         w.open(0);
         w.record(&batch(&["a", "b", "c", "d"]), 1);
-        assert!(w.validate(0, &reads(&["z"], &[])).is_ok());
+        assert!(w.validate_reads(0, &reads(&["z"], &[])).is_ok());
         w.record(&batch(&["e"]), 5); // forgets "a" (seq 1)
         assert!(
-            matches!(w.validate(0, &reads(&["z"], &[])), Err(Error::Conflict)),
+            matches!(w.validate_reads(0, &reads(&["z"], &[])), Err(Error::Conflict)),
             "a write after the snapshot was forgotten: it might have been z"
         );
-        assert!(w.validate(1, &reads(&["z"], &[])).is_ok(), "the forgotten write is not newer");
+        assert!(w.validate_reads(1, &reads(&["z"], &[])).is_ok(), "the forgotten write is not newer");
     }
 }

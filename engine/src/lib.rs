@@ -77,6 +77,7 @@ mod histogram;
 mod memtable;
 mod metrics;
 mod options;
+mod own_writes;
 mod state;
 mod table_cache;
 mod version_set;

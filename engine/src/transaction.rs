@@ -11,7 +11,7 @@
 //! writers pay one branch while no transaction is open.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ use crate::conflict::ReadSet;
 use crate::db_iter::KeyRange;
 use crate::inner::DbInner;
 use crate::options::WriteOptions;
+use crate::own_writes::OwnWrites;
 use crate::snapshot::{owned_range, Iter, Snapshot};
 use crate::state::WriteState;
 
@@ -50,8 +51,9 @@ impl DbInner {
         self.commit.lock().conflicts.close(seq);
     }
 
-    /// Commits `batch` if nothing in `reads` was written after `snapshot` (checked under the
-    /// commit lock) and `extra` passes too; a batch without entries only checks. The
+    /// Commits `batch` if nothing in `reads` (nor, with `validate_written`, any key of the
+    /// batch) was written after `snapshot` (checked under the commit lock) and `extra`
+    /// passes too; a batch without entries only checks. The
     /// conflict window opened at `snapshot` is closed on return whatever the outcome —
     /// under the same commit lock as the check when the check runs, so an uncontended
     /// commit takes the lock once and its own keys are not recorded for nobody.
@@ -61,17 +63,19 @@ impl DbInner {
         mode: CommitMode,
         snapshot: SeqNo,
         reads: &ReadSet,
+        validate_written: bool,
         extra: Result<()>,
     ) -> Result<()> {
         let closed = Cell::new(false);
-        let check = |w: &mut WriteState| {
-            let verdict = w.conflicts.validate(snapshot, reads).and(extra);
+        let check = |w: &mut WriteState, batch: &WriteBatch| {
+            let written = validate_written.then_some(batch).into_iter().flat_map(WriteBatch::iter);
+            let verdict = w.conflicts.validate(snapshot, reads, written.map(|e| e.key)).and(extra);
             w.conflicts.close(snapshot);
             closed.set(true);
             verdict
         };
         let result = if batch.is_empty() {
-            self.check_open().and_then(|()| check(&mut self.commit.lock()))
+            self.check_open().and_then(|()| check(&mut self.commit.lock(), batch))
         } else {
             self.write_checked(batch, mode, check)
         };
@@ -108,7 +112,7 @@ impl DbInner {
                 }
             }
             drop(view);
-            match self.commit_closing(&mut batch, mode, seq, &reads, verdict) {
+            match self.commit_closing(&mut batch, mode, seq, &reads, false, verdict) {
                 Err(Error::Conflict) => continue,
                 other => return other,
             }
@@ -158,8 +162,8 @@ impl DbInner {
 pub struct Transaction {
     db: Arc<DbInner>,
     snapshot: Snapshot,
-    /// Buffered writes, last one per key (`None`: delete).
-    writes: BTreeMap<Vec<u8>, Option<Bytes>>,
+    /// Buffered writes: the batch the commit logs.
+    writes: OwnWrites,
     reads: ReadSet,
     /// Committed or rolled back: the conflict window is closed.
     finished: bool,
@@ -183,7 +187,7 @@ impl Transaction {
         Transaction {
             db,
             snapshot,
-            writes: BTreeMap::new(),
+            writes: OwnWrites::default(),
             reads: ReadSet::default(),
             finished: false,
         }
@@ -205,7 +209,7 @@ impl Transaction {
 
     /// The keys the transaction writes (for resharding's catch-up of a commit).
     pub(crate) fn written_keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.writes.keys().map(Vec::as_slice)
+        self.writes.keys()
     }
 
     /// The value of `key`: the transaction's own write if it made one, else the value as of
@@ -226,7 +230,7 @@ impl Transaction {
     pub fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         if let Some(own) = self.writes.get(key) {
-            return Ok(own.clone());
+            return Ok(own);
         }
         self.reads.keys.push(key.to_vec());
         self.snapshot.get(key)
@@ -245,7 +249,7 @@ impl Transaction {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        self.writes.insert(key.as_ref().to_vec(), Some(Bytes::copy_from_slice(value.as_ref())));
+        self.writes.put(key.as_ref(), value.as_ref());
     }
 
     /// Deletes `key` when the transaction commits.
@@ -262,7 +266,7 @@ impl Transaction {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete(&mut self, key: impl AsRef<[u8]>) {
-        self.writes.insert(key.as_ref().to_vec(), None);
+        self.writes.delete(key.as_ref());
     }
 
     /// The entries in `range` as of the snapshot, merged with the transaction's own writes,
@@ -306,10 +310,7 @@ impl Transaction {
         let own: Vec<(Bytes, Option<Bytes>)> = if range.is_empty() {
             Vec::new()
         } else {
-            self.writes
-                .range::<[u8], _>(range.bounds())
-                .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
-                .collect()
+            self.writes.in_range(&range)
         };
         let stored = self.snapshot.range_of(range.clone());
         self.reads.ranges.push(range);
@@ -362,22 +363,14 @@ impl Transaction {
             self.db.end_tracking(seq);
             return Ok(());
         }
-        let mut batch = WriteBatch::new();
-        for (key, value) in &self.writes {
-            match value {
-                Some(v) => batch.put(key, v),
-                None => batch.delete(key),
-            }
-        }
-        let mut reads = std::mem::take(&mut self.reads);
-        if reads.is_empty() {
+        let batch = self.writes.batch_mut();
+        if self.reads.is_empty() {
             // Blind writes: last committer wins, as with a plain batch.
             self.db.end_tracking(seq);
-            return self.db.write(batch, mode);
+            return self.db.write(std::mem::take(batch), mode);
         }
-        // First committer wins on a key both wrote.
-        reads.keys.extend(self.writes.keys().cloned());
-        self.db.commit_closing(&mut batch, mode, seq, &reads, Ok(()))
+        // The written keys are validated too: first committer wins on a key both wrote.
+        self.db.commit_closing(batch, mode, seq, &self.reads, true, Ok(()))
     }
 
     /// Discards the transaction: nothing is written (the same as dropping it).

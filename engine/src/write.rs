@@ -78,7 +78,7 @@ impl DbInner {
         if !batch.expectations().is_empty() {
             return self.write_conditional(batch, mode);
         }
-        self.write_checked(&mut batch, mode, |_| Ok(()))
+        self.write_checked(&mut batch, mode, |_, _| Ok(()))
     }
 
     /// [`DbInner::write`] with `check` run under the commit lock before the batch is
@@ -87,7 +87,7 @@ impl DbInner {
         &self,
         batch: &mut WriteBatch,
         mode: CommitMode,
-        check: impl FnOnce(&mut WriteState) -> Result<()>,
+        check: impl FnOnce(&mut WriteState, &WriteBatch) -> Result<()>,
     ) -> Result<()> {
         let start = Instant::now();
         self.check_writable()?;
