@@ -204,7 +204,10 @@ mod tests {
         w.open(11);
         w.record(&batch(&["b"]), 12);
         assert!(matches!(w.validate_reads(10, &reads(&["a"], &[])), Err(Error::Conflict)));
-        assert!(w.validate_reads(11, &reads(&["a"], &[])).is_ok(), "a was written at 11, not after");
+        assert!(
+            w.validate_reads(11, &reads(&["a"], &[])).is_ok(),
+            "a was written at 11, not after"
+        );
         assert!(matches!(w.validate_reads(11, &reads(&["b"], &[])), Err(Error::Conflict)));
         assert!(w.validate_reads(11, &reads(&["c"], &[])).is_ok());
     }
@@ -214,7 +217,10 @@ mod tests {
         let mut w = ConflictWindow::new(1 << 20);
         w.open(5);
         w.record(&batch(&["user/2"]), 6);
-        assert!(matches!(w.validate_reads(5, &reads(&[], &[("user/", "user0")])), Err(Error::Conflict)));
+        assert!(matches!(
+            w.validate_reads(5, &reads(&[], &[("user/", "user0")])),
+            Err(Error::Conflict)
+        ));
         assert!(w.validate_reads(5, &reads(&[], &[("user/3", "user0")])).is_ok());
         assert!(w.validate_reads(5, &reads(&[], &[("a", "user/2")])).is_ok(), "end is excluded");
     }
@@ -247,6 +253,9 @@ mod tests {
             matches!(w.validate_reads(0, &reads(&["z"], &[])), Err(Error::Conflict)),
             "a write after the snapshot was forgotten: it might have been z"
         );
-        assert!(w.validate_reads(1, &reads(&["z"], &[])).is_ok(), "the forgotten write is not newer");
+        assert!(
+            w.validate_reads(1, &reads(&["z"], &[])).is_ok(),
+            "the forgotten write is not newer"
+        );
     }
 }

@@ -307,11 +307,8 @@ impl Transaction {
     }
 
     pub(crate) fn scan(&mut self, range: KeyRange) -> TransactionIter {
-        let own: Vec<(Bytes, Option<Bytes>)> = if range.is_empty() {
-            Vec::new()
-        } else {
-            self.writes.in_range(&range)
-        };
+        let own: Vec<(Bytes, Option<Bytes>)> =
+            if range.is_empty() { Vec::new() } else { self.writes.in_range(&range) };
         let stored = self.snapshot.range_of(range.clone());
         self.reads.ranges.push(range);
         TransactionIter::new(stored, own)

@@ -697,33 +697,42 @@ fn forged_blocks_with_valid_checksums_never_panic() {
     }
 }
 
-/// A table written by format version 1 (raw and zstd blocks only; committed in
-/// `tests/fixtures`, written by the builder of that version: 300 keys `key0000..key0299`
-/// at sequence i + 1, every tenth from the fourth a tombstone, 512-byte blocks, zstd 1)
-/// still opens, verifies and reads back under the current version.
+/// Tables written by older format versions (committed in `tests/fixtures`, each written by
+/// the builder of its version: 300 keys `key0000..key0299` at sequence i + 1, every tenth
+/// from the fourth a tombstone, 512-byte blocks) still open, verify and read back under the
+/// current version: version 1 (zstd 1; raw and zstd blocks only) and version 2 (LZ4 blocks;
+/// both with the plain kind-1 bloom filter that version 3 no longer writes).
 #[test]
-fn a_format_version_1_table_still_opens_and_reads() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format_v1_zstd.sst");
-    let fs = OsFileSystem;
-    let stats = Arc::new(TableStats::default());
-    let t = Table::open(&fs, &path, 1, Some(BlockCache::new(1 << 20)), stats.clone()).unwrap();
-    assert_eq!(t.properties().compression, Compression::Zstd { level: 1 });
-    assert_eq!(t.verify().unwrap().entries, 300);
-    assert!(stats.decompressed_blocks() > 1, "the fixture holds zstd blocks");
-    let mut expected = Vec::new();
-    for i in 0..300u32 {
-        let key = format!("key{i:04}");
-        let (kind, value) = if i % 10 == 3 {
-            (ValueKind::Delete, String::new())
-        } else {
-            (ValueKind::Put, format!("value-{i}-").repeat(4))
-        };
-        let found = t.get(key.as_bytes(), MAX_SEQ).unwrap().unwrap();
-        assert_eq!((found.0, &found.1[..]), (kind, value.as_bytes()));
-        assert_eq!(t.get(key.as_bytes(), u64::from(i)).unwrap(), None, "older than its write");
-        let internal = InternalKey::new(key.as_bytes(), u64::from(i) + 1, kind);
-        expected.push((internal.into_encoded(), value.into_bytes()));
+fn tables_of_format_versions_1_and_2_still_open_and_read() {
+    for (file, compression) in [
+        ("format_v1_zstd.sst", Compression::Zstd { level: 1 }),
+        ("format_v2_lz4.sst", Compression::Lz4),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);
+        let fs = OsFileSystem;
+        let stats = Arc::new(TableStats::default());
+        let t = Table::open(&fs, &path, 1, Some(BlockCache::new(1 << 20)), stats.clone()).unwrap();
+        assert_eq!(t.properties().compression, compression, "{file}");
+        assert_eq!(t.verify().unwrap().entries, 300, "{file}");
+        assert!(stats.decompressed_blocks() > 1, "{file} holds compressed blocks");
+        let mut expected = Vec::new();
+        for i in 0..300u32 {
+            let key = format!("key{i:04}");
+            let (kind, value) = if i % 10 == 3 {
+                (ValueKind::Delete, String::new())
+            } else {
+                (ValueKind::Put, format!("value-{i}-").repeat(4))
+            };
+            let found = t.get(key.as_bytes(), MAX_SEQ).unwrap().unwrap();
+            assert_eq!((found.0, &found.1[..]), (kind, value.as_bytes()), "{file}");
+            assert_eq!(t.get(key.as_bytes(), u64::from(i)).unwrap(), None, "older than its write");
+            let internal = InternalKey::new(key.as_bytes(), u64::from(i) + 1, kind);
+            expected.push((internal.into_encoded(), value.into_bytes()));
+        }
+        let misses = (300..1300u32)
+            .filter(|i| t.get(format!("key{i:04}").as_bytes(), MAX_SEQ).unwrap().is_some());
+        assert_eq!(misses.count(), 0, "{file}: absent keys are absent");
+        assert_eq!(collect_forward(&mut t.iter()), expected, "{file}");
+        assert_eq!(collect_backward(&mut t.iter()), expected, "{file}");
     }
-    assert_eq!(collect_forward(&mut t.iter()), expected);
-    assert_eq!(collect_backward(&mut t.iter()), expected);
 }
