@@ -57,13 +57,14 @@ fn main() {
             format!(
                 "{} acknowledged writes verified; reshardings: {} completed, {} cancelled, \
                  killed after the cut-over {} (completed at reopen), killed before it {} \
-                 (rolled back at reopen), {} refused",
+                 (rolled back at reopen), {} refused; last step reached by those killed: {:?}",
                 report.verified,
                 r.completed,
                 r.cancelled,
                 r.killed_after_cut_over,
                 r.killed_before_cut_over,
-                r.refused
+                r.refused,
+                r.killed_at
             )
         })
     } else {

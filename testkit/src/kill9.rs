@@ -25,7 +25,7 @@
 //! The same machinery runs the sharded campaign of [`crate::kill9_sharded`], against a
 //! [`strata::ShardedDb`] resharded while the writers write: what differs (the store, the
 //! workload, what the child does beside its writers, what the parent checks beyond the
-//! writes) is a [`Subject`].
+//! writes) is a `Subject`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -195,7 +195,7 @@ pub(crate) fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
 pub fn child_main(args: &ChildArgs) -> ! {
     match args.target {
         Target::Db => child_run(PlainDb, args),
-        Target::Sharded => child_run(ShardedSubject::default(), args),
+        Target::Sharded => child_run(ShardedSubject::child(), args),
     }
 }
 

@@ -22,15 +22,21 @@
 //! * the layout is one the child saw or the target of the resharding it was running: the
 //!   child logs, with one `write(2)` per line, a fingerprint of the layout (shard
 //!   directories and partitioner) before it starts a resharding (`S`) and after each ends
-//!   (`D`, `C` when cancelled; `E` when the start was refused). Without one running, the
-//!   reopened layout must be the last logged; with one running it must be the one before
-//!   (rolled back) or a new one with the shard count the operation gives (completed);
+//!   (`D`, `C` when cancelled; `E` when the start was refused), and each [`strata::testing::ReshardStep`] the
+//!   running one reaches (`P`, from [`ShardedOptions::on_reshard_step`], which runs before
+//!   the step after it). Without one running, the reopened layout must be the last logged;
+//!   with one running it must be the one before (rolled back), or a new one with the shard
+//!   count the operation gives (completed). Rolled back: it had not reached `CutOver`.
+//!   Completed: it had reached `Fenced` (the target layout is written under the fence);
 //! * once the resumed cleanup is done: the contents are unchanged, every key lies on the
 //!   shard it routes to, and every shard directory not in the layout (a rolled-back
 //!   target, a moved shard's old home) holds no file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use strata::{Error, Partitioner, ReshardPhase, Resharding, ShardedDb, ShardedOptions};
 
@@ -46,7 +52,7 @@ pub const ENTITIES: u64 = 8;
 pub const ROUNDS_PER_STORE: u64 = 40;
 
 /// What became of the reshardings of a campaign.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReshardTally {
     /// Finished in the child before the kill (`Done`).
     pub completed: u64,
@@ -60,10 +66,13 @@ pub struct ReshardTally {
     /// Refused at the start (a range shard with a single shard key cannot split, a split
     /// point outside the shard, a cleanup still pending).
     pub refused: u64,
+    /// For the reshardings running at a kill: how many had last reached each step
+    /// (`ReshardStep`'s name; `Started`: none yet).
+    pub killed_at: BTreeMap<String, u64>,
 }
 
 /// The result of [`run_campaign`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardedReport {
     /// Acknowledged writes verified.
     pub verified: u64,
@@ -106,10 +115,12 @@ pub fn run_campaign(c: &Campaign, child: &dyn Fn() -> Command) -> Result<Sharded
 /// of each database's layout and the tally.
 #[derive(Default)]
 pub(crate) struct ShardedSubject {
+    /// Whether this is the child (which logs the steps of its reshardings).
+    child: bool,
     /// Child: the resharding it started and has not seen end.
     running: Option<Resharding>,
-    /// Child: its resharding log.
-    log: Option<std::fs::File>,
+    /// Child: its resharding log, shared with the step hook.
+    log: Arc<Mutex<Option<std::fs::File>>>,
     /// Child: fresh directories made so far.
     fresh: u64,
     /// Parent: the fingerprint of each database's layout after the last round.
@@ -173,16 +184,31 @@ impl Op {
     }
 }
 
+/// Appends `line` to the resharding log of round `args.round`, opening it first.
+fn log_line(
+    log: &Mutex<Option<std::fs::File>>,
+    args: &ChildArgs,
+    line: &str,
+) -> Result<(), String> {
+    let path = reshard_log(args);
+    let mut log = log.lock().map_err(|_| "resharding log lock poisoned".to_string())?;
+    if log.is_none() {
+        *log = Some(open_log(&path).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    match log.as_mut() {
+        Some(f) => append_line(f, line).map_err(|e| format!("{}: {e}", path.display())),
+        None => Ok(()),
+    }
+}
+
 impl ShardedSubject {
+    /// The child's subject.
+    pub(crate) fn child() -> ShardedSubject {
+        ShardedSubject { child: true, ..ShardedSubject::default() }
+    }
+
     fn log(&mut self, args: &ChildArgs, line: &str) -> Result<(), String> {
-        let path = reshard_log(args);
-        if self.log.is_none() {
-            self.log = Some(open_log(&path).map_err(|e| format!("{}: {e}", path.display()))?);
-        }
-        match self.log.as_mut() {
-            Some(f) => append_line(f, line).map_err(|e| format!("{}: {e}", path.display())),
-            None => Ok(()),
-        }
+        log_line(&self.log, args, line)
     }
 
     /// Starts a resharding chosen by `dice`, logging it; a refusal is logged too.
@@ -241,10 +267,20 @@ impl Subject for ShardedSubject {
         } else {
             Partitioner::Range(vec![format!("t{:02}", args.threads / 2).into_bytes()])
         };
-        let opts = ShardedOptions::new(2)
+        let mut opts = ShardedOptions::new(2)
             .partitioner(partitioner)
             .shard_key(ENTITY_SHARD_KEY)
             .engine(options());
+        if self.child {
+            let (log, args) = (Arc::clone(&self.log), args.clone());
+            opts = opts.on_reshard_step(move |step| {
+                // The parent's check relies on every step being logged.
+                if let Err(e) = log_line(&log, &args, &format!("P {step:?}")) {
+                    eprintln!("crashtest child: {e}");
+                    std::process::exit(3);
+                }
+            });
+        }
         ShardedDb::open(self.store_dir(args), opts)
     }
 
@@ -301,7 +337,10 @@ impl ShardedSubject {
         let text = std::fs::read_to_string(reshard_log(args)).unwrap_or_default();
         let _ = std::fs::remove_file(reshard_log(args));
         let mut expected = self.layouts.get(store).copied();
+        // The resharding running: its operation, shard count and layout before, and the
+        // steps it reached (whether `Fenced`, whether `CutOver`, the last).
         let mut running: Option<(Op, usize, u64)> = None;
+        let (mut fenced, mut cut_over, mut last_step) = (false, false, "Started".to_string());
         let parse_fp = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok());
         for line in text.lines() {
             let mut words = line.split(' ');
@@ -321,6 +360,13 @@ impl ShardedSubject {
                         ));
                     }
                     running = Some((op, n, fp));
+                    (fenced, cut_over, last_step) = (false, false, "Started".to_string());
+                }
+                Some("P") => {
+                    let Some(step) = words.next() else { continue };
+                    fenced |= step == "Fenced";
+                    cut_over |= step == "CutOver";
+                    last_step = step.to_string();
                 }
                 Some("E") => {
                     self.tally.refused += 1;
@@ -340,9 +386,18 @@ impl ShardedSubject {
             }
         }
         let now = fingerprint(db);
+        if running.is_some() {
+            *self.tally.killed_at.entry(last_step.clone()).or_default() += 1;
+        }
         match running {
-            Some((_, n, before)) if now == before => {
+            Some((op, n, before)) if now == before => {
                 self.tally.killed_before_cut_over += 1;
+                if cut_over {
+                    return Err(format!(
+                        "a {} that had cut over was rolled back (last step {last_step})",
+                        op.name()
+                    ));
+                }
                 if db.shard_count() != n {
                     return Err(format!(
                         "rolled back to the old layout with {} shards, not {n}",
@@ -352,6 +407,12 @@ impl ShardedSubject {
             }
             Some((op, n, _)) => {
                 self.tally.killed_after_cut_over += 1;
+                if !fenced {
+                    return Err(format!(
+                        "a {} took effect before its fence (last step {last_step})",
+                        op.name()
+                    ));
+                }
                 if db.shard_count() != op.shards_after(n) {
                     return Err(format!(
                         "a {} of {n} shards completed with {} shards",
@@ -432,4 +493,85 @@ fn check_directories(db: &ShardedDb, campaign: &Path, store: &Path) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child_args(dir: &Path) -> ChildArgs {
+        ChildArgs { dir: dir.to_path_buf(), round: 1, seed: 1, threads: 2, target: Target::Sharded }
+    }
+
+    fn with_log(args: &ChildArgs, text: &str) {
+        std::fs::write(reshard_log(args), text).unwrap();
+    }
+
+    /// The verifier itself: a layout that does not follow from the child's log is rejected.
+    #[test]
+    fn layout_history_rejects_what_the_log_does_not_allow() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = child_args(dir.path());
+        let mut subject = ShardedSubject::default();
+        let store = subject.store_dir(&args);
+        let db = subject.open(&args).unwrap();
+        let before = fingerprint(&db);
+
+        with_log(&args, &format!("S split 2 {before}\nP Journaled\n"));
+        subject.check_layout_history(&db, &args, &store).unwrap();
+        assert_eq!(subject.tally.killed_before_cut_over, 1);
+        assert_eq!(subject.tally.killed_at.get("Journaled"), Some(&1));
+
+        with_log(&args, &format!("S split 2 {before}\nP Fenced\nP CutOver\n"));
+        let err = subject.check_layout_history(&db, &args, &store).unwrap_err();
+        assert!(err.contains("had cut over was rolled back"), "{err}");
+
+        subject.layouts.insert(store.clone(), before ^ 1);
+        with_log(&args, "");
+        let err = subject.check_layout_history(&db, &args, &store).unwrap_err();
+        assert!(err.contains("no resharding running"), "{err}");
+        subject.layouts.insert(store.clone(), before);
+
+        db.split_shard(0).unwrap().wait().unwrap();
+        with_log(&args, &format!("S split 2 {before}\nP Journaled\nP Flushed\n"));
+        let err = subject.check_layout_history(&db, &args, &store).unwrap_err();
+        assert!(err.contains("before its fence"), "{err}");
+        with_log(&args, &format!("S move 2 {before}\nP Fenced\n"));
+        let err = subject.check_layout_history(&db, &args, &store).unwrap_err();
+        assert!(err.contains("completed with 3 shards"), "{err}");
+        // The rejected rounds above were tallied too: a resharding ran in each.
+        let tallied = subject.tally.killed_after_cut_over;
+        with_log(&args, &format!("S split 2 {before}\nP Fenced\nP CutOver\nP Cleaned\n"));
+        subject.check_layout_history(&db, &args, &store).unwrap();
+        assert_eq!(subject.tally.killed_after_cut_over, tallied + 1);
+        assert_eq!(subject.tally.killed_at.get("Cleaned"), Some(&1));
+        db.close().unwrap();
+    }
+
+    /// A key on a shard it does not route to, and a file in a directory no shard owns, are
+    /// found.
+    #[test]
+    fn stale_copies_and_leftover_files_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = child_args(dir.path());
+        let subject = ShardedSubject::default();
+        let store = subject.store_dir(&args);
+        let db = subject.open(&args).unwrap();
+        check_placement(&db).unwrap();
+        check_directories(&db, dir.path(), &store).unwrap();
+
+        let key = b"t00/e00/k0001";
+        let wrong = 1 - db.shard_of(key);
+        db.shard(wrong).unwrap().put(key, "stale").unwrap();
+        let err = check_placement(&db).unwrap_err();
+        assert!(err.contains("routes to shard"), "{err}");
+
+        let leftover = dir.path().join(format!("{}-extra-r1-1", store_name(1)));
+        std::fs::create_dir_all(&leftover).unwrap();
+        check_directories(&db, dir.path(), &store).unwrap();
+        std::fs::write(leftover.join("000001.log"), "x").unwrap();
+        let err = check_directories(&db, dir.path(), &store).unwrap_err();
+        assert!(err.contains("no shard's directory"), "{err}");
+        db.close().unwrap();
+    }
 }
