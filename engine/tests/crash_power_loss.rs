@@ -8,7 +8,7 @@
 
 use strata::{Db, Durability, Error};
 use strata_core::sim::{CrashMode, FaultOp, SimFileSystem};
-use strata_testkit::crash::{check_round, progress_key, read_state, write_for};
+use strata_testkit::crash::{progress_key, read_state, write_for, Workload};
 use strata_testkit::model::{apply, State};
 use strata_testkit::power_loss::{self, options, THREADS};
 
@@ -54,7 +54,10 @@ fn failed_fsync_poisons_and_reopen_recovers_the_durable_state() {
     drop(db);
     let db = Db::open("/db", options(&sim)).unwrap();
     let got = read_state(&db).unwrap();
-    assert_eq!(check_round(&got, &State::new(), 1, 1, &[1], &[1]).unwrap(), vec![1]);
+    assert_eq!(
+        Workload::Thread.check_round(&got, &State::new(), 1, 1, &[1], &[1]).unwrap(),
+        vec![1]
+    );
 }
 
 /// BUG (engine recovery): an open that fails after it created its fresh log (here: the
@@ -186,8 +189,9 @@ fn tables_named_by_the_manifest_are_never_deleted() {
         db.close().unwrap();
         let db = Db::open("/db", options(&sim)).unwrap();
         let got = read_state(&db).unwrap_or_else(|e| panic!("round {round}: {e}"));
-        let progress =
-            check_round(&got, &state, 5, round, &[150; THREADS], &[150; THREADS]).unwrap();
+        let progress = Workload::Thread
+            .check_round(&got, &state, 5, round, &[150; THREADS], &[150; THREADS])
+            .unwrap();
         assert_eq!(progress, vec![150; THREADS]);
         state = got;
         db.close().unwrap();
@@ -216,7 +220,10 @@ fn abandoned_log_from_a_failed_switch_does_not_block_open() {
     let db = Db::open("/db", options(&sim)).expect("open after an abandoned log");
     let got = read_state(&db).unwrap();
     // Write 2 was synced by the switch before its new log failed: both must be there.
-    assert_eq!(check_round(&got, &State::new(), 1, 1, &[2], &[2]).unwrap(), vec![2]);
+    assert_eq!(
+        Workload::Thread.check_round(&got, &State::new(), 1, 1, &[2], &[2]).unwrap(),
+        vec![2]
+    );
 }
 
 /// A transaction's commit is one log record: a power cut in the middle of writing it (any

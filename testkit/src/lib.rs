@@ -11,7 +11,8 @@
 //!   in [`store`].
 //! * [`crash`]: the crash workload (deterministic writes with per-thread progress keys) and the
 //!   check of a recovered state; [`kill9`] runs it against a writer process killed with
-//!   SIGKILL, [`power_loss`] against threads whose simulated disk loses power.
+//!   SIGKILL, [`kill9_sharded`] against a `ShardedDb` resharded while a writer process is
+//!   killed, [`power_loss`] against threads whose simulated disk loses power.
 //! * [`fuzz`]: the logic of the cargo-fuzz targets in `fuzz/` and their seed corpus, which
 //!   `engine/tests/fuzz_corpus_replay.rs` also replays in an ordinary `cargo test`.
 //!
@@ -30,6 +31,7 @@
 pub mod crash;
 pub mod fuzz;
 pub mod kill9;
+pub mod kill9_sharded;
 pub mod model;
 pub mod model_test;
 pub mod power_loss;

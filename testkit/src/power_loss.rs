@@ -5,7 +5,7 @@
 //! * every Sync-acknowledged write is present;
 //! * batches are all-or-nothing and nothing unwritten appears (each thread's keys equal the
 //!   previous state plus exactly its writes `1..=p`, `p` its recovered progress counter:
-//!   [`check_round`]);
+//!   [`Workload::check_round`]);
 //! * the prefix property across threads: a write that survived implies every write
 //!   acknowledged before it started survived too (the log is ordered);
 //! * the dead process changed nothing on the disk after the power cut;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use strata::{Db, Durability, Options};
 use strata_core::sim::{CrashMode, SimFileSystem};
 
-use crate::crash::{check_round, mix, read_state, write_for};
+use crate::crash::{mix, read_state, write_for, Workload};
 use crate::model::State;
 
 /// Writer threads of a round.
@@ -146,8 +146,9 @@ pub fn run_round(
         })
         .collect();
     let upper: Vec<u64> = attempts.iter().map(|a| a.last().map_or(0, |a| a.counter)).collect();
-    let progress =
-        check_round(&got, prev, seed, round, &lower, &upper).unwrap_or_else(|e| panic!("{e}"));
+    let progress = Workload::Thread
+        .check_round(&got, prev, seed, round, &lower, &upper)
+        .unwrap_or_else(|e| panic!("{e}"));
     // Prefix property across threads: the latest start among surviving writes bounds what
     // must have survived.
     let latest_survivor_start = (0..THREADS)
