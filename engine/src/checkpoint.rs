@@ -59,7 +59,7 @@ pub(crate) fn finish_target(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
 
 /// Links `from` to `to`, or copies it (and syncs the copy) where a link is impossible.
 /// Returns whether it copied.
-fn link_or_copy(fs: &dyn FileSystem, from: &Path, to: &Path) -> Result<bool> {
+pub(crate) fn link_or_copy(fs: &dyn FileSystem, from: &Path, to: &Path) -> Result<bool> {
     if fs.hard_link(from, to).is_ok() {
         return Ok(false);
     }
