@@ -408,3 +408,68 @@ fn a_failure_or_power_cut_at_every_step_of_an_ingest_leaves_all_or_nothing() {
     assert!(saw.0 && saw.1, "both outcomes occur");
     assert!(cases > 15, "only {cases} cases");
 }
+
+fn sharded_model_check(db: &strata::ShardedDb, model: &Model) {
+    let got: Model = db.iter().map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect();
+    assert_eq!(&got, model);
+    for (k, v) in model {
+        assert_eq!(db.get(k).unwrap().as_deref(), Some(&v[..]));
+    }
+    for i in 0..db.shard_count() {
+        for r in db.shard(i).unwrap().iter() {
+            let (k, _) = r.unwrap();
+            assert_eq!(db.shard_of(&k), i, "{:?} lives on the wrong shard", k);
+        }
+    }
+}
+
+/// Range partitioning: a file inside one shard is linked as it is, one spanning shards is
+/// split; hash partitioning splits every file. Reads agree with the model, every key lives
+/// on its shard, and ingested data is newer than the writes it overlaps.
+#[test]
+fn sharded_ingest_routes_every_key_to_its_shard_under_ranges_and_hashing() {
+    for partitioner in
+        [strata::Partitioner::Range(vec![key(500), key(1000)]), strata::Partitioner::Hash]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let opts =
+            strata::ShardedOptions::new(3).partitioner(partitioner.clone()).engine(small_options());
+        let db = strata::ShardedDb::open(dir.path().join("db"), opts).unwrap();
+        let mut model = Model::new();
+        for i in (0..1500).step_by(2) {
+            db.put(key(i), b"w").unwrap();
+            model.insert(key(i), b"w".to_vec());
+        }
+        let engine = small_options();
+        let inside: Vec<_> = (100..400).map(|i| (key(i), Some(b"inside".to_vec()))).collect();
+        let a = build(&dir.path().join("a.sst"), &engine, &inside, &mut model);
+        let spanning: Vec<_> = (400..1300)
+            .map(|i| (key(i), if i % 10 == 0 { None } else { Some(b"span".to_vec()) }))
+            .collect();
+        let b = build(&dir.path().join("b.sst"), &engine, &spanning, &mut model);
+        let parts = db.ingest([&a, &b]).unwrap();
+        let shards: Vec<usize> = parts.iter().map(|(s, _)| *s).collect();
+        assert_eq!(shards, [0, 1, 2], "{partitioner:?}");
+        sharded_model_check(&db, &model);
+        let leftovers: Vec<_> = (0..3)
+            .flat_map(|i| std::fs::read_dir(db.shard(i).unwrap().path()).unwrap())
+            .filter(|e| {
+                e.as_ref().unwrap().file_name().to_string_lossy().starts_with("ingest-split")
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "temporary tables are removed");
+        let mut w = TableWriter::create(dir.path().join("c.sst"), &engine).unwrap();
+        w.put(key(350), "x").unwrap();
+        let c = w.finish().unwrap();
+        assert!(matches!(db.ingest([&a, &c]), Err(Error::InvalidArgument(_))), "overlap");
+        db.compact().unwrap();
+        sharded_model_check(&db, &model);
+        db.close().unwrap();
+        let db = strata::ShardedDb::open(
+            dir.path().join("db"),
+            strata::ShardedOptions::new(3).partitioner(partitioner).engine(small_options()),
+        )
+        .unwrap();
+        sharded_model_check(&db, &model);
+    }
+}
