@@ -43,8 +43,8 @@ use strata_core::key::{encode_internal_key, user_key, SeqNo, ValueKind, MAX_SEQ,
 use strata_core::{Error, IoResultExt, Result};
 use strata_sstable::{Table, TableProperties, TableStats};
 
-use crate::checkpoint::link_or_copy;
 use crate::db::Db;
+use crate::dir::link_or_copy;
 use crate::inner::DbInner;
 use crate::memtable::MemTable;
 use crate::table_writer::TableWriter;
