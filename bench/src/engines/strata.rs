@@ -404,6 +404,27 @@ mod tests {
         }
     }
 
+    /// A bulk load through `TableWriter` and ingest leaves every key readable, on a plain
+    /// and a sharded store, and removes its staging tables.
+    #[test]
+    fn a_bulk_load_ingests_every_key_and_cleans_up() {
+        for shards in [None, Some(3)] {
+            let dir = tempfile::tempdir().unwrap();
+            let db_dir = dir.path().join("db");
+            let engine = StrataEngine::open(&db_dir, &config(shards)).unwrap();
+            let mut bulk = engine.start_bulk(0).unwrap();
+            for i in 0..1000u32 {
+                bulk.put(&i.to_be_bytes(), b"value").unwrap();
+            }
+            bulk.finish().unwrap();
+            assert_eq!(engine.get(&7u32.to_be_bytes()).unwrap(), Some(5));
+            let n = engine.scan(None, ScanDirection::Forward, &mut |_, _| true).unwrap();
+            assert_eq!(n, 1000);
+            assert_eq!(std::fs::read_dir(&engine.staging).unwrap().count(), 0);
+            Box::new(engine).close().unwrap();
+        }
+    }
+
     /// The adapter drives a plain and a sharded store alike through `dyn KvStore`.
     #[test]
     fn the_adapter_runs_on_a_plain_and_a_sharded_store() {
