@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::counters::{check_no_lost_updates, CounterCodec};
 use crate::engines::{
-    Attempt, BatchOp, BenchResult, Durability, Engine, ScanDirection, Transactional,
+    Attempt, BatchOp, BenchResult, BulkLoad, Durability, Engine, ScanDirection, Transactional,
 };
 use crate::keys::{KeyCodec, ValueGen};
 use crate::stats::ThreadStats;
@@ -52,6 +52,9 @@ pub enum Benchmark {
     FillBatch,
     /// Write `num / 1000` random keys into a fresh database, each write fsynced.
     FillSync,
+    /// Load `num` keys in key order into a fresh database as sorted tables built outside it
+    /// and ingested (strata's `TableWriter` and `Db::ingest`; not db_bench's).
+    BulkLoad,
     /// Write `num` random keys into the existing database.
     Overwrite,
     /// Delete `num` random keys.
@@ -80,11 +83,12 @@ pub enum Benchmark {
 
 impl Benchmark {
     /// Every workload, in documentation order.
-    pub const ALL: [Benchmark; 15] = [
+    pub const ALL: [Benchmark; 16] = [
         Benchmark::FillSeq,
         Benchmark::FillRandom,
         Benchmark::FillBatch,
         Benchmark::FillSync,
+        Benchmark::BulkLoad,
         Benchmark::Overwrite,
         Benchmark::DeleteRandom,
         Benchmark::ReadRandom,
@@ -105,6 +109,7 @@ impl Benchmark {
             Benchmark::FillRandom => "fillrandom",
             Benchmark::FillBatch => "fillbatch",
             Benchmark::FillSync => "fillsync",
+            Benchmark::BulkLoad => "bulkload",
             Benchmark::Overwrite => "overwrite",
             Benchmark::DeleteRandom => "deleterandom",
             Benchmark::ReadRandom => "readrandom",
@@ -123,7 +128,11 @@ impl Benchmark {
     pub fn fresh_db(self) -> bool {
         matches!(
             self,
-            Benchmark::FillSeq | Benchmark::FillRandom | Benchmark::FillBatch | Benchmark::FillSync
+            Benchmark::FillSeq
+                | Benchmark::FillRandom
+                | Benchmark::FillBatch
+                | Benchmark::FillSync
+                | Benchmark::BulkLoad
         )
     }
 
@@ -135,6 +144,7 @@ impl Benchmark {
                 | Benchmark::FillRandom
                 | Benchmark::FillBatch
                 | Benchmark::FillSync
+                | Benchmark::BulkLoad
                 | Benchmark::Overwrite
                 | Benchmark::DeleteRandom
                 | Benchmark::ReadWhileWriting
@@ -421,6 +431,28 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
+    /// Keys `start..start + count` in order into one bulk load, finished (and so part of
+    /// the database) before this returns. Each put is one measured operation; the finish
+    /// (table tail, sync, ingest) counts in the run's time, not in the latencies.
+    fn bulk_load(&mut self, loader: &dyn BulkLoad, start: u64, count: u64) -> BenchResult<()> {
+        let mut bulk = loader.start_bulk(self.thread)?;
+        for index in start..start + count {
+            self.cfg.codec.encode(index, &mut self.key);
+            let value = self.values.next_value();
+            let bytes = (self.key.len() + value.len()) as u64;
+            let began = Instant::now();
+            bulk.put(&self.key, value)?;
+            self.stats.record(began, Instant::now(), 1, bytes);
+            self.user_bytes_written += bytes;
+            self.tick(1);
+        }
+        bulk.finish()?;
+        for index in start..start + count {
+            self.live.insert(index);
+        }
+        Ok(())
+    }
+
     fn fill_batch(&mut self, start: u64, count: u64) -> BenchResult<()> {
         let batch_size = self.cfg.batch_size.max(1) as u64;
         let key_size = self.cfg.codec.key_size();
@@ -687,6 +719,11 @@ pub fn run(
 ) -> BenchResult<Measurement> {
     let threads = cfg.threads.max(1);
     let total = bench.planned_ops(cfg.num);
+    let bulk: Option<&dyn BulkLoad> = if bench == Benchmark::BulkLoad {
+        Some(engine.bulk_load().map_err(|why| format!("{bench} is unsupported: {why}"))?)
+    } else {
+        None
+    };
     let tx: Option<&dyn Transactional> = if bench.conditional() {
         Some(engine.transactional().map_err(|why| format!("{bench} is unsupported: {why}"))?)
     } else {
@@ -734,6 +771,7 @@ pub fn run(
                         match bench {
                             Benchmark::FillSeq => w.fill_seq(first, count)?,
                             Benchmark::FillBatch => w.fill_batch(first, count)?,
+                            Benchmark::BulkLoad => w.bulk_load(need(bulk)?, first, count)?,
                             Benchmark::FillRandom | Benchmark::Overwrite => {
                                 w.fill_random(count, cfg.durability)?
                             }
@@ -818,8 +856,8 @@ pub fn run(
 }
 
 /// The conditional operations a conditional workload's thread was handed.
-fn need(tx: Option<&dyn Transactional>) -> BenchResult<&dyn Transactional> {
-    tx.ok_or_else(|| "a conditional workload ran without the engine's transactions".into())
+fn need<T: ?Sized>(capability: Option<&T>) -> BenchResult<&T> {
+    capability.ok_or_else(|| "a workload ran without the engine capability it needs".into())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use strata_core::key::{InternalKey, SeqNo};
 ///     largest_seq: 12,
 ///     num_entries: 100,
 ///     num_deletions: 1,
+///     global_seq: None,
 /// };
 /// assert!(f.contains_user_key(b"banana"));
 /// assert!(!f.contains_user_key(b"zucchini"));
@@ -43,6 +44,12 @@ pub struct FileMeta {
     pub num_entries: u64,
     /// Number of tombstones among the entries.
     pub num_deletions: u64,
+    /// For a table ingested from outside (`strata::Db::ingest`): the sequence number every
+    /// entry of the file reads as, whatever the file stores (its writer stores 0). The
+    /// file is never rewritten for it; the table reader applies it
+    /// (`strata_sstable::Table::open_ingested`). `None` for tables the engine wrote.
+    /// `smallest`, `largest`, `smallest_seq` and `largest_seq` already carry it.
+    pub global_seq: Option<SeqNo>,
 }
 
 impl FileMeta {
@@ -57,6 +64,50 @@ impl FileMeta {
             largest_seq: props.largest_seq,
             num_entries: props.num_entries,
             num_deletions: props.num_deletions,
+            global_seq: None,
+        }
+    }
+
+    /// The metadata of an ingested table `number` from the properties its file records,
+    /// with every entry read at `global_seq` ([`FileMeta::global_seq`]): the boundary keys
+    /// and the sequence range say `global_seq` rather than what the file stores.
+    ///
+    /// ```
+    /// use strata_compaction::FileMeta;
+    /// use strata_core::key::{InternalKey, ValueKind};
+    /// let props = strata_sstable::TableProperties {
+    ///     smallest_key: InternalKey::new(b"a", 0, ValueKind::Put).into_encoded(),
+    ///     largest_key: InternalKey::new(b"k", 0, ValueKind::Delete).into_encoded(),
+    ///     num_entries: 2,
+    ///     ..Default::default()
+    /// };
+    /// let f = FileMeta::ingested(9, props, 77);
+    /// assert_eq!(f.smallest, InternalKey::new(b"a", 77, ValueKind::Put));
+    /// assert_eq!(f.largest, InternalKey::new(b"k", 77, ValueKind::Delete));
+    /// assert_eq!((f.smallest_seq, f.largest_seq, f.global_seq), (77, 77, Some(77)));
+    /// ```
+    pub fn ingested(
+        number: u64,
+        props: strata_sstable::TableProperties,
+        global_seq: SeqNo,
+    ) -> FileMeta {
+        let with_seq = |encoded: &[u8]| {
+            let key = InternalKey::from_encoded(encoded.to_vec());
+            match key.parse() {
+                Some(p) => InternalKey::new(p.user_key, global_seq, p.kind),
+                None => key,
+            }
+        };
+        FileMeta {
+            number,
+            file_size: props.file_size,
+            smallest: with_seq(&props.smallest_key),
+            largest: with_seq(&props.largest_key),
+            smallest_seq: global_seq,
+            largest_seq: global_seq,
+            num_entries: props.num_entries,
+            num_deletions: props.num_deletions,
+            global_seq: Some(global_seq),
         }
     }
 
@@ -90,6 +141,14 @@ impl FileMeta {
                 "table {}: smallest key {:?} sorts after largest key {:?}",
                 self.number, self.smallest, self.largest
             ));
+        }
+        if let Some(seq) = self.global_seq {
+            if (self.smallest_seq, self.largest_seq) != (seq, seq) {
+                return Err(format!(
+                    "ingested table {}: sequence range {}..={} is not its global sequence {seq}",
+                    self.number, self.smallest_seq, self.largest_seq
+                ));
+            }
         }
         if self.smallest_seq > self.largest_seq {
             return Err(format!(

@@ -124,7 +124,7 @@ pub struct CompactionContext<'a> {
 /// # fn t(number: u64, lo: &[u8], hi: &[u8], seq: u64) -> FileMeta {
 /// #     FileMeta { number, file_size: 100, smallest: InternalKey::new(lo, seq, ValueKind::Put),
 /// #         largest: InternalKey::new(hi, seq, ValueKind::Put), smallest_seq: seq,
-/// #         largest_seq: seq, num_entries: 2, num_deletions: 0 }
+/// #         largest_seq: seq, num_entries: 2, num_deletions: 0, global_seq: None }
 /// # }
 /// let fs = SimFileSystem::new();
 /// fs.create_dir_all(Path::new("/db"))?;
@@ -457,6 +457,7 @@ mod tests {
             largest_seq: 1,
             num_entries: 1,
             num_deletions: 0,
+            global_seq: None,
         }
     }
 

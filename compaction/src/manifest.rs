@@ -50,10 +50,11 @@ pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
 
 /// The manifest format version this crate writes (bytes 8..12 of the first record).
 ///
-/// 2 added the sealed-log field (tag 7). Version 1 manifests are still read: they simply
-/// record no sealed logs. Version 1 readers refuse version 2 by this number rather than by
-/// an unknown tag in some later record.
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// 2 added the sealed-log field (tag 7); 3 added ingested files (tag 8, a new file with a
+/// global sequence number). Versions 1 and 2 are still read: they simply record no sealed
+/// logs or no ingested files. Older readers refuse a newer version by this number rather
+/// than by an unknown tag in some later record.
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 
 /// The oldest manifest format version this crate reads.
 const OLDEST_READABLE_FORMAT_VERSION: u32 = 1;
@@ -626,6 +627,7 @@ mod tests {
             largest_seq: seq,
             num_entries: 7,
             num_deletions: 1,
+            global_seq: None,
         }
     }
 
@@ -1036,6 +1038,25 @@ mod tests {
         snapshot.next_file_number = Some(n + 1);
         Manifest::create_new(fs, dir(), n, &snapshot).unwrap();
         assert_eq!(recover_state(&sim).unwrap().sealed_logs, state.sealed_logs);
+    }
+
+    #[test]
+    fn format_version_2_manifest_still_opens() {
+        // A version 2 manifest as the previous release wrote it: header version 2, sealed
+        // logs, no ingested files.
+        let sim = setup();
+        let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
+        let log =
+            Wal::create(fs.clone(), dir().join("MANIFEST-000001"), WalOptions::default()).unwrap();
+        let mut record = MANIFEST_MAGIC.to_vec();
+        record.extend_from_slice(&2u32.to_le_bytes());
+        initial_snapshot().encode(&mut record);
+        log.append(&record, true).unwrap();
+        let mut edit_record = Vec::new();
+        edit(0).encode(&mut edit_record);
+        log.append(&edit_record, true).unwrap();
+        set_current(&*fs, dir(), 1).unwrap();
+        assert_eq!(recover_state(&sim), Some(expected(1, 1)));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub const NUM_LEVELS: usize = 7;
 ///         number, file_size: 100,
 ///         smallest: InternalKey::new(lo, seq, ValueKind::Put),
 ///         largest: InternalKey::new(hi, seq, ValueKind::Put),
-///         smallest_seq: seq, largest_seq: seq, num_entries: 2, num_deletions: 0,
+///         smallest_seq: seq, largest_seq: seq, num_entries: 2, num_deletions: 0, global_seq: None,
 ///     }
 /// }
 /// let mut edit = VersionEdit::default();
@@ -258,6 +258,7 @@ mod tests {
             largest_seq: seq,
             num_entries: 1,
             num_deletions: 0,
+            global_seq: None,
         }
     }
 

@@ -20,6 +20,9 @@ mod tag {
     pub const NEW_FILE: u64 = 5;
     pub const COMPACT_POINTER: u64 = 6;
     pub const SEALED_LOG: u64 = 7;
+    /// A new file ingested from outside: tag 5's body, then its global sequence number
+    /// (manifest format version 3).
+    pub const NEW_INGESTED_FILE: u64 = 8;
 }
 
 /// A write-ahead log that will never grow again, recorded once all its bytes are durable: at
@@ -62,6 +65,7 @@ pub struct SealedLog {
 ///     smallest: InternalKey::new(b"a", 1, ValueKind::Put),
 ///     largest: InternalKey::new(b"z", 1000, ValueKind::Put),
 ///     smallest_seq: 1, largest_seq: 1000, num_entries: 1000, num_deletions: 0,
+///     global_seq: None,
 /// }));
 /// let mut bytes = Vec::new();
 /// edit.encode(&mut bytes);
@@ -105,7 +109,8 @@ impl VersionEdit {
             put_varint(out, number);
         }
         for (level, f) in &self.new_files {
-            put_varint(out, tag::NEW_FILE);
+            let t = if f.global_seq.is_some() { tag::NEW_INGESTED_FILE } else { tag::NEW_FILE };
+            put_varint(out, t);
             put_varint(out, *level as u64);
             put_varint(out, f.number);
             put_varint(out, f.file_size);
@@ -115,6 +120,9 @@ impl VersionEdit {
             put_varint(out, f.largest_seq);
             put_varint(out, f.num_entries);
             put_varint(out, f.num_deletions);
+            if let Some(seq) = f.global_seq {
+                put_varint(out, seq);
+            }
         }
         for (level, key) in &self.compact_pointers {
             put_varint(out, tag::COMPACT_POINTER);
@@ -158,14 +166,14 @@ impl VersionEdit {
                     let number = d.varint().ok_or_else(truncated)?;
                     edit.deleted_files.push((level, number));
                 }
-                tag::NEW_FILE => {
+                tag::NEW_FILE | tag::NEW_INGESTED_FILE => {
                     let level = level(&mut d, at)?;
                     let mut v = || d.varint().ok_or_else(truncated);
                     let (number, file_size) = (v()?, v()?);
                     let smallest = internal_key(&mut d, at)?;
                     let largest = internal_key(&mut d, at)?;
                     let mut v = || d.varint().ok_or_else(truncated);
-                    let meta = FileMeta {
+                    let mut meta = FileMeta {
                         number,
                         file_size,
                         smallest,
@@ -174,7 +182,11 @@ impl VersionEdit {
                         largest_seq: v()?,
                         num_entries: v()?,
                         num_deletions: v()?,
+                        global_seq: None,
                     };
+                    if t == tag::NEW_INGESTED_FILE {
+                        meta.global_seq = Some(v()?);
+                    }
                     edit.new_files.push((level, meta));
                 }
                 tag::COMPACT_POINTER => {
@@ -232,18 +244,27 @@ pub(crate) mod tests {
     }
 
     fn arb_meta() -> impl Strategy<Value = FileMeta> {
-        (any::<u64>(), any::<u64>(), arb_key(), arb_key(), any::<[u64; 4]>()).prop_map(
-            |(number, file_size, smallest, largest, [a, b, c, d])| FileMeta {
-                number,
-                file_size,
-                smallest,
-                largest,
-                smallest_seq: a,
-                largest_seq: b,
-                num_entries: c,
-                num_deletions: d,
-            },
+        (
+            any::<u64>(),
+            any::<u64>(),
+            arb_key(),
+            arb_key(),
+            any::<[u64; 4]>(),
+            proptest::option::of(any::<u64>()),
         )
+            .prop_map(
+                |(number, file_size, smallest, largest, [a, b, c, d], global_seq)| FileMeta {
+                    number,
+                    file_size,
+                    smallest,
+                    largest,
+                    smallest_seq: a,
+                    largest_seq: b,
+                    num_entries: c,
+                    num_deletions: d,
+                    global_seq,
+                },
+            )
     }
 
     fn arb_edit() -> impl Strategy<Value = VersionEdit> {
@@ -344,6 +365,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_ingested_file_has_its_own_tag_and_keeps_its_global_sequence() {
+        // Pins the documented layout of tag 8 (docs/format/manifest.md).
+        let meta = FileMeta {
+            number: 12,
+            file_size: 100,
+            smallest: InternalKey::new(b"a", 5, ValueKind::Put),
+            largest: InternalKey::new(b"b", 5, ValueKind::Put),
+            smallest_seq: 5,
+            largest_seq: 5,
+            num_entries: 2,
+            num_deletions: 0,
+            global_seq: Some(5),
+        };
+        let edit = VersionEdit { new_files: vec![(6, meta)], ..VersionEdit::default() };
+        let mut bytes = Vec::new();
+        edit.encode(&mut bytes);
+        let expected: Vec<u8> = [
+            &[8, 6, 12, 100][..],
+            &[9, b'a', 0x01, 0x05, 0, 0, 0, 0, 0, 0],
+            &[9, b'b', 0x01, 0x05, 0, 0, 0, 0, 0, 0],
+            &[5, 5, 2, 0, 5],
+        ]
+        .concat();
+        assert_eq!(bytes, expected);
+        assert_eq!(VersionEdit::decode(&bytes), Ok(edit));
+        // Without its global sequence the field is truncated, not an ordinary file.
+        assert!(VersionEdit::decode(&bytes[..bytes.len() - 1]).unwrap_err().contains("truncated"));
+    }
+
+    #[test]
     fn encoding_is_stable() {
         // Pins the documented layout (docs/format/manifest.md): changing it breaks old files.
         let edit = VersionEdit {
@@ -362,6 +413,7 @@ pub(crate) mod tests {
                     largest_seq: 2,
                     num_entries: 2,
                     num_deletions: 1,
+                    global_seq: None,
                 },
             )],
             compact_pointers: vec![(1, InternalKey::new(b"b", 2, ValueKind::Delete))],

@@ -30,7 +30,7 @@ use strata_core::fs::{parent_dir, FileSystem};
 use strata_core::{Error, IoResultExt, Result};
 
 use crate::db::Db;
-use crate::dir::UNFINISHED_MARKER;
+use crate::dir::{link_or_copy, UNFINISHED_MARKER};
 
 /// Makes `dir` the empty target of a checkpoint, marked unfinished: it must not exist or
 /// be empty.
@@ -55,19 +55,6 @@ pub(crate) fn finish_target(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     let marker = dir.join(UNFINISHED_MARKER);
     fs.remove(&marker).ctx("remove", &marker)?;
     fs.sync_dir(dir).ctx("fsync directory", dir)
-}
-
-/// Links `from` to `to`, or copies it (and syncs the copy) where a link is impossible.
-/// Returns whether it copied.
-fn link_or_copy(fs: &dyn FileSystem, from: &Path, to: &Path) -> Result<bool> {
-    if fs.hard_link(from, to).is_ok() {
-        return Ok(false);
-    }
-    let bytes = fs.map(from).ctx("read", from)?;
-    let mut f = fs.create(to).ctx("create", to)?;
-    f.append(&bytes).ctx("write", to)?;
-    f.sync_data().ctx("fdatasync", to)?;
-    Ok(true)
 }
 
 /// What [`Db::checkpoint`] made.

@@ -261,6 +261,27 @@ impl<S> CommitPipeline<S> {
         }
     }
 
+    /// Takes the next sequence number, under the commit lock `s`, for a change that is no
+    /// batch and is not logged (an ingest). It orders like a batch: neither it nor anything
+    /// sequenced after it becomes visible until [`CommitPipeline::publish_reserved`] —
+    /// which the caller must call, whether its change happened or not (a number published
+    /// with nothing behind it is a harmless gap).
+    pub(crate) fn reserve(&self, s: &mut CommitState<S>) -> Result<SeqNo> {
+        let seq = s.next_seq;
+        if seq > MAX_SEQ {
+            return Err(Error::InvalidArgument("sequence numbers exhausted".into()));
+        }
+        s.next_seq = seq + 1;
+        self.publish.lock().pending.push_back(Pending { last_seq: seq, done: false });
+        Ok(seq)
+    }
+
+    /// Makes a [`CommitPipeline::reserve`]d number visible (once everything before it is)
+    /// and returns when it is.
+    pub(crate) fn publish_reserved(&self, seq: SeqNo) {
+        self.publish(seq, false);
+    }
+
     /// Waits until every batch given a sequence number up to `seq` is visible.
     pub(crate) fn wait_visible(&self, seq: SeqNo) {
         if self.visible() >= seq {

@@ -49,7 +49,7 @@ impl DbInner {
         let mut inputs: Vec<Box<dyn InternalIterator>> = Vec::new();
         if c.level == 0 {
             for f in &c.inputs {
-                inputs.push(Box::new(self.tables.get(f.number)?.iter()));
+                inputs.push(Box::new(self.tables.get(f)?.iter()));
             }
         } else {
             inputs.push(Box::new(LevelIterator::new(Arc::clone(&self.tables), c.inputs.clone())));

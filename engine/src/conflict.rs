@@ -48,6 +48,9 @@ pub(crate) struct ConflictWindow {
     capacity: usize,
     /// The newest sequence number forgotten for lack of room (0: none).
     forgotten: SeqNo,
+    /// Key ranges written as a whole by an ingest (`lo ..= hi`, user keys), with its
+    /// sequence number: no key list exists for them.
+    ranges: Vec<(Vec<u8>, Vec<u8>, SeqNo)>,
 }
 
 impl ConflictWindow {
@@ -60,6 +63,7 @@ impl ConflictWindow {
             bytes: 0,
             capacity,
             forgotten: 0,
+            ranges: Vec::new(),
         }
     }
 
@@ -83,8 +87,10 @@ impl ConflictWindow {
                 self.history.clear();
                 self.bytes = 0;
                 self.forgotten = 0;
+                self.ranges.clear();
             }
             Some(oldest) => {
+                self.ranges.retain(|(_, _, seq)| *seq > oldest);
                 // Writes at or below the oldest open snapshot happened before every open
                 // transaction began: none can conflict with them.
                 while self.history.front().is_some_and(|(seq, _)| *seq <= oldest) {
@@ -117,6 +123,25 @@ impl ConflictWindow {
         }
     }
 
+    /// Records that every key in `lo ..= hi` was written at `seq` (an ingested table).
+    pub(crate) fn record_range(&mut self, lo: &[u8], hi: &[u8], seq: SeqNo) {
+        if self.is_tracking() {
+            self.ranges.push((lo.to_vec(), hi.to_vec(), seq));
+        }
+    }
+
+    /// Whether a write sequenced after `after` may have touched a key in `lo ..= hi` (one
+    /// did, or history after `after` was forgotten). Meaningful while a transaction at
+    /// `after` or older is open.
+    pub(crate) fn wrote_into(&self, lo: &[u8], hi: &[u8], after: SeqNo) -> bool {
+        use std::ops::Bound::Included;
+        self.forgotten > after
+            || self
+                .written
+                .range::<[u8], _>((Included(lo), Included(hi)))
+                .any(|(_, seq)| *seq > after)
+    }
+
     fn pop_oldest(&mut self) -> Option<SeqNo> {
         let (seq, key) = self.history.pop_front()?;
         self.bytes -= footprint(&key);
@@ -139,16 +164,22 @@ impl ConflictWindow {
             return Err(Error::Conflict);
         }
         let newer = |seq: &SeqNo| *seq > snapshot;
-        if self.written.is_empty() {
+        if self.written.is_empty() && self.ranges.is_empty() {
             return Ok(()); // nothing was written after any open snapshot
         }
-        let written_after = |k: &[u8]| self.written.get(k).is_some_and(newer);
+        let ingested = || self.ranges.iter().filter(|(_, _, seq)| newer(seq));
+        let written_after = |k: &[u8]| {
+            self.written.get(k).is_some_and(newer)
+                || ingested().any(|(lo, hi, _)| lo.as_slice() <= k && k <= hi.as_slice())
+        };
         if reads.keys.iter().any(|k| written_after(k)) || written.any(written_after) {
             return Err(Error::Conflict);
         }
         // A range that holds no key cannot have been written into.
         for r in reads.ranges.iter().filter(|r| !r.is_empty()) {
-            if self.written.range::<[u8], _>(r.bounds()).any(|(_, seq)| newer(seq)) {
+            if self.written.range::<[u8], _>(r.bounds()).any(|(_, seq)| newer(seq))
+                || ingested().any(|(lo, hi, _)| meets(r, lo, hi))
+            {
                 return Err(Error::Conflict);
             }
         }
@@ -161,6 +192,22 @@ impl ConflictWindow {
     fn validate_reads(&self, snapshot: SeqNo, reads: &ReadSet) -> Result<()> {
         self.validate(snapshot, reads, std::iter::empty())
     }
+}
+
+/// Whether some key of `r` lies in `lo ..= hi`.
+fn meets(r: &KeyRange, lo: &[u8], hi: &[u8]) -> bool {
+    use std::ops::Bound;
+    let starts_by_hi = match &r.start {
+        Bound::Included(s) => s.as_slice() <= hi,
+        Bound::Excluded(s) => s.as_slice() < hi,
+        Bound::Unbounded => true,
+    };
+    let ends_from_lo = match &r.end {
+        Bound::Included(e) => e.as_slice() >= lo,
+        Bound::Excluded(e) => e.as_slice() > lo,
+        Bound::Unbounded => true,
+    };
+    starts_by_hi && ends_from_lo
 }
 
 /// What one recorded write holds: the key twice (map and history) and, per copy, a vector
@@ -240,6 +287,30 @@ mod tests {
         assert!(matches!(w.validate_reads(2, &reads(&["c"], &[])), Err(Error::Conflict)));
         w.close(2);
         assert!(!w.is_tracking() && w.history.is_empty() && w.written.is_empty());
+    }
+
+    #[test]
+    fn an_ingested_range_conflicts_with_older_reads_of_keys_and_ranges_inside_it() {
+        let mut w = ConflictWindow::new(1 << 20);
+        w.open(5);
+        w.record_range(b"k10", b"k20", 6);
+        assert!(matches!(w.validate_reads(5, &reads(&["k15"], &[])), Err(Error::Conflict)));
+        assert!(matches!(w.validate_reads(5, &reads(&["k10"], &[])), Err(Error::Conflict)));
+        assert!(w.validate_reads(5, &reads(&["k21", "k0"], &[])).is_ok());
+        assert!(matches!(w.validate_reads(5, &reads(&[], &[("k19", "z")])), Err(Error::Conflict)));
+        assert!(matches!(w.validate_reads(5, &reads(&[], &[("a", "k100")])), Err(Error::Conflict)));
+        assert!(w.validate_reads(5, &reads(&[], &[("a", "k10")])).is_ok(), "end is excluded");
+        assert!(w.validate_reads(5, &reads(&[], &[("k200", "z")])).is_ok());
+        assert!(w.validate_reads(6, &reads(&["k15"], &[])).is_ok(), "the snapshot saw the ingest");
+        let blind = |keys: &[&'static str]| keys.to_vec().into_iter().map(str::as_bytes);
+        assert!(
+            matches!(w.validate(5, &reads(&[], &[]), blind(&["k12"])), Err(Error::Conflict)),
+            "a key the transaction wrote, ingested after its snapshot: first committer wins"
+        );
+        assert!(w.validate(5, &reads(&[], &[]), blind(&["k30"])).is_ok());
+        w.open(6);
+        w.close(5);
+        assert!(w.ranges.is_empty(), "no open snapshot predates the ingest");
     }
 
     #[test]

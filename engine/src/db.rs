@@ -667,6 +667,8 @@ fn collect_metrics(db: &DbInner) -> Metrics {
         wal_sealed_lost_bytes: load(&m.wal_sealed_lost_bytes),
         flushes: db.versions.flushes(),
         flush_bytes: load(&m.flush_bytes),
+        ingested_files: load(&m.ingested_files),
+        ingested_bytes: load(&m.ingested_bytes),
         compactions: load(&m.compactions),
         stalls: STALL_CAUSES
             .iter()

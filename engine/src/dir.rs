@@ -55,3 +55,16 @@ pub(crate) fn refuse_unfinished(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Links `from` to `to`, or copies it (and syncs the copy) where a link is impossible (as
+/// across file systems), for checkpoints and ingests. Returns whether it copied.
+pub(crate) fn link_or_copy(fs: &dyn FileSystem, from: &Path, to: &Path) -> Result<bool> {
+    if fs.hard_link(from, to).is_ok() {
+        return Ok(false);
+    }
+    let bytes = fs.map(from).ctx("read", from)?;
+    let mut f = fs.create(to).ctx("create", to)?;
+    f.append(&bytes).ctx("write", to)?;
+    f.sync_data().ctx("fdatasync", to)?;
+    Ok(true)
+}

@@ -49,7 +49,9 @@
 mod checkpoint;
 mod db;
 pub mod fs;
+mod ingest;
 mod sharded;
+mod table_writer;
 pub mod testing;
 mod verify;
 
@@ -95,6 +97,7 @@ pub use bytes::Bytes;
 pub use checkpoint::CheckpointInfo;
 pub use db::Db;
 pub use histogram::HistogramSummary;
+pub use ingest::IngestInfo;
 pub use metrics::{LevelMetrics, Metrics, StallCause};
 pub use options::{Options, WriteOptions, MAX_KEY_SIZE, MAX_VALUE_SIZE};
 pub use sharded::{
@@ -107,5 +110,6 @@ pub use snapshot::{Iter, Snapshot};
 pub use strata_core::{Error, Result};
 pub use strata_sstable::Compression;
 pub use strata_wal::{Durability, Expect, RecoveryMode, WriteBatch};
+pub use table_writer::{IngestFile, TableWriter};
 pub use transaction::{Transaction, TransactionIter};
 pub use verify::VerifyReport;

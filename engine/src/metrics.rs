@@ -50,6 +50,8 @@ pub(crate) struct WriteTotals {
 pub(crate) struct MetricsRecorder {
     writes: Striped<WriteCounts>,
     pub(crate) flush_bytes: AtomicU64,
+    pub(crate) ingested_files: AtomicU64,
+    pub(crate) ingested_bytes: AtomicU64,
     pub(crate) stall_counts: [AtomicU64; STALL_CAUSES.len()],
     pub(crate) stall_nanos: [AtomicU64; STALL_CAUSES.len()],
     pub(crate) wal_tail_dropped_bytes: AtomicU64,
@@ -69,6 +71,8 @@ impl Default for MetricsRecorder {
         MetricsRecorder {
             writes: Striped::default(),
             flush_bytes: AtomicU64::default(),
+            ingested_files: AtomicU64::default(),
+            ingested_bytes: AtomicU64::default(),
             stall_counts: Default::default(),
             stall_nanos: Default::default(),
             wal_tail_dropped_bytes: AtomicU64::default(),
@@ -94,6 +98,14 @@ impl MetricsRecorder {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
         self.write_latency.record(took);
+    }
+
+    /// Counts tables added by an ingest: their keys and values as user bytes (what the
+    /// user wrote, like a batch's), their files as bytes written.
+    pub(crate) fn ingested(&self, files: u64, user_bytes: u64, file_bytes: u64) {
+        self.writes.mine().user_bytes.fetch_add(user_bytes, Ordering::Relaxed);
+        self.ingested_files.fetch_add(files, Ordering::Relaxed);
+        self.ingested_bytes.fetch_add(file_bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn write_totals(&self) -> WriteTotals {
@@ -158,7 +170,7 @@ pub struct Metrics {
     pub deletes: u64,
     /// Write calls (each `put`, `delete` or `write` is one batch).
     pub batches: u64,
-    /// Bytes of keys and values written by the user.
+    /// Bytes of keys and values written by the user (ingested tables' included).
     pub user_bytes: u64,
     /// Bytes appended to write-ahead logs (records and framing).
     pub wal_bytes: u64,
@@ -176,6 +188,10 @@ pub struct Metrics {
     pub flushes: u64,
     /// Bytes of tables written by flushes.
     pub flush_bytes: u64,
+    /// Tables added by `Db::ingest`.
+    pub ingested_files: u64,
+    /// Bytes of those tables (written by their `TableWriter`, linked or copied in).
+    pub ingested_bytes: u64,
     /// Compactions finished.
     pub compactions: u64,
     /// Stalls per cause: (cause, count, total time).
@@ -215,14 +231,15 @@ impl Metrics {
         self.stalls.iter().map(|s| s.2).sum()
     }
 
-    /// Bytes written to disk by the engine (log, flushes, compactions) per byte the user
-    /// wrote; 0 before any write.
+    /// Bytes written to disk by the engine (log, flushes, compactions, ingested tables) per
+    /// byte the user wrote; 0 before any write.
     pub fn write_amplification(&self) -> f64 {
         if self.user_bytes == 0 {
             return 0.0;
         }
         let compaction: u64 = self.levels.iter().skip(1).map(|l| l.written_bytes).sum();
-        (self.wal_bytes + self.flush_bytes + compaction) as f64 / self.user_bytes as f64
+        let written = self.wal_bytes + self.flush_bytes + compaction + self.ingested_bytes;
+        written as f64 / self.user_bytes as f64
     }
 
     /// Bytes of all live tables.
@@ -264,11 +281,13 @@ impl fmt::Display for Metrics {
         )?;
         writeln!(
             f,
-            "flush: {} flushes, {:.1} MiB ({}); compactions: {}",
+            "flush: {} flushes, {:.1} MiB ({}); compactions: {}; ingested: {} tables, {:.1} MiB",
             self.flushes,
             mib(self.flush_bytes),
             self.flush_duration,
-            self.compactions
+            self.compactions,
+            self.ingested_files,
+            mib(self.ingested_bytes)
         )?;
         write!(f, "stalls:")?;
         for (cause, n, t) in &self.stalls {

@@ -36,7 +36,7 @@ impl DbInner {
             }
         }
         for (_, meta) in view.version.files_for_get(key) {
-            let table = self.tables.get(meta.number)?;
+            let table = self.tables.get(meta)?;
             if let Some((kind, v)) = table.get(key, seq)? {
                 return Ok(found(kind, v));
             }
@@ -52,7 +52,7 @@ impl DbInner {
             children.push(Box::new(imm.iter()));
         }
         for meta in view.version.files(0) {
-            children.push(Box::new(self.tables.get(meta.number)?.iter()));
+            children.push(Box::new(self.tables.get(meta)?.iter()));
         }
         for level in 1..NUM_LEVELS {
             let files = view.version.files(level);

@@ -203,7 +203,18 @@ struct RecoveryStart {
 impl RecoveryStart {
     fn new(recovered: Option<&RecoveredState>, listing: &DirListing) -> RecoveryStart {
         let (version, log_number, next_file, last_seq) = match recovered {
-            Some(r) => (r.version.clone(), r.log_number, r.next_file_number, r.last_sequence),
+            // No table may hold a sequence number the next write could be given: an ingested
+            // table's global sequence is above every logged write before it, and a later
+            // flush's edit records only its memtable's last sequence, which may be lower.
+            Some(r) => (
+                r.version.clone(),
+                r.log_number,
+                r.next_file_number,
+                (0..strata_compaction::NUM_LEVELS)
+                    .flat_map(|l| r.version.files(l))
+                    .map(|f| f.largest_seq)
+                    .fold(r.last_sequence, SeqNo::max),
+            ),
             None => (Version::default(), 0, 2, 0),
         };
         let mut cursors = vec![None; strata_compaction::NUM_LEVELS];

@@ -64,18 +64,20 @@ impl TableCache {
         self.dir.join(table_file_name(number))
     }
 
-    /// The open table `number`, opening it on first use.
-    pub(crate) fn get(&self, number: u64) -> Result<Arc<Table>> {
+    /// The open table of `meta`, opening it on first use (an ingested one with its global
+    /// sequence number, which a table number keeps for life).
+    pub(crate) fn get(&self, meta: &FileMeta) -> Result<Arc<Table>> {
+        let number = meta.number;
         if let Some(t) = self.tables.read().get(&number) {
             return Ok(Arc::clone(t));
         }
-        let table = Table::open(
-            &*self.fs,
-            &self.table_path(number),
-            number,
-            Some(Arc::clone(&self.block_cache)),
-            Arc::clone(&self.stats),
-        )?;
+        let (fs, path) = (&*self.fs, self.table_path(number));
+        let cache = Some(Arc::clone(&self.block_cache));
+        let stats = Arc::clone(&self.stats);
+        let table = match meta.global_seq {
+            Some(seq) => Table::open_ingested(fs, &path, number, cache, stats, seq)?,
+            None => Table::open(fs, &path, number, cache, stats)?,
+        };
         Ok(Arc::clone(self.tables.write().entry(number).or_insert(table)))
     }
 
@@ -120,7 +122,7 @@ impl LevelIterator {
         self.current = None;
         self.index = index;
         let Some(meta) = self.files.get(index) else { return false };
-        match self.cache.get(meta.number) {
+        match self.cache.get(meta) {
             Ok(t) => {
                 self.current = Some(t.iter());
                 true

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use strata_compaction::{
-    parse_file_name, FileKind, Manifest, Version, CURRENT_FILE_NAME, NUM_LEVELS,
+    parse_file_name, FileKind, FileMeta, Manifest, Version, CURRENT_FILE_NAME, NUM_LEVELS,
 };
 use strata_core::{Error, IoResultExt, Result};
 use strata_sstable::{Table, TableStats};
@@ -96,12 +96,22 @@ impl DbInner {
                 }
                 let table = Table::open(&*self.fs, &path, meta.number, None, Arc::clone(&stats))?;
                 let check = table.verify()?;
-                let props = table.properties();
-                let bounds_match = props.smallest_key == meta.smallest.encoded()
-                    && props.largest_key == meta.largest.encoded()
-                    && props.smallest_seq == meta.smallest_seq
-                    && props.largest_seq == meta.largest_seq
-                    && props.num_entries == meta.num_entries;
+                let props = table.properties().clone();
+                // An ingested table stores sequence 0 and reads as its global sequence.
+                let expected = match meta.global_seq {
+                    Some(seq) if props.largest_seq == 0 => {
+                        FileMeta::ingested(meta.number, props, seq)
+                    }
+                    Some(_) => {
+                        return Err(corrupt("ingested table stores sequence numbers".into()))
+                    }
+                    None => FileMeta::from_properties(meta.number, props),
+                };
+                let bounds_match = expected.smallest == meta.smallest
+                    && expected.largest == meta.largest
+                    && expected.smallest_seq == meta.smallest_seq
+                    && expected.largest_seq == meta.largest_seq
+                    && expected.num_entries == meta.num_entries;
                 if !bounds_match {
                     return Err(corrupt(
                         "its keys, sequences or entry count differ from the manifest's record"

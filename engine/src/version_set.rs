@@ -182,12 +182,25 @@ impl VersionSet {
     /// records when the edit names no last sequence.
     pub(crate) fn install(
         &self,
-        mut edit: VersionEdit,
+        edit: VersionEdit,
         flushed: Option<&Arc<MemTable>>,
         visible_seq: SeqNo,
     ) -> Result<()> {
+        self.install_with(|_| Ok(edit), flushed, visible_seq).map(|_| ())
+    }
+
+    /// [`VersionSet::install`] of the edit `make` builds from the current version, under the
+    /// version lock, so that no other install changes the version between the look and the
+    /// edit (an ingest places its tables by what the levels hold). Returns the edit.
+    pub(crate) fn install_with(
+        &self,
+        make: impl FnOnce(&Version) -> Result<VersionEdit>,
+        flushed: Option<&Arc<MemTable>>,
+        visible_seq: SeqNo,
+    ) -> Result<VersionEdit> {
         let mut vs = self.state.lock();
         let view = self.current();
+        let mut edit = make(&view.version)?;
         if let Some(imm) = flushed {
             // Logs older than the next-oldest memtable's are fully in tables now.
             let remaining = view.imms.iter().filter(|m| !Arc::ptr_eq(m, imm));
@@ -236,7 +249,7 @@ impl VersionSet {
             );
             vs.manifest()?.rotate(number, &snapshot)?;
         }
-        Ok(())
+        Ok(edit)
     }
 
     /// What a clean close leaves for the next open: the active log's seal (`active`: closed,

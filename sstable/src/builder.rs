@@ -150,7 +150,7 @@ impl TableOptions {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TableBuilder<'fs> {
-    fs: &'fs dyn FileSystem,
+    fs: FsHandle<'fs>,
     writer: BlockWriter,
     options: TableOptions,
     data_block: BlockBuilder,
@@ -159,6 +159,22 @@ pub struct TableBuilder<'fs> {
     last_key: Vec<u8>,
     props: TableProperties,
     failed: Option<Error>,
+}
+
+/// The file system a builder removes its file from on failure: borrowed, or shared by a
+/// builder that must not borrow ([`TableBuilder::new_shared`]).
+enum FsHandle<'fs> {
+    Borrowed(&'fs dyn FileSystem),
+    Shared(std::sync::Arc<dyn FileSystem>),
+}
+
+impl FsHandle<'_> {
+    fn get(&self) -> &dyn FileSystem {
+        match self {
+            FsHandle::Borrowed(fs) => *fs,
+            FsHandle::Shared(fs) => &**fs,
+        }
+    }
 }
 
 /// The file being written, with its write buffer and compressor.
@@ -184,10 +200,41 @@ impl std::fmt::Debug for TableBuilder<'_> {
     }
 }
 
+impl TableBuilder<'static> {
+    /// [`TableBuilder::new`] holding a shared file system instead of borrowing one, for a
+    /// builder kept in a struct that owns nothing else of the file system.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use std::sync::Arc;
+    /// use strata_core::fs::FileSystem;
+    /// use strata_core::key::{InternalKey, ValueKind};
+    /// use strata_core::sim::SimFileSystem;
+    /// use strata_sstable::{TableBuilder, TableOptions};
+    /// let fs: Arc<dyn FileSystem> = Arc::new(SimFileSystem::new());
+    /// fs.create_dir_all(Path::new("/t"))?;
+    /// let mut b = TableBuilder::new_shared(fs, Path::new("/t/1.sst"), &TableOptions::default())?;
+    /// b.add(InternalKey::new(b"k", 0, ValueKind::Put).encoded(), b"v")?;
+    /// assert_eq!(b.finish()?.num_entries, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new_shared(
+        fs: std::sync::Arc<dyn FileSystem>,
+        path: &Path,
+        options: &TableOptions,
+    ) -> Result<TableBuilder<'static>> {
+        TableBuilder::create(FsHandle::Shared(fs), path, options)
+    }
+}
+
 impl<'fs> TableBuilder<'fs> {
     /// Creates (truncating) the file at `path`. The new name is not durable until the
     /// caller syncs the directory after [`finish`](TableBuilder::finish).
     pub fn new(fs: &'fs dyn FileSystem, path: &Path, options: &TableOptions) -> Result<Self> {
+        TableBuilder::create(FsHandle::Borrowed(fs), path, options)
+    }
+
+    fn create(fs: FsHandle<'fs>, path: &Path, options: &TableOptions) -> Result<Self> {
         options.validate()?;
         let compressor = match options.compression {
             Compression::None => Compressor::None,
@@ -196,7 +243,7 @@ impl<'fs> TableBuilder<'fs> {
             }
             Compression::Lz4 => Compressor::Lz4,
         };
-        let file = fs.create(path).ctx("create", path)?;
+        let file = fs.get().create(path).ctx("create", path)?;
         Ok(TableBuilder {
             fs,
             writer: BlockWriter {
@@ -314,7 +361,7 @@ impl<'fs> TableBuilder<'fs> {
         let TableBuilder { fs, writer, .. } = self;
         let BlockWriter { path, file, .. } = writer;
         drop(file);
-        match fs.remove(&path) {
+        match fs.get().remove(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
             _ => Ok(()),
         }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use strata_core::iter::InternalIterator;
+use strata_core::key::{compare_internal, TRAILER_LEN};
 use strata_core::{Error, Result};
 
 use crate::block::BlockIter;
@@ -51,6 +52,10 @@ pub struct TableIterator {
     data: Option<BlockIter>,
     data_handle: BlockHandle,
     status: Result<()>,
+    /// For an ingested table ([`Table::open_ingested`]): the current key with its trailer's
+    /// sequence replaced by the table's global sequence. A copy, because the block's key
+    /// buffer is the prefix the next entry's key is decoded against.
+    global_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for TableIterator {
@@ -71,6 +76,23 @@ impl TableIterator {
             data: None,
             data_handle: BlockHandle::default(),
             status: Ok(()),
+            global_key: Vec::new(),
+        }
+    }
+
+    /// After a move in an ingested table, rewrites the current key's sequence.
+    fn apply_global_seq(&mut self) {
+        let Some(seq) = self.table.global_seq() else { return };
+        let Some(data) = self.data.as_ref().filter(|d| self.status.is_ok() && d.valid()) else {
+            return;
+        };
+        let stored = data.key();
+        self.global_key.clear();
+        self.global_key.extend_from_slice(stored);
+        if let Some(split) = self.global_key.len().checked_sub(TRAILER_LEN) {
+            let kind = self.global_key[split];
+            let trailer = (seq << 8) | u64::from(kind);
+            self.global_key[split..].copy_from_slice(&trailer.to_le_bytes());
         }
     }
 
@@ -200,6 +222,7 @@ impl InternalIterator for TableIterator {
             }
         }
         self.skip_forward();
+        self.apply_global_seq();
     }
 
     fn seek_to_last(&mut self) {
@@ -214,6 +237,7 @@ impl InternalIterator for TableIterator {
             }
         }
         self.skip_backward();
+        self.apply_global_seq();
     }
 
     fn seek(&mut self, target: &[u8]) {
@@ -227,6 +251,14 @@ impl InternalIterator for TableIterator {
             }
         }
         self.skip_forward();
+        self.apply_global_seq();
+        if self.table.global_seq().is_some() {
+            // The stored seek found the first stored key >= target; an entry of the
+            // target's user key may read (at the global sequence) as before the target.
+            while self.valid() && compare_internal(&self.global_key, target).is_lt() {
+                self.next();
+            }
+        }
     }
 
     fn next(&mut self) {
@@ -234,6 +266,7 @@ impl InternalIterator for TableIterator {
             d.next();
         }
         self.skip_forward();
+        self.apply_global_seq();
     }
 
     fn prev(&mut self) {
@@ -241,9 +274,13 @@ impl InternalIterator for TableIterator {
             d.prev();
         }
         self.skip_backward();
+        self.apply_global_seq();
     }
 
     fn key(&self) -> &[u8] {
+        if self.table.global_seq().is_some() {
+            return &self.global_key;
+        }
         self.current().key()
     }
 

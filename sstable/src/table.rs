@@ -105,6 +105,9 @@ pub struct Table {
     filter: Filter,
     cache: Option<Arc<BlockCache>>,
     stats: Arc<TableStats>,
+    /// Set for an ingested table ([`Table::open_ingested`]): every entry reads as this
+    /// sequence number, whatever its stored trailer says.
+    global_seq: Option<SeqNo>,
 }
 
 impl std::fmt::Debug for Table {
@@ -115,6 +118,7 @@ impl std::fmt::Debug for Table {
             .field("file_size", &self.file.len())
             .field("entries", &self.props.num_entries)
             .field("filter", &self.filter)
+            .field("global_seq", &self.global_seq)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +153,56 @@ impl Table {
         table_id: u64,
         cache: Option<Arc<BlockCache>>,
         stats: Arc<TableStats>,
+    ) -> Result<Arc<Table>> {
+        Table::open_with(fs, path, table_id, cache, stats, None)
+    }
+
+    /// [`Table::open`] for a table ingested from outside the engine: every entry reads as
+    /// sequence number `global_seq` (in [`Table::get`] and in its iterator's keys), whatever
+    /// its stored trailer says. The file is not changed. Every stored sequence number must be
+    /// `<= global_seq` (`strata::TableWriter` stores 0): a stored key then sorts at or after
+    /// the key it reads as, which the seeks rely on.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use std::sync::Arc;
+    /// use strata_core::fs::FileSystem;
+    /// use strata_core::iter::InternalIterator;
+    /// use strata_core::key::{parse_internal_key, InternalKey, ValueKind};
+    /// use strata_core::sim::SimFileSystem;
+    /// use strata_sstable::{Table, TableBuilder, TableOptions, TableStats};
+    /// let fs = SimFileSystem::new();
+    /// fs.create_dir_all(Path::new("/db"))?;
+    /// let path = Path::new("/db/000004.sst");
+    /// let mut b = TableBuilder::new(&fs, path, &TableOptions::default())?;
+    /// b.add(InternalKey::new(b"k", 0, ValueKind::Put).encoded(), b"v")?;
+    /// b.finish()?;
+    /// let table = Table::open_ingested(&fs, path, 4, None, Arc::new(TableStats::default()), 50)?;
+    /// assert_eq!(table.get(b"k", 49)?, None); // a reader at 49 predates the ingest
+    /// assert!(table.get(b"k", 50)?.is_some());
+    /// let mut it = table.iter();
+    /// it.seek_to_first();
+    /// assert_eq!(parse_internal_key(it.key()).unwrap().seq, 50);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_ingested(
+        fs: &dyn FileSystem,
+        path: &Path,
+        table_id: u64,
+        cache: Option<Arc<BlockCache>>,
+        stats: Arc<TableStats>,
+        global_seq: SeqNo,
+    ) -> Result<Arc<Table>> {
+        Table::open_with(fs, path, table_id, cache, stats, Some(global_seq.min(MAX_SEQ)))
+    }
+
+    fn open_with(
+        fs: &dyn FileSystem,
+        path: &Path,
+        table_id: u64,
+        cache: Option<Arc<BlockCache>>,
+        stats: Arc<TableStats>,
+        global_seq: Option<SeqNo>,
     ) -> Result<Arc<Table>> {
         let mapped = fs.map(path).ctx("mmap", path)?;
         let file = Bytes::from_owner(mapped);
@@ -190,6 +244,7 @@ impl Table {
             filter: Filter::None,
             cache,
             stats,
+            global_seq,
         };
         let (props, _) =
             table.read_block(footer.properties, footer_at as u64, BlockKind::Properties)?;
@@ -229,6 +284,12 @@ impl Table {
         &self.path
     }
 
+    /// The sequence number every entry reads as, for a table opened with
+    /// [`Table::open_ingested`].
+    pub fn global_seq(&self) -> Option<SeqNo> {
+        self.global_seq
+    }
+
     /// The engine's number for this table, as passed to [`Table::open`].
     pub fn table_id(&self) -> u64 {
         self.table_id
@@ -257,6 +318,12 @@ impl Table {
             }
         }
         let seq = seq.min(MAX_SEQ);
+        if self.global_seq.is_some_and(|g| g > seq) {
+            // Every entry reads as newer than the reader.
+            return Ok(None);
+        }
+        // An ingested table stores one version per key (sequence 0, below any reader's),
+        // so the stored-key seek below finds it.
         let len = user_key.len() + TRAILER_LEN;
         if len <= INLINE_SEEK_KEY {
             let mut inline = [0u8; INLINE_SEEK_KEY];

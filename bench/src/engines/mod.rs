@@ -196,6 +196,22 @@ pub trait Transactional: Send + Sync {
     fn read_value(&self, key: &[u8], value: &mut Vec<u8>) -> BenchResult<bool>;
 }
 
+/// A bulk load in progress ([`BulkLoad::start_bulk`]): entries in strictly increasing
+/// key order, applied when [`BulkWriter::finish`] returns.
+pub trait BulkWriter {
+    /// Adds the next entry (its key sorts after the previous one's).
+    fn put(&mut self, key: &[u8], value: &[u8]) -> BenchResult<()>;
+    /// Makes every entry part of the database, durably.
+    fn finish(self: Box<Self>) -> BenchResult<()>;
+}
+
+/// The `bulkload` workload's path: sorted data built outside the database and added whole
+/// (strata's `TableWriter` + `Db::ingest`). Not part of [`Engine`]: not every peer has it.
+pub trait BulkLoad: Send + Sync {
+    /// Starts a load; `part` tells concurrent loads of one run apart.
+    fn start_bulk(&self, part: u64) -> BenchResult<Box<dyn BulkWriter + '_>>;
+}
+
 /// Copies a looked-up value into `value` (cleared first) for [`Transactional::read_value`];
 /// whether there was one.
 pub(crate) fn copy_found(found: Option<impl AsRef<[u8]>>, value: &mut Vec<u8>) -> bool {
@@ -313,6 +329,11 @@ pub trait Engine: Send + Sync {
     /// runner skips the workloads that need them, saying so).
     fn transactional(&self) -> Result<&dyn Transactional, String> {
         Err("this adapter has no transactions or compare-and-swap".into())
+    }
+    /// The engine's bulk load of sorted data, or why the adapter has none (the runner skips
+    /// `bulkload` then, saying so).
+    fn bulk_load(&self) -> Result<&dyn BulkLoad, String> {
+        Err("this adapter has no bulk load of sorted tables".into())
     }
 }
 
@@ -558,6 +579,36 @@ pub mod memory {
                 return Err("the test double was built without them".into());
             }
             Ok(self)
+        }
+        fn bulk_load(&self) -> Result<&dyn BulkLoad, String> {
+            Ok(self)
+        }
+    }
+
+    /// Entries gathered, then applied at once.
+    struct MemoryBulk<'a> {
+        engine: &'a MemoryEngine,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+    }
+
+    impl BulkWriter for MemoryBulk<'_> {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> BenchResult<()> {
+            if self.entries.last().is_some_and(|(last, _)| last.as_slice() >= key) {
+                return Err("bulk load keys out of order".into());
+            }
+            self.entries.push((key.to_vec(), value.to_vec()));
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> BenchResult<()> {
+            let mut map = self.engine.map.lock().unwrap();
+            map.extend(self.entries);
+            Ok(())
+        }
+    }
+
+    impl BulkLoad for MemoryEngine {
+        fn start_bulk(&self, _part: u64) -> BenchResult<Box<dyn BulkWriter + '_>> {
+            Ok(Box::new(MemoryBulk { engine: self, entries: Vec::new() }))
         }
     }
 }

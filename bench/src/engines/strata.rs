@@ -3,21 +3,28 @@
 //! Compare-and-swap goes through it too (a `WriteBatch` with an expectation, which is what
 //! `compare_and_swap` commits, with the run's durability); transactions are not in
 //! `KvStore` (`Db::transaction` and `ShardedDb::transaction` return different types), so the
-//! adapter reaches them through its own [`Transact`].
+//! adapter reaches them through its own [`Transact`]. The `bulkload` workload builds tables
+//! with `TableWriter` in a staging directory beside the database and ingests them
+//! (`Db::ingest`, `ShardedDb::ingest`, through [`Ingest`]).
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use strata::{
-    Db, Error, Expect, KvStore, Options, ShardedDb, ShardedOptions, WriteBatch, WriteOptions,
+    Db, Error, Expect, IngestFile, KvStore, Options, ShardedDb, ShardedOptions, TableWriter,
+    WriteBatch, WriteOptions,
 };
 
 use super::{
-    drive_scan, Attempt, BatchOp, BenchResult, Durability, Engine, EngineConfig, ScanDirection,
-    Transactional, Update,
+    drive_scan, Attempt, BatchOp, BenchResult, BulkLoad, BulkWriter, Durability, Engine,
+    EngineConfig, ScanDirection, Transactional, Update,
 };
+
+/// A bulk load starts a new table once the current one reaches this size (strata's default
+/// `target_file_size`).
+const BULK_TABLE_BYTES: u64 = 64 << 20;
 
 fn strata_durability(d: Durability) -> strata::Durability {
     match d {
@@ -49,10 +56,11 @@ impl Report for Db {
         self.metrics().to_string()
     }
     fn bytes_written(&self) -> Option<u64> {
-        // The same sum as `Metrics::write_amplification`: log, flushes, compaction output.
+        // The same sum as `Metrics::write_amplification`: log, flushes, compaction output,
+        // ingested tables.
         let m = self.metrics();
         let compaction: u64 = m.levels.iter().skip(1).map(|l| l.written_bytes).sum();
-        Some(m.wal_bytes + m.flush_bytes + compaction)
+        Some(m.wal_bytes + m.flush_bytes + compaction + m.ingested_bytes)
     }
     fn stall_time(&self) -> Duration {
         self.metrics().stall_time()
@@ -118,6 +126,64 @@ impl Transact for ShardedDb {
     }
 }
 
+/// Ingesting finished tables into a `Db` or a `ShardedDb` (their `ingest` differ in what
+/// they return).
+trait Ingest: Send + Sync {
+    fn ingest_files(&self, files: &[IngestFile]) -> strata::Result<()>;
+}
+
+impl Ingest for Db {
+    fn ingest_files(&self, files: &[IngestFile]) -> strata::Result<()> {
+        self.ingest(files).map(|_| ())
+    }
+}
+
+impl Ingest for ShardedDb {
+    fn ingest_files(&self, files: &[IngestFile]) -> strata::Result<()> {
+        self.ingest(files).map(|_| ())
+    }
+}
+
+/// One bulk load: tables of up to [`BULK_TABLE_BYTES`] written in the staging directory,
+/// ingested in one call by `finish`, then their staging names removed.
+struct StrataBulk<'a> {
+    engine: &'a StrataEngine,
+    part: u64,
+    writer: Option<TableWriter>,
+    files: Vec<IngestFile>,
+}
+
+impl BulkWriter for StrataBulk<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> BenchResult<()> {
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => {
+                let path =
+                    self.engine.staging.join(format!("{}-{}.sst", self.part, self.files.len()));
+                self.writer.insert(TableWriter::create(path, &self.engine.options)?)
+            }
+        };
+        writer.put(key, value)?;
+        if writer.estimated_file_size() >= BULK_TABLE_BYTES {
+            if let Some(w) = self.writer.take() {
+                self.files.push(w.finish()?);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> BenchResult<()> {
+        if let Some(w) = self.writer.take() {
+            self.files.push(w.finish()?);
+        }
+        let result = self.engine.ingest.ingest_files(&self.files);
+        for f in &self.files {
+            let _ = std::fs::remove_file(f.path());
+        }
+        Ok(result?)
+    }
+}
+
 /// An optimistic attempt's result as an [`Attempt`]; other errors stay errors.
 fn attempt(result: strata::Result<()>) -> BenchResult<Attempt> {
     match result {
@@ -135,6 +201,11 @@ pub struct StrataEngine {
     report: Box<dyn Report>,
     /// The same database again: its transactions.
     transact: Box<dyn Transact>,
+    /// And its ingest, with the options tables for it are built with and where they are
+    /// built (a directory beside the database's, on the same file system).
+    ingest: Box<dyn Ingest>,
+    options: Options,
+    staging: PathBuf,
     default_durability: Durability,
     shards: Option<usize>,
     memtable_mib: Option<usize>,
@@ -151,21 +222,28 @@ impl StrataEngine {
         if let Some(levels) = &config.compression_per_level {
             opts = opts.compression_per_level(levels.clone());
         }
-        type Handles = (Arc<dyn KvStore>, Box<dyn Report>, Box<dyn Transact>);
-        let (store, report, transact): Handles = match config.shards {
+        type Handles = (Arc<dyn KvStore>, Box<dyn Report>, Box<dyn Transact>, Box<dyn Ingest>);
+        let (store, report, transact, ingest): Handles = match config.shards {
             None => {
-                let db = Db::open(dir, opts)?;
-                (Arc::new(db.clone()), Box::new(db.clone()), Box::new(db))
+                let db = Db::open(dir, opts.clone())?;
+                (Arc::new(db.clone()), Box::new(db.clone()), Box::new(db.clone()), Box::new(db))
             }
             Some(n) => {
-                let db = ShardedDb::open(dir, ShardedOptions::new(n).engine(opts))?;
-                (Arc::new(db.clone()), Box::new(db.clone()), Box::new(db))
+                let db = ShardedDb::open(dir, ShardedOptions::new(n).engine(opts.clone()))?;
+                (Arc::new(db.clone()), Box::new(db.clone()), Box::new(db.clone()), Box::new(db))
             }
         };
+        let mut staging = dir.as_os_str().to_owned();
+        staging.push(".bulk");
+        let staging = PathBuf::from(staging);
+        std::fs::create_dir_all(&staging)?;
         Ok(StrataEngine {
             store,
             report,
             transact,
+            ingest,
+            options: opts,
+            staging,
             default_durability: config.durability,
             shards: config.shards,
             memtable_mib: config.memtable_mib,
@@ -250,6 +328,7 @@ impl Engine for StrataEngine {
     }
 
     fn close(self: Box<Self>) -> BenchResult<()> {
+        let _ = std::fs::remove_dir_all(&self.staging);
         Ok(self.store.close()?)
     }
 
@@ -271,6 +350,16 @@ impl Engine for StrataEngine {
 
     fn transactional(&self) -> Result<&dyn Transactional, String> {
         Ok(self)
+    }
+
+    fn bulk_load(&self) -> Result<&dyn BulkLoad, String> {
+        Ok(self)
+    }
+}
+
+impl BulkLoad for StrataEngine {
+    fn start_bulk(&self, part: u64) -> BenchResult<Box<dyn BulkWriter + '_>> {
+        Ok(Box::new(StrataBulk { engine: self, part, writer: None, files: Vec::new() }))
     }
 }
 
@@ -312,6 +401,27 @@ mod tests {
             shards,
             memtable_mib: None,
             compression_per_level: None,
+        }
+    }
+
+    /// A bulk load through `TableWriter` and ingest leaves every key readable, on a plain
+    /// and a sharded store, and removes its staging tables.
+    #[test]
+    fn a_bulk_load_ingests_every_key_and_cleans_up() {
+        for shards in [None, Some(3)] {
+            let dir = tempfile::tempdir().unwrap();
+            let db_dir = dir.path().join("db");
+            let engine = StrataEngine::open(&db_dir, &config(shards)).unwrap();
+            let mut bulk = engine.start_bulk(0).unwrap();
+            for i in 0..1000u32 {
+                bulk.put(&i.to_be_bytes(), b"value").unwrap();
+            }
+            bulk.finish().unwrap();
+            assert_eq!(engine.get(&7u32.to_be_bytes()).unwrap(), Some(5));
+            let n = engine.scan(None, ScanDirection::Forward, &mut |_, _| true).unwrap();
+            assert_eq!(n, 1000);
+            assert_eq!(std::fs::read_dir(&engine.staging).unwrap().count(), 0);
+            Box::new(engine).close().unwrap();
         }
     }
 

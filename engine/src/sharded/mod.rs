@@ -12,6 +12,7 @@
 //! protocol is in `reshard.rs`).
 
 mod auto_split;
+mod ingest;
 mod iter;
 mod layout;
 mod metrics;
