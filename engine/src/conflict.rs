@@ -302,12 +302,14 @@ mod tests {
         assert!(w.validate_reads(5, &reads(&[], &[("a", "k10")])).is_ok(), "end is excluded");
         assert!(w.validate_reads(5, &reads(&[], &[("k200", "z")])).is_ok());
         assert!(w.validate_reads(6, &reads(&["k15"], &[])).is_ok(), "the snapshot saw the ingest");
-        let blind = |keys: &[&'static str]| keys.to_vec().into_iter().map(str::as_bytes);
         assert!(
-            matches!(w.validate(5, &reads(&[], &[]), blind(&["k12"])), Err(Error::Conflict)),
+            matches!(
+                w.validate(5, &reads(&[], &[]), [&b"k12"[..]].into_iter()),
+                Err(Error::Conflict)
+            ),
             "a key the transaction wrote, ingested after its snapshot: first committer wins"
         );
-        assert!(w.validate(5, &reads(&[], &[]), blind(&["k30"])).is_ok());
+        assert!(w.validate(5, &reads(&[], &[]), [&b"k30"[..]].into_iter()).is_ok());
         w.open(6);
         w.close(5);
         assert!(w.ranges.is_empty(), "no open snapshot predates the ingest");
