@@ -411,6 +411,32 @@ impl Table {
         Ok(block)
     }
 
+    /// Checks the CRC of the stored block at `handle` (which must lie below `region_end`)
+    /// without decompressing it.
+    pub(crate) fn check_block_crc(&self, handle: BlockHandle, region_end: u64) -> Result<()> {
+        let corrupt = |reason: String| {
+            Error::corruption(&self.path, handle.offset, format!("data block: {reason}"))
+        };
+        let end = handle.end_with_trailer().filter(|&e| e <= region_end).ok_or_else(|| {
+            corrupt(format!(
+                "handle ({}, {}) points outside its region",
+                handle.offset, handle.size
+            ))
+        })?;
+        let start = handle.offset as usize;
+        let stored_end = start + handle.size as usize;
+        let trailer = self.file.get(stored_end..end as usize).unwrap_or_default();
+        let mut d = Decoder::new(trailer);
+        let (Some(stored_type), Some(crc)) = (d.u8(), d.u32()) else {
+            return Err(corrupt("truncated block trailer".into()));
+        };
+        let stored = self.file.get(start..stored_end).unwrap_or_default();
+        if block_crc(stored, stored_type) != crc {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        Ok(())
+    }
+
     /// Reads the block at `handle`, which must end (with its trailer) at or before
     /// `region_end`; verifies its CRC and decompresses it. Returns the contents and whether
     /// they are an owned buffer (true) or a view of the mapping (false).

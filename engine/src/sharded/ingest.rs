@@ -113,7 +113,7 @@ impl ShardedDb {
                     }
                     continue;
                 }
-                table.verify()?;
+                table.verify_checksums()?;
                 for (shard, file) in self.split_table(table, &routing, &mut temporary)? {
                     if let Some(list) = per_shard.get_mut(shard) {
                         list.push(file.path().to_path_buf());
