@@ -414,38 +414,17 @@ impl Table {
     /// Checks the CRC of the stored block at `handle` (which must lie below `region_end`)
     /// without decompressing it.
     pub(crate) fn check_block_crc(&self, handle: BlockHandle, region_end: u64) -> Result<()> {
-        let corrupt = |reason: String| {
-            Error::corruption(&self.path, handle.offset, format!("data block: {reason}"))
-        };
-        let end = handle.end_with_trailer().filter(|&e| e <= region_end).ok_or_else(|| {
-            corrupt(format!(
-                "handle ({}, {}) points outside its region",
-                handle.offset, handle.size
-            ))
-        })?;
-        let start = handle.offset as usize;
-        let stored_end = start + handle.size as usize;
-        let trailer = self.file.get(stored_end..end as usize).unwrap_or_default();
-        let mut d = Decoder::new(trailer);
-        let (Some(stored_type), Some(crc)) = (d.u8(), d.u32()) else {
-            return Err(corrupt("truncated block trailer".into()));
-        };
-        let stored = self.file.get(start..stored_end).unwrap_or_default();
-        if block_crc(stored, stored_type) != crc {
-            return Err(corrupt("checksum mismatch".into()));
-        }
-        Ok(())
+        self.stored_block(handle, region_end, BlockKind::Data).map(|_| ())
     }
 
-    /// Reads the block at `handle`, which must end (with its trailer) at or before
-    /// `region_end`; verifies its CRC and decompresses it. Returns the contents and whether
-    /// they are an owned buffer (true) or a view of the mapping (false).
-    pub(crate) fn read_block(
+    /// The stored bytes of the block at `handle` (ending, with its trailer, at or before
+    /// `region_end`) and its stored type, once its CRC is verified.
+    fn stored_block(
         &self,
         handle: BlockHandle,
         region_end: u64,
         kind: BlockKind,
-    ) -> Result<(Bytes, bool)> {
+    ) -> Result<(std::ops::Range<usize>, u8)> {
         let corrupt = |reason: String| {
             Error::corruption(&self.path, handle.offset, format!("{} block: {reason}", kind.name()))
         };
@@ -463,10 +442,27 @@ impl Table {
         let (Some(stored_type), Some(crc)) = (d.u8(), d.u32()) else {
             return Err(corrupt("truncated block trailer".into()));
         };
-        let stored = self.file.slice(start..stored_end);
-        if block_crc(&stored, stored_type) != crc {
+        let stored = self.file.get(start..stored_end).unwrap_or_default();
+        if block_crc(stored, stored_type) != crc {
             return Err(corrupt("checksum mismatch".into()));
         }
+        Ok((start..stored_end, stored_type))
+    }
+
+    /// Reads the block at `handle`, which must end (with its trailer) at or before
+    /// `region_end`; verifies its CRC and decompresses it. Returns the contents and whether
+    /// they are an owned buffer (true) or a view of the mapping (false).
+    pub(crate) fn read_block(
+        &self,
+        handle: BlockHandle,
+        region_end: u64,
+        kind: BlockKind,
+    ) -> Result<(Bytes, bool)> {
+        let corrupt = |reason: String| {
+            Error::corruption(&self.path, handle.offset, format!("{} block: {reason}", kind.name()))
+        };
+        let (range, stored_type) = self.stored_block(handle, region_end, kind)?;
+        let stored = self.file.slice(range);
         match stored_type {
             STORED_RAW => {
                 self.stats.record_block_read(handle.size, false);
