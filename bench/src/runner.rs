@@ -166,29 +166,20 @@ pub fn run(plan: &Plan) -> BenchResult<(Vec<RunResult>, Settings)> {
             let seed = plan.seed
                 ^ ((round as u64) << 32 | position as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
             for slot in &mut slots {
-                if bench == Benchmark::BulkLoad {
-                    if let Err(why) = slot.engine()?.bulk_load() {
-                        if !skipped.contains(&(bench, slot.kind)) {
-                            eprintln!(
-                                "note: {bench} is unsupported on {}: {why}; skipped",
-                                slot.kind
-                            );
-                            skipped.push((bench, slot.kind));
-                        }
-                        continue;
+                // Workloads that need more than the plain engine interface.
+                let unsupported = if bench == Benchmark::BulkLoad {
+                    slot.engine()?.bulk_load().err()
+                } else if bench.conditional() {
+                    slot.engine()?.transactional().err()
+                } else {
+                    None
+                };
+                if let Some(why) = unsupported {
+                    if !skipped.contains(&(bench, slot.kind)) {
+                        eprintln!("note: {bench} is unsupported on {}: {why}; skipped", slot.kind);
+                        skipped.push((bench, slot.kind));
                     }
-                }
-                if bench.conditional() {
-                    if let Err(why) = slot.engine()?.transactional() {
-                        if !skipped.contains(&(bench, slot.kind)) {
-                            eprintln!(
-                                "note: {bench} is unsupported on {}: {why}; skipped",
-                                slot.kind
-                            );
-                            skipped.push((bench, slot.kind));
-                        }
-                        continue;
-                    }
+                    continue;
                 }
                 let result = run_one(plan, slot, bench, position, seed)?;
                 if plan.verbose {

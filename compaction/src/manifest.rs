@@ -1041,39 +1041,30 @@ mod tests {
     }
 
     #[test]
-    fn format_version_2_manifest_still_opens() {
-        // A version 2 manifest as the previous release wrote it: header version 2, sealed
-        // logs, no ingested files.
-        let sim = setup();
-        let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
-        let log =
-            Wal::create(fs.clone(), dir().join("MANIFEST-000001"), WalOptions::default()).unwrap();
-        let mut record = MANIFEST_MAGIC.to_vec();
-        record.extend_from_slice(&2u32.to_le_bytes());
-        initial_snapshot().encode(&mut record);
-        log.append(&record, true).unwrap();
-        let mut edit_record = Vec::new();
-        edit(0).encode(&mut edit_record);
-        log.append(&edit_record, true).unwrap();
-        set_current(&*fs, dir(), 1).unwrap();
-        assert_eq!(recover_state(&sim), Some(expected(1, 1)));
+    fn format_version_1_and_2_manifests_still_open() {
+        // Manifests as earlier releases wrote them: header version 1 (no sealed logs) and
+        // 2 (sealed logs, no ingested files); the records themselves are unchanged.
+        for version in [1u32, 2] {
+            let sim = setup();
+            let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
+            let path = dir().join("MANIFEST-000001");
+            let log = Wal::create(fs.clone(), path, WalOptions::default()).unwrap();
+            let mut record = MANIFEST_MAGIC.to_vec();
+            record.extend_from_slice(&version.to_le_bytes());
+            initial_snapshot().encode(&mut record);
+            log.append(&record, true).unwrap();
+            let mut edit_record = Vec::new();
+            edit(0).encode(&mut edit_record);
+            log.append(&edit_record, true).unwrap();
+            set_current(&*fs, dir(), 1).unwrap();
+            assert_eq!(recover_state(&sim), Some(expected(1, 1)), "version {version}");
+        }
     }
 
     #[test]
-    fn format_version_1_manifest_still_opens() {
+    fn a_manifest_format_version_from_the_future_is_refused() {
         let sim = setup();
         let fs: Arc<dyn FileSystem> = Arc::new(sim.clone());
-        let log =
-            Wal::create(fs.clone(), dir().join("MANIFEST-000001"), WalOptions::default()).unwrap();
-        let mut record = MANIFEST_MAGIC.to_vec();
-        record.extend_from_slice(&1u32.to_le_bytes());
-        initial_snapshot().encode(&mut record);
-        log.append(&record, true).unwrap();
-        let mut edit_record = Vec::new();
-        edit(0).encode(&mut edit_record);
-        log.append(&edit_record, true).unwrap();
-        set_current(&*fs, dir(), 1).unwrap();
-        assert_eq!(recover_state(&sim), Some(expected(1, 1)));
         // A version from the future is refused by its number.
         let mut future = MANIFEST_MAGIC.to_vec();
         future.extend_from_slice(&(MANIFEST_FORMAT_VERSION + 1).to_le_bytes());

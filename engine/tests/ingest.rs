@@ -65,17 +65,24 @@ fn collect(
     it.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
 }
 
+/// The entries of a double-ended scan, read forwards or backwards (then in reverse order).
+fn collect_ordered(
+    it: impl DoubleEndedIterator<Item = strata::Result<(bytes::Bytes, bytes::Bytes)>>,
+    rev: bool,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if rev {
+        collect(it.rev())
+    } else {
+        collect(it)
+    }
+}
+
 impl Reader for Db {
     fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
         Db::get(self, k).unwrap().map(|v| v.to_vec())
     }
     fn scan(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>, rev: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let it = self.range((lo, hi));
-        if rev {
-            collect(it.rev())
-        } else {
-            collect(it)
-        }
+        collect_ordered(self.range((lo, hi)), rev)
     }
 }
 
@@ -84,12 +91,7 @@ impl Reader for Snapshot {
         Snapshot::get(self, k).unwrap().map(|v| v.to_vec())
     }
     fn scan(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>, rev: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let it = self.range((lo, hi));
-        if rev {
-            collect(it.rev())
-        } else {
-            collect(it)
-        }
+        collect_ordered(self.range((lo, hi)), rev)
     }
 }
 
