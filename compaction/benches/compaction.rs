@@ -80,6 +80,7 @@ fn benches(c: &mut Criterion) {
                     CompactionContext {
                         snapshots: &[],
                         horizon: MAX_SEQ,
+                        range_tombstones: &Default::default(),
                         fs: &fs,
                         dir: dir.path(),
                         table_options: &opts,

@@ -1,6 +1,7 @@
 //! [`FileMeta`]: what the tree knows about one table file without opening it.
 
-use strata_core::key::{InternalKey, SeqNo};
+use strata_core::key::{InternalKey, SeqNo, ValueKind, MAX_SEQ};
+use strata_core::range_del::inclusive_end;
 
 /// The metadata of one table file, as recorded in the manifest.
 ///
@@ -21,6 +22,7 @@ use strata_core::key::{InternalKey, SeqNo};
 ///     num_entries: 100,
 ///     num_deletions: 1,
 ///     global_seq: None,
+///     num_range_deletions: 0,
 /// };
 /// assert!(f.contains_user_key(b"banana"));
 /// assert!(!f.contains_user_key(b"zucchini"));
@@ -50,21 +52,62 @@ pub struct FileMeta {
     /// (`strata_sstable::Table::open_ingested`). `None` for tables the engine wrote.
     /// `smallest`, `largest`, `smallest_seq` and `largest_seq` already carry it.
     pub global_seq: Option<SeqNo>,
+    /// Number of range tombstone fragments the table holds (0 for most): scans ask only
+    /// the tables that have some. `smallest` and `largest` span their ranges too.
+    pub num_range_deletions: u64,
 }
 
 impl FileMeta {
     /// The metadata of table `number` from the properties its builder returned.
+    ///
+    /// A table's range runs over its range tombstones too (from the first start to the
+    /// last end, see [`inclusive_end`]): a tombstone belongs to the levels' key order like
+    /// any version, so that lookups, compaction picks and level overlap checks meet it
+    /// wherever it covers a key.
+    ///
+    /// ```
+    /// use strata_compaction::FileMeta;
+    /// use strata_core::key::{InternalKey, ValueKind};
+    /// use strata_core::range_del::RangeTombstone;
+    /// let props = strata_sstable::TableProperties {
+    ///     smallest_key: InternalKey::new(b"d", 5, ValueKind::Put).into_encoded(),
+    ///     largest_key: InternalKey::new(b"e", 5, ValueKind::Put).into_encoded(),
+    ///     range_tombstones: vec![RangeTombstone::new("a", "c", 7)],
+    ///     num_entries: 2,
+    ///     ..Default::default()
+    /// };
+    /// let f = FileMeta::from_properties(3, props);
+    /// assert_eq!((f.smallest_user_key(), f.largest_user_key()), (&b"a"[..], &b"e"[..]));
+    /// ```
     pub fn from_properties(number: u64, props: strata_sstable::TableProperties) -> FileMeta {
+        let mut smallest = InternalKey::from_encoded(props.smallest_key);
+        let mut largest = InternalKey::from_encoded(props.largest_key);
+        let points = props.num_entries > 0;
+        if let (Some(first), Some(last_end)) = (
+            props.range_tombstones.first(),
+            props.range_tombstones.iter().map(|t| t.end.as_slice()).max(),
+        ) {
+            // Fragments are sorted by start. The bounds are the first internal key of the
+            // first start and the last internal key of the inclusive end.
+            if !points || first.start.as_slice() < smallest.user_key() {
+                smallest = InternalKey::new(&first.start, MAX_SEQ, ValueKind::FOR_SEEK);
+            }
+            let end = inclusive_end(last_end);
+            if !points || end > largest.user_key() {
+                largest = InternalKey::new(end, 0, ValueKind::Delete);
+            }
+        }
         FileMeta {
             number,
             file_size: props.file_size,
-            smallest: InternalKey::from_encoded(props.smallest_key),
-            largest: InternalKey::from_encoded(props.largest_key),
+            smallest,
+            largest,
             smallest_seq: props.smallest_seq,
             largest_seq: props.largest_seq,
             num_entries: props.num_entries,
             num_deletions: props.num_deletions,
             global_seq: None,
+            num_range_deletions: props.range_tombstones.len() as u64,
         }
     }
 
@@ -108,6 +151,7 @@ impl FileMeta {
             num_entries: props.num_entries,
             num_deletions: props.num_deletions,
             global_seq: Some(global_seq),
+            num_range_deletions: 0,
         }
     }
 

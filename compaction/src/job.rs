@@ -7,6 +7,7 @@ use strata_core::fs::FileSystem;
 use strata_core::iter::InternalIterator;
 use strata_core::key::{parse_internal_key, SeqNo};
 use strata_core::merge::MergingIterator;
+use strata_core::range_del::{inclusive_end, successor, RangeTombstone, RangeTombstones};
 use strata_core::{Error, IoResultExt, Result};
 use strata_sstable::{TableBuilder, TableOptions};
 
@@ -40,6 +41,14 @@ pub struct CompactionOutput {
     pub entries_dropped: u64,
     /// Of `entries_dropped`, tombstones dropped because nothing below needed them.
     pub tombstones_dropped: u64,
+    /// Of `entries_dropped`, versions deleted by a range tombstone that every reader who
+    /// could see them also sees.
+    pub covered_dropped: u64,
+    /// Range tombstones (fragments) written to the outputs.
+    pub range_tombstones_written: u64,
+    /// Range tombstones (fragments) dropped at the bottom: every reader sees them and no
+    /// level below holds a key they cover.
+    pub range_tombstones_dropped: u64,
 }
 
 /// Everything [`run_compaction`] needs besides the compaction and its input iterators.
@@ -56,6 +65,7 @@ pub struct CompactionOutput {
 /// let ctx = CompactionContext {
 ///     snapshots: &[],
 ///     horizon: 42,
+///     range_tombstones: &Default::default(),
 ///     fs: &fs,
 ///     dir: Path::new("/db"),
 ///     table_options: &TableOptions::default(),
@@ -71,6 +81,10 @@ pub struct CompactionContext<'a> {
     /// The visible sequence number when the compaction started: every version newer than
     /// it is kept, and a reader at it must see the same data afterwards.
     pub horizon: SeqNo,
+    /// The range tombstones of the input tables: versions they delete for every reader are
+    /// dropped, and they are carried to the outputs (cut at output boundaries) unless they
+    /// are dropped at the bottom.
+    pub range_tombstones: &'a RangeTombstones,
     /// Where the output tables are written.
     pub fs: &'a dyn FileSystem,
     /// The database directory (outputs are `dir/{number:06}.sst`).
@@ -124,7 +138,7 @@ pub struct CompactionContext<'a> {
 /// # fn t(number: u64, lo: &[u8], hi: &[u8], seq: u64) -> FileMeta {
 /// #     FileMeta { number, file_size: 100, smallest: InternalKey::new(lo, seq, ValueKind::Put),
 /// #         largest: InternalKey::new(hi, seq, ValueKind::Put), smallest_seq: seq,
-/// #         largest_seq: seq, num_entries: 2, num_deletions: 0, global_seq: None }
+/// #         largest_seq: seq, num_entries: 2, num_deletions: 0, global_seq: None, num_range_deletions: 0 }
 /// # }
 /// let fs = SimFileSystem::new();
 /// fs.create_dir_all(Path::new("/db"))?;
@@ -143,7 +157,7 @@ pub struct CompactionContext<'a> {
 /// ];
 /// let mut next = 2;
 /// let out = run_compaction(&c, inputs, &version, CompactionContext {
-///     snapshots: &[], horizon: 2, fs: &fs, dir: Path::new("/db"),
+///     snapshots: &[], horizon: 2, range_tombstones: &Default::default(), fs: &fs, dir: Path::new("/db"),
 ///     table_options: &TableOptions::default(),
 ///     new_file_number: &mut || { next += 1; next },
 ///     rate_limiter: None, should_stop: &|| false,
@@ -164,6 +178,7 @@ pub fn run_compaction(
     let CompactionContext {
         snapshots,
         horizon,
+        range_tombstones,
         fs,
         dir,
         table_options,
@@ -180,15 +195,21 @@ pub fn run_compaction(
         current: None,
         finished: Vec::new(),
         uncharged: 0,
+        tombstones: Vec::new(),
+        lower: None,
+        last_user_key: Vec::new(),
     };
     let mut output =
         CompactionOutput { bytes_read: compaction.input_bytes(), ..Default::default() };
+    let retention = Retention::new(snapshots, horizon);
+    writer.tombstones =
+        surviving_tombstones(range_tombstones, &retention, version, compaction, &mut output);
     let result = merge_into(
         compaction,
         inputs,
         version,
-        snapshots,
-        horizon,
+        retention,
+        range_tombstones,
         should_stop,
         &mut writer,
         &mut output,
@@ -206,19 +227,42 @@ pub fn run_compaction(
     }
 }
 
+/// The range tombstones the outputs carry: all of the inputs' but those every reader sees
+/// (stripe 0) with no level below the output holding a key they cover — the versions they
+/// delete are dropped by this compaction, so nothing is left for them to hide.
+fn surviving_tombstones(
+    tombstones: &RangeTombstones,
+    retention: &Retention,
+    version: &Version,
+    compaction: &Compaction,
+    output: &mut CompactionOutput,
+) -> Vec<RangeTombstone> {
+    let mut keep = Vec::new();
+    for t in tombstones.iter() {
+        let below = (compaction.output_level + 1..NUM_LEVELS).any(|level| {
+            !version.overlapping_files(level, &t.start, inclusive_end(&t.end)).is_empty()
+        });
+        if retention.seen_by_all(t.seq) && !below {
+            output.range_tombstones_dropped += 1;
+        } else {
+            keep.push(t);
+        }
+    }
+    keep
+}
+
 #[allow(clippy::too_many_arguments)]
 fn merge_into(
     compaction: &Compaction,
     inputs: Vec<Box<dyn InternalIterator>>,
     version: &Version,
-    snapshots: &[SeqNo],
-    horizon: SeqNo,
+    mut retention: Retention,
+    range_tombstones: &RangeTombstones,
     should_stop: &dyn Fn() -> bool,
     writer: &mut OutputWriter<'_>,
     output: &mut CompactionOutput,
 ) -> Result<()> {
     let mut merged = MergingIterator::new(inputs);
-    let mut retention = Retention::new(snapshots, horizon);
     let mut below = LevelsBelow::new(version, compaction.output_level);
     let mut splitter = Splitter::new(&compaction.grandparents, compaction.max_grandparent_overlap);
     // The user key of the last version read; a split may only happen before a new one.
@@ -248,7 +292,7 @@ fn merge_into(
                 .as_ref()
                 .is_some_and(|b| b.estimated_file_size() >= compaction.target_file_size);
             if split_for_grandparents || split_for_size {
-                writer.finish_current()?;
+                writer.finish_current(false)?;
                 splitter.reset();
             }
             match &mut last_user_key {
@@ -261,7 +305,18 @@ fn merge_into(
         }
         let verdict =
             retention.decide(parsed.user_key, parsed.seq, parsed.kind, |k| below.may_hold(k));
+        // A range tombstone newer than the version in the version's own stripe deletes it
+        // for every reader that could see it.
+        let covered = verdict == Verdict::Keep
+            && !range_tombstones.is_empty()
+            && retention.stripe_top(parsed.seq).is_some_and(|top| {
+                range_tombstones.max_cover(parsed.user_key, top).is_some_and(|t| t > parsed.seq)
+            });
         match verdict {
+            Verdict::Keep if covered => {
+                output.entries_dropped += 1;
+                output.covered_dropped += 1;
+            }
             Verdict::Keep => {
                 writer.add(key, merged.value())?;
                 output.entries_written += 1;
@@ -359,6 +414,13 @@ struct OutputWriter<'a> {
     finished: Vec<FileMeta>,
     /// Bytes written since the last charge to the rate limiter.
     uncharged: u64,
+    /// The range tombstones to carry, each output taking the part between its lower bound
+    /// and the key after its last entry, so that the outputs' ranges stay disjoint.
+    tombstones: Vec<RangeTombstone>,
+    /// Where the next output's part of the tombstones begins (`None`: from the first).
+    lower: Option<Vec<u8>>,
+    /// The user key of the last entry added to the current output.
+    last_user_key: Vec<u8>,
 }
 
 struct Builder<'a> {
@@ -388,6 +450,8 @@ impl<'a> OutputWriter<'a> {
             }
         };
         builder.table.add(key, value)?;
+        self.last_user_key.clear();
+        self.last_user_key.extend_from_slice(strata_core::key::user_key(key));
         if let Some(limiter) = self.rate_limiter {
             let size = builder.table.estimated_file_size();
             self.uncharged += size.saturating_sub(builder.charged_size);
@@ -400,8 +464,33 @@ impl<'a> OutputWriter<'a> {
         Ok(())
     }
 
-    fn finish_current(&mut self) -> Result<()> {
-        let Some(Builder { number, table, .. }) = self.current.take() else { return Ok(()) };
+    /// Finishes the current output; `last` says no output follows, so it takes every
+    /// tombstone part left.
+    fn finish_current(&mut self, last: bool) -> Result<()> {
+        let upper = (!last).then(|| successor(&self.last_user_key));
+        if self.current.is_none() {
+            let left = self
+                .tombstones
+                .iter()
+                .any(|t| self.lower.as_deref().is_none_or(|lo| t.end.as_slice() > lo));
+            if !last || !left {
+                return Ok(());
+            }
+            // Only tombstones remain (every entry after the last split was dropped, or
+            // there were none): they get an output of their own.
+            let number = (self.new_file_number)();
+            let table = TableBuilder::new(self.fs, &self.path(number), self.table_options)?;
+            self.current = Some(Builder { number, table, charged_size: 0 });
+        }
+        let Some(Builder { number, mut table, .. }) = self.current.take() else { return Ok(()) };
+        let parts = RangeTombstones::new(self.tombstones.iter().cloned());
+        for part in parts.clipped(self.lower.as_deref(), upper.as_deref(), |_| true) {
+            if let Err(e) = table.add_range_tombstone(part) {
+                let _ = table.abandon();
+                return Err(e);
+            }
+        }
+        self.lower = upper;
         // `finish` removes the partial file itself when it fails.
         let props = table.finish()?;
         self.finished.push(FileMeta::from_properties(number, props));
@@ -409,7 +498,7 @@ impl<'a> OutputWriter<'a> {
     }
 
     fn finish_all(&mut self) -> Result<Vec<FileMeta>> {
-        self.finish_current()?;
+        self.finish_current(true)?;
         if let (Some(limiter), true) = (self.rate_limiter, self.uncharged > 0) {
             limiter.request(self.uncharged);
             self.uncharged = 0;
@@ -458,6 +547,7 @@ mod tests {
             num_entries: 1,
             num_deletions: 0,
             global_seq: None,
+            num_range_deletions: 0,
         }
     }
 
@@ -517,6 +607,7 @@ mod tests {
             CompactionContext {
                 snapshots,
                 horizon,
+                range_tombstones: &Default::default(),
                 fs,
                 dir: Path::new(DIR),
                 table_options: &options,
@@ -829,6 +920,7 @@ mod tests {
             CompactionContext {
                 snapshots: &[],
                 horizon: 10,
+                range_tombstones: &Default::default(),
                 fs: &fs,
                 dir: Path::new(DIR),
                 table_options: &TableOptions::default(),
@@ -860,6 +952,7 @@ mod tests {
             CompactionContext {
                 snapshots: &[],
                 horizon: 10,
+                range_tombstones: &Default::default(),
                 fs: &fs,
                 dir: Path::new(DIR),
                 table_options: &TableOptions::default()

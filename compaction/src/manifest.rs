@@ -54,7 +54,7 @@ pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
 /// global sequence number). Versions 1 and 2 are still read: they simply record no sealed
 /// logs or no ingested files. Older readers refuse a newer version by this number rather
 /// than by an unknown tag in some later record.
-pub const MANIFEST_FORMAT_VERSION: u32 = 3;
+pub const MANIFEST_FORMAT_VERSION: u32 = 4;
 
 /// The oldest manifest format version this crate reads.
 const OLDEST_READABLE_FORMAT_VERSION: u32 = 1;
@@ -628,6 +628,7 @@ mod tests {
             num_entries: 7,
             num_deletions: 1,
             global_seq: None,
+            num_range_deletions: 0,
         }
     }
 

@@ -241,7 +241,7 @@ impl Compaction {
     /// # fn t(number: u64, lo: &[u8], hi: &[u8], seq: u64) -> FileMeta {
     /// #     FileMeta { number, file_size: 100, smallest: InternalKey::new(lo, seq, ValueKind::Put),
     /// #         largest: InternalKey::new(hi, seq, ValueKind::Put), smallest_seq: seq,
-    /// #         largest_seq: seq, num_entries: 2, num_deletions: 0, global_seq: None }
+    /// #         largest_seq: seq, num_entries: 2, num_deletions: 0, global_seq: None, num_range_deletions: 0 }
     /// # }
     /// let mut edit = VersionEdit::default();
     /// edit.new_files.push((0, t(1, b"a", b"m", 1)));
@@ -379,7 +379,7 @@ pub fn pick_compaction(
 /// # fn t(number: u64, lo: &[u8], hi: &[u8]) -> FileMeta {
 /// #     FileMeta { number, file_size: 100, smallest: InternalKey::new(lo, 1, ValueKind::Put),
 /// #         largest: InternalKey::new(hi, 1, ValueKind::Put), smallest_seq: 1,
-/// #         largest_seq: 1, num_entries: 2, num_deletions: 0, global_seq: None }
+/// #         largest_seq: 1, num_entries: 2, num_deletions: 0, global_seq: None, num_range_deletions: 0 }
 /// # }
 /// let mut edit = VersionEdit::default();
 /// edit.new_files.push((2, t(1, b"a", b"c")));
@@ -476,6 +476,7 @@ mod tests {
             num_entries: 2,
             num_deletions: 0,
             global_seq: None,
+            num_range_deletions: 0,
         }
     }
 

@@ -64,6 +64,20 @@ impl Retention {
         }
     }
 
+    /// The newest reader's sequence number of the stripe holding `seq` (`None` when `seq`
+    /// is newer than the horizon: a stripe of its own, which nothing newer shares).
+    pub(crate) fn stripe_top(&self, seq: SeqNo) -> Option<SeqNo> {
+        match self.stripe(seq) {
+            Stripe::Below(i) => self.boundaries.get(i).copied(),
+            Stripe::Above(_) => None,
+        }
+    }
+
+    /// Whether every reader sees a write at `seq` (it lies in stripe 0).
+    pub(crate) fn seen_by_all(&self, seq: SeqNo) -> bool {
+        self.stripe(seq) == Stripe::Below(0)
+    }
+
     /// Decides the fate of the next version. `key_may_be_below` is asked only for
     /// tombstones in stripe 0.
     pub(crate) fn decide(

@@ -31,6 +31,7 @@ pub const NUM_LEVELS: usize = 7;
 ///         smallest: InternalKey::new(lo, seq, ValueKind::Put),
 ///         largest: InternalKey::new(hi, seq, ValueKind::Put),
 ///         smallest_seq: seq, largest_seq: seq, num_entries: 2, num_deletions: 0, global_seq: None,
+///         num_range_deletions: 0,
 ///     }
 /// }
 /// let mut edit = VersionEdit::default();
@@ -259,6 +260,7 @@ mod tests {
             num_entries: 1,
             num_deletions: 0,
             global_seq: None,
+            num_range_deletions: 0,
         }
     }
 

@@ -23,6 +23,9 @@ mod tag {
     /// A new file ingested from outside: tag 5's body, then its global sequence number
     /// (manifest format version 3).
     pub const NEW_INGESTED_FILE: u64 = 8;
+    /// A new file holding range tombstones: tag 5's body, then the number of its range
+    /// tombstone fragments (manifest format version 4).
+    pub const NEW_FILE_WITH_RANGE_DELETIONS: u64 = 9;
 }
 
 /// A write-ahead log that will never grow again, recorded once all its bytes are durable: at
@@ -65,7 +68,7 @@ pub struct SealedLog {
 ///     smallest: InternalKey::new(b"a", 1, ValueKind::Put),
 ///     largest: InternalKey::new(b"z", 1000, ValueKind::Put),
 ///     smallest_seq: 1, largest_seq: 1000, num_entries: 1000, num_deletions: 0,
-///     global_seq: None,
+///     global_seq: None, num_range_deletions: 0,
 /// }));
 /// let mut bytes = Vec::new();
 /// edit.encode(&mut bytes);
@@ -109,7 +112,13 @@ impl VersionEdit {
             put_varint(out, number);
         }
         for (level, f) in &self.new_files {
-            let t = if f.global_seq.is_some() { tag::NEW_INGESTED_FILE } else { tag::NEW_FILE };
+            let t = if f.global_seq.is_some() {
+                tag::NEW_INGESTED_FILE
+            } else if f.num_range_deletions > 0 {
+                tag::NEW_FILE_WITH_RANGE_DELETIONS
+            } else {
+                tag::NEW_FILE
+            };
             put_varint(out, t);
             put_varint(out, *level as u64);
             put_varint(out, f.number);
@@ -122,6 +131,8 @@ impl VersionEdit {
             put_varint(out, f.num_deletions);
             if let Some(seq) = f.global_seq {
                 put_varint(out, seq);
+            } else if f.num_range_deletions > 0 {
+                put_varint(out, f.num_range_deletions);
             }
         }
         for (level, key) in &self.compact_pointers {
@@ -166,7 +177,7 @@ impl VersionEdit {
                     let number = d.varint().ok_or_else(truncated)?;
                     edit.deleted_files.push((level, number));
                 }
-                tag::NEW_FILE | tag::NEW_INGESTED_FILE => {
+                tag::NEW_FILE | tag::NEW_INGESTED_FILE | tag::NEW_FILE_WITH_RANGE_DELETIONS => {
                     let level = level(&mut d, at)?;
                     let mut v = || d.varint().ok_or_else(truncated);
                     let (number, file_size) = (v()?, v()?);
@@ -183,9 +194,17 @@ impl VersionEdit {
                         num_entries: v()?,
                         num_deletions: v()?,
                         global_seq: None,
+                        num_range_deletions: 0,
                     };
                     if t == tag::NEW_INGESTED_FILE {
                         meta.global_seq = Some(v()?);
+                    } else if t == tag::NEW_FILE_WITH_RANGE_DELETIONS {
+                        meta.num_range_deletions = v()?;
+                        if meta.num_range_deletions == 0 {
+                            return Err(format!(
+                                "file {number} with range tombstones has none (byte {at})"
+                            ));
+                        }
                     }
                     edit.new_files.push((level, meta));
                 }
@@ -251,18 +270,23 @@ pub(crate) mod tests {
             arb_key(),
             any::<[u64; 4]>(),
             proptest::option::of(any::<u64>()),
+            0u64..3,
         )
             .prop_map(
-                |(number, file_size, smallest, largest, [a, b, c, d], global_seq)| FileMeta {
-                    number,
-                    file_size,
-                    smallest,
-                    largest,
-                    smallest_seq: a,
-                    largest_seq: b,
-                    num_entries: c,
-                    num_deletions: d,
-                    global_seq,
+                |(number, file_size, smallest, largest, [a, b, c, d], global_seq, ranges)| {
+                    FileMeta {
+                        number,
+                        file_size,
+                        smallest,
+                        largest,
+                        smallest_seq: a,
+                        largest_seq: b,
+                        num_entries: c,
+                        num_deletions: d,
+                        global_seq,
+                        // Ingested tables never hold range tombstones.
+                        num_range_deletions: if global_seq.is_some() { 0 } else { ranges },
+                    }
                 },
             )
     }
@@ -377,6 +401,7 @@ pub(crate) mod tests {
             num_entries: 2,
             num_deletions: 0,
             global_seq: Some(5),
+            num_range_deletions: 0,
         };
         let edit = VersionEdit { new_files: vec![(6, meta)], ..VersionEdit::default() };
         let mut bytes = Vec::new();
@@ -414,6 +439,7 @@ pub(crate) mod tests {
                     num_entries: 2,
                     num_deletions: 1,
                     global_seq: None,
+                    num_range_deletions: 0,
                 },
             )],
             compact_pointers: vec![(1, InternalKey::new(b"b", 2, ValueKind::Delete))],

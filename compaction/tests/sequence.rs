@@ -104,6 +104,7 @@ impl Db {
                 CompactionContext {
                     snapshots: &self.snapshots,
                     horizon: self.last_seq,
+                    range_tombstones: &Default::default(),
                     fs: &self.fs,
                     dir: Path::new(DIR),
                     table_options: &self.options,

@@ -21,6 +21,7 @@ pub mod fs;
 pub mod iter;
 pub mod key;
 pub mod merge;
+pub mod range_del;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod spin;

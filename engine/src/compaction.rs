@@ -17,6 +17,7 @@ use strata_compaction::{
 };
 use strata_core::iter::InternalIterator;
 use strata_core::key::SeqNo;
+use strata_core::range_del::RangeTombstones;
 use strata_core::{Error, Result};
 
 use crate::inner::DbInner;
@@ -60,6 +61,13 @@ impl DbInner {
                 c.overlapping.clone(),
             )));
         }
+        let mut range_tombstones = Vec::new();
+        for f in c.inputs.iter().chain(&c.overlapping).filter(|f| f.num_range_deletions > 0) {
+            if let Some(set) = self.tables.get(f)?.range_tombstones() {
+                range_tombstones.extend(set.iter());
+            }
+        }
+        let range_tombstones = RangeTombstones::new(range_tombstones);
         // Read under the snapshot registry's lock, the same lock `Snapshot::new` reads the
         // visible sequence under: a snapshot taken later reads at or above `horizon`.
         let (snapshots, horizon): (Vec<SeqNo>, SeqNo) = {
@@ -82,6 +90,7 @@ impl DbInner {
             CompactionContext {
                 snapshots: &snapshots,
                 horizon,
+                range_tombstones: &range_tombstones,
                 fs: &*self.fs,
                 dir: &self.dir,
                 table_options: &table_options,

@@ -112,6 +112,15 @@ impl ConflictWindow {
         }
         for (i, e) in batch.iter().enumerate() {
             let seq = first_seq + i as u64;
+            if e.kind == strata_wal::EntryKind::DeleteRange {
+                // The end is exclusive; as an inclusive bound it may name one key more,
+                // which can only cause a needless conflict, never miss one.
+                let end = strata_core::range_del::inclusive_end(e.value);
+                if e.key <= end {
+                    self.ranges.push((e.key.to_vec(), end.to_vec(), seq));
+                }
+                continue;
+            }
             self.written.insert(e.key.to_vec(), seq);
             self.history.push_back((seq, e.key.to_vec()));
             self.bytes += footprint(e.key);

@@ -168,6 +168,50 @@ impl Db {
         self.write_with(b, options)
     }
 
+    /// Deletes every key in `range` (`start..end`, the end excluded) with the default
+    /// durability: one log record and one memtable entry however many keys the range
+    /// covers. Keys written afterwards are visible again; snapshots taken before still see
+    /// the old keys. Compaction drops the covered versions and, at the bottom level, the
+    /// range tombstone itself. An empty range (`start >= end`) deletes nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// for i in 0..100u32 { db.put(format!("tenant/7/{i:03}"), "x")?; }
+    /// db.put("tenant/8/000", "kept")?;
+    /// let before = db.snapshot();
+    /// db.delete_range("tenant/7/".."tenant/8")?;
+    /// assert_eq!(db.prefix("tenant/").count(), 1);
+    /// assert_eq!(before.prefix("tenant/7/").count(), 100); // the snapshot still sees them
+    /// db.put("tenant/7/050", "back")?; // written after the delete: visible
+    /// assert_eq!(db.get("tenant/7/050")?.as_deref(), Some(&b"back"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_range<K: AsRef<[u8]>>(&self, range: std::ops::Range<K>) -> Result<()> {
+        self.delete_range_with(range, WriteOptions::default())
+    }
+
+    /// [`Db::delete_range`] with the durability and stall behaviour `options` ask for.
+    ///
+    /// ```
+    /// use strata::Durability;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = strata::Db::open(dir.path(), strata::Options::default())?;
+    /// db.put("a", "1")?;
+    /// db.delete_range_with("a".."b", Durability::Sync)?; // durable on return
+    /// assert!(db.get("a")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_range_with<K: AsRef<[u8]>>(
+        &self,
+        range: std::ops::Range<K>,
+        options: impl Into<WriteOptions>,
+    ) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete_range(range.start, range.end);
+        self.write_with(b, options)
+    }
+
     /// Deletes `key` (writes a tombstone) with the default durability.
     ///
     /// ```

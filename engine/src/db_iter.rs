@@ -8,9 +8,12 @@
 
 use std::ops::Bound;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use strata_core::iter::InternalIterator;
 use strata_core::key::{parse_internal_key, InternalKey, SeqNo, ValueKind, MAX_SEQ};
+use strata_core::range_del::RangeTombstones;
 use strata_core::{Error, Result};
 
 /// Bounds on user keys, owned.
@@ -57,6 +60,11 @@ impl KeyRange {
         }
     }
 
+    /// Whether the table's key range may hold a key of this range.
+    pub(crate) fn overlaps_file(&self, meta: &strata_compaction::FileMeta) -> bool {
+        !self.below_start(meta.largest_user_key()) && !self.above_end(meta.smallest_user_key())
+    }
+
     /// The range of keys that start with `prefix`.
     pub(crate) fn prefix(prefix: &[u8]) -> Self {
         let mut end = prefix.to_vec();
@@ -85,6 +93,8 @@ pub(crate) struct ForwardCursor<I> {
     iter: I,
     seq: SeqNo,
     range: KeyRange,
+    /// The view's range tombstones (`None`: it has none).
+    tombstones: Option<Arc<RangeTombstones>>,
     started: bool,
     /// The last user key emitted or found deleted: its older versions are skipped. A
     /// reused buffer (`has_skip` says whether it holds a key), not a fresh `Vec` per entry.
@@ -93,12 +103,28 @@ pub(crate) struct ForwardCursor<I> {
     done: bool,
 }
 
+/// Whether a range tombstone visible at `seq` deletes the version `(key, version)`.
+fn covered(
+    tombstones: &Option<Arc<RangeTombstones>>,
+    key: &[u8],
+    version: SeqNo,
+    seq: SeqNo,
+) -> bool {
+    tombstones.as_ref().is_some_and(|t| t.max_cover(key, seq).is_some_and(|c| c > version))
+}
+
 impl<I: InternalIterator> ForwardCursor<I> {
-    pub(crate) fn new(iter: I, seq: SeqNo, range: KeyRange) -> Self {
+    pub(crate) fn new(
+        iter: I,
+        seq: SeqNo,
+        range: KeyRange,
+        tombstones: Option<Arc<RangeTombstones>>,
+    ) -> Self {
         ForwardCursor {
             iter,
             seq,
             range,
+            tombstones,
             started: false,
             skip: Vec::new(),
             has_skip: false,
@@ -147,7 +173,11 @@ impl<I: InternalIterator> ForwardCursor<I> {
                 self.skip.clear();
                 self.skip.extend_from_slice(p.user_key);
                 self.has_skip = true;
-                if p.kind == ValueKind::Put {
+                // A key's newest visible version decides it: covered by a range tombstone,
+                // it is deleted like a point tombstone would delete it.
+                if p.kind == ValueKind::Put
+                    && !covered(&self.tombstones, p.user_key, p.seq, self.seq)
+                {
                     let key = Bytes::copy_from_slice(p.user_key);
                     return Some(Ok((key, Bytes::copy_from_slice(self.iter.value()))));
                 }
@@ -162,13 +192,19 @@ pub(crate) struct ReverseCursor<I> {
     iter: I,
     seq: SeqNo,
     range: KeyRange,
+    tombstones: Option<Arc<RangeTombstones>>,
     started: bool,
     done: bool,
 }
 
 impl<I: InternalIterator> ReverseCursor<I> {
-    pub(crate) fn new(iter: I, seq: SeqNo, range: KeyRange) -> Self {
-        ReverseCursor { iter, seq, range, started: false, done: false }
+    pub(crate) fn new(
+        iter: I,
+        seq: SeqNo,
+        range: KeyRange,
+        tombstones: Option<Arc<RangeTombstones>>,
+    ) -> Self {
+        ReverseCursor { iter, seq, range, tombstones, started: false, done: false }
     }
 
     fn start(&mut self) {
@@ -218,11 +254,16 @@ impl<I: InternalIterator> ReverseCursor<I> {
                 }
             }
             if p.seq <= self.seq && !self.range.above_end(p.user_key) {
-                let value = match p.kind {
+                let kind = if covered(&self.tombstones, p.user_key, p.seq, self.seq) {
+                    ValueKind::Delete
+                } else {
+                    p.kind
+                };
+                let value = match kind {
                     ValueKind::Put => Bytes::copy_from_slice(self.iter.value()),
                     ValueKind::Delete => Bytes::new(),
                 };
-                candidate = Some((p.user_key.to_vec(), p.kind, value));
+                candidate = Some((p.user_key.to_vec(), kind, value));
             }
             self.iter.prev();
         }
@@ -267,14 +308,15 @@ mod tests {
             .map(|(&k, &(s, _))| (vec![k], vec![k, s as u8]))
             .collect();
         let range = KeyRange { start: lo.map(|b| vec![b]), end: hi.map(|b| vec![b]) };
-        let mut fwd = ForwardCursor::new(VecIterator::new(entries.clone()), seq, range.clone());
+        let mut fwd =
+            ForwardCursor::new(VecIterator::new(entries.clone()), seq, range.clone(), None);
         let mut got = Vec::new();
         while let Some(e) = fwd.next_entry() {
             let (k, v) = e.unwrap();
             got.push((k.to_vec(), v.to_vec()));
         }
         assert_eq!(got, model);
-        let mut rev = ReverseCursor::new(VecIterator::new(entries), seq, range);
+        let mut rev = ReverseCursor::new(VecIterator::new(entries), seq, range, None);
         let mut got = Vec::new();
         while let Some(e) = rev.next_entry() {
             let (k, v) = e.unwrap();

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use strata_compaction::{FileMeta, VersionEdit};
 use strata_core::fs::FileSystem;
+use strata_core::range_del::RangeTombstone;
 use strata_core::{IoResultExt, Result};
 use strata_sstable::{TableBuilder, TableOptions};
 
@@ -58,25 +59,38 @@ pub(crate) fn build_table(
     number: u64,
     mem: &MemTable,
 ) -> Result<Option<FileMeta>> {
-    build_table_from(fs, path, options, number, mem.entries().map(|e| (e.key(), e.value())))
+    let range_dels = mem.range_tombstones();
+    let range_dels = range_dels.iter().flat_map(|set| set.iter());
+    let entries = mem.entries().map(|e| (e.key(), e.value()));
+    build_table_from(fs, path, options, number, entries, range_dels)
 }
 
-/// [`build_table`] from `(internal key, value)` pairs in internal-key order.
+/// [`build_table`] from `(internal key, value)` pairs in internal-key order and range
+/// tombstones (any order).
 pub(crate) fn build_table_from<'a>(
     fs: &Arc<dyn FileSystem>,
     path: &Path,
     options: &TableOptions,
     number: u64,
     entries: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    mut range_dels: impl Iterator<Item = RangeTombstone>,
 ) -> Result<Option<FileMeta>> {
     let mut builder = TableBuilder::new(&**fs, path, options)?;
+    let mut added = Ok(());
     for (key, value) in entries {
-        if let Err(e) = builder.add(key, value) {
-            let _ = builder.abandon();
-            return Err(e);
+        added = builder.add(key, value);
+        if added.is_err() {
+            break;
         }
     }
-    if builder.num_entries() == 0 {
+    if added.is_ok() {
+        added = range_dels.try_for_each(|t| builder.add_range_tombstone(t));
+    }
+    if let Err(e) = added {
+        let _ = builder.abandon();
+        return Err(e);
+    }
+    if builder.is_empty() {
         builder.abandon()?;
         return Ok(None);
     }

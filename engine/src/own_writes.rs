@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use strata_core::key::ValueKind;
-use strata_wal::{BatchEntry, WriteBatch};
+use strata_wal::{BatchEntry, EntryKind, WriteBatch};
 
 use crate::db_iter::KeyRange;
 
@@ -108,9 +107,10 @@ impl OwnWrites {
 }
 
 fn value_of(e: &BatchEntry<'_>) -> Option<Bytes> {
+    // A transaction's batch holds puts and deletes only (it offers no range delete).
     match e.kind {
-        ValueKind::Put => Some(Bytes::copy_from_slice(e.value)),
-        ValueKind::Delete => None,
+        EntryKind::Put => Some(Bytes::copy_from_slice(e.value)),
+        EntryKind::Delete | EntryKind::DeleteRange => None,
     }
 }
 
@@ -161,7 +161,7 @@ mod tests {
             }
             let mut applied = BTreeMap::new();
             for e in own.batch_mut().iter() {
-                let value = (e.kind == strata_core::key::ValueKind::Put).then(|| e.value.to_vec());
+                let value = (e.kind == strata_wal::EntryKind::Put).then(|| e.value.to_vec());
                 applied.insert(e.key.to_vec(), value);
             }
             prop_assert_eq!(applied, model);

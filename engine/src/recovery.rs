@@ -18,6 +18,7 @@ use strata_compaction::{
 };
 use strata_core::fs::{FileLock, FileSystem};
 use strata_core::key::{InternalKey, SeqNo};
+use strata_core::range_del::RangeTombstone;
 use strata_core::{Error, IoResultExt, Result};
 use strata_wal::{BatchEncoding, Durability, LogReader, RecoveryMode, Wal, WriteBatch};
 
@@ -53,12 +54,14 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Arc<DbInner>> {
         let number = next_file;
         next_file += 1;
         let path = tables.table_path(number);
+        let range_dels = std::mem::take(&mut run.range_dels);
         let meta = crate::flush::build_table_from(
             &fs,
             &path,
             &opts.table_options(0),
             number,
             run.sorted(),
+            range_dels.into_iter(),
         )?;
         if let Some(meta) = meta {
             edit.new_files.push((0, meta));
@@ -269,11 +272,14 @@ struct SortedRun {
     /// as the keys do, so most comparisons of a sort never touch `bytes`), its start in
     /// `bytes`, its key and value lengths.
     entries: Vec<(u64, usize, u32, u32)>,
+    /// Replayed range deletes.
+    range_dels: Vec<RangeTombstone>,
+    range_bytes: usize,
 }
 
 impl SortedRun {
     fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.range_dels.is_empty()
     }
 
     /// The entries in internal-key order (user key ascending, newest first).
@@ -298,9 +304,17 @@ impl ReplayTarget for SortedRun {
     fn add(&mut self, batch: &WriteBatch) {
         let seq = batch.sequence();
         for (i, e) in batch.iter().enumerate() {
+            let Some(kind) = e.kind.point() else {
+                let t = RangeTombstone::new(e.key, e.value, seq + i as u64);
+                if !t.is_empty() {
+                    self.range_bytes += t.start.len() + t.end.len() + 32;
+                    self.range_dels.push(t);
+                }
+                continue;
+            };
             let at = self.bytes.len();
             let mut key = Vec::with_capacity(e.key.len() + 8);
-            strata_core::key::encode_internal_key(&mut key, e.key, seq + i as u64, e.kind);
+            strata_core::key::encode_internal_key(&mut key, e.key, seq + i as u64, kind);
             self.bytes.extend_from_slice(&key);
             self.bytes.extend_from_slice(e.value);
             // Keys and values were size-checked when written (`MAX_KEY_SIZE`, `MAX_VALUE_SIZE`
@@ -315,7 +329,7 @@ impl ReplayTarget for SortedRun {
 
     /// About what a memtable would count, so replayed tables come out of the same size.
     fn bytes(&self) -> usize {
-        self.bytes.len() + self.entries.len() * 32
+        self.bytes.len() + self.entries.len() * 32 + self.range_bytes
     }
 }
 

@@ -247,8 +247,11 @@ impl Iterator for Iter {
         }
         if self.front.is_none() {
             let Some(view) = &self.view else { return self.closed() };
-            match self.db.merged_iter(view) {
-                Ok(it) => self.front = Some(ForwardCursor::new(it, self.seq, self.range.clone())),
+            match self.db.merged_source(view, &self.range) {
+                Ok((it, tombstones)) => {
+                    self.front =
+                        Some(ForwardCursor::new(it, self.seq, self.range.clone(), tombstones))
+                }
                 Err(e) => return self.finish(Some(Err(e))),
             }
         }
@@ -273,8 +276,11 @@ impl DoubleEndedIterator for Iter {
         }
         if self.back.is_none() {
             let Some(view) = &self.view else { return self.closed() };
-            match self.db.merged_iter(view) {
-                Ok(it) => self.back = Some(ReverseCursor::new(it, self.seq, self.range.clone())),
+            match self.db.merged_source(view, &self.range) {
+                Ok((it, tombstones)) => {
+                    self.back =
+                        Some(ReverseCursor::new(it, self.seq, self.range.clone(), tombstones))
+                }
                 Err(e) => return self.finish(Some(Err(e))),
             }
         }

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_compaction::{log_file_name, SealedLog};
-use strata_core::key::{SeqNo, ValueKind};
+use strata_core::key::SeqNo;
 use strata_core::{Error, Result};
-use strata_wal::{BatchEncoding, CommitTicket, Durability, Wal, WalOptions, WriteBatch};
+use strata_wal::{BatchEncoding, CommitTicket, Durability, EntryKind, Wal, WalOptions, WriteBatch};
 
 use crate::commit::{CommitEnv, CommitMode, LogTicket, Room};
 use crate::inner::DbInner;
@@ -39,6 +39,12 @@ pub(crate) fn validate(batch: &WriteBatch) -> Result<(u64, u64, u64)> {
                 e.key.len()
             )));
         }
+        if e.kind == EntryKind::DeleteRange && e.value.len() > MAX_KEY_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "range delete end key of {} bytes exceeds the {MAX_KEY_SIZE}-byte limit",
+                e.value.len()
+            )));
+        }
         if e.value.len() > MAX_VALUE_SIZE {
             return Err(Error::InvalidArgument(format!(
                 "value of {} bytes exceeds the {MAX_VALUE_SIZE}-byte limit",
@@ -46,8 +52,8 @@ pub(crate) fn validate(batch: &WriteBatch) -> Result<(u64, u64, u64)> {
             )));
         }
         match e.kind {
-            ValueKind::Put => puts += 1,
-            ValueKind::Delete => deletes += 1,
+            EntryKind::Put => puts += 1,
+            EntryKind::Delete | EntryKind::DeleteRange => deletes += 1,
         }
         bytes += (e.key.len() + e.value.len()) as u64;
     }
@@ -344,7 +350,10 @@ fn ensure_periodic_sync(w: &mut WriteState, every: Duration) -> Result<()> {
 pub(crate) fn insert_batch(mem: &MemTable, batch: &WriteBatch) {
     let seq = batch.sequence();
     for (i, e) in batch.iter().enumerate() {
-        mem.insert(e.key, seq + i as u64, e.kind, e.value);
+        match e.kind.point() {
+            Some(kind) => mem.insert(e.key, seq + i as u64, kind, e.value),
+            None => mem.insert_range_delete(e.key, e.value, seq + i as u64),
+        }
     }
 }
 
@@ -352,7 +361,10 @@ pub(crate) fn insert_batch(mem: &MemTable, batch: &WriteBatch) {
 fn remove_batch(mem: &MemTable, batch: &WriteBatch) {
     let seq = batch.sequence();
     for (i, e) in batch.iter().enumerate() {
-        mem.remove(e.key, seq + i as u64, e.kind);
+        match e.kind.point() {
+            Some(kind) => mem.remove(e.key, seq + i as u64, kind),
+            None => mem.remove_range_delete(e.key, e.value, seq + i as u64),
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use strata_core::fs::{FileSystem, WritableFile};
-use strata_core::key::{compare_internal, parse_internal_key, user_key, ValueKind};
+use strata_core::key::{compare_internal, parse_internal_key, user_key, ValueKind, MAX_SEQ};
+use strata_core::range_del::{RangeTombstone, RangeTombstones};
 use strata_core::{Error, IoResultExt, Result};
 
 use crate::block::BlockBuilder;
@@ -139,6 +140,7 @@ impl TableOptions {
 /// use std::path::Path;
 /// use std::sync::Arc;
 /// use strata_core::key::{InternalKey, ValueKind};
+/// use strata_core::range_del::RangeTombstone;
 /// use strata_core::sim::SimFileSystem;
 /// use strata_core::fs::FileSystem;
 /// use strata_sstable::{Table, TableBuilder, TableOptions, TableStats};
@@ -148,11 +150,14 @@ impl TableOptions {
 /// let mut b = TableBuilder::new(&fs, path, &TableOptions::default())?;
 /// b.add(InternalKey::new(b"apple", 2, ValueKind::Put).encoded(), b"red")?;
 /// b.add(InternalKey::new(b"kiwi", 3, ValueKind::Delete).encoded(), b"")?;
+/// b.add_range_tombstone(RangeTombstone::new("m", "p", 4))?; // "m" up to "p" deleted at 4
 /// let props = b.finish()?;
 /// fs.sync_dir(Path::new("/db"))?; // the caller makes the new name durable
-/// assert_eq!((props.num_entries, props.num_deletions), (2, 1));
+/// assert_eq!((props.num_entries, props.num_deletions, props.largest_seq), (2, 1, 4));
 /// let table = Table::open(&fs, path, 1, None, Arc::new(TableStats::default()))?;
-/// assert_eq!(table.get(b"apple", 10)?.unwrap().1, &b"red"[..]);
+/// assert_eq!(table.get(b"apple", 10)?.unwrap().2, &b"red"[..]);
+/// assert_eq!(table.range_del_cover(b"melon", 10), Some(4));
+/// assert_eq!(table.range_del_cover(b"melon", 3), None); // a reader at 3 predates it
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TableBuilder<'fs> {
@@ -164,6 +169,8 @@ pub struct TableBuilder<'fs> {
     filter: FilterBuilder,
     last_key: Vec<u8>,
     props: TableProperties,
+    /// Range tombstones as added, fragmented into `props` by `finish`.
+    range_tombstones: Vec<RangeTombstone>,
     failed: Option<Error>,
 }
 
@@ -271,6 +278,7 @@ impl<'fs> TableBuilder<'fs> {
             filter: FilterBuilder::new(options.bloom_bits_per_key),
             last_key: Vec::new(),
             props: TableProperties { compression: options.compression, ..Default::default() },
+            range_tombstones: Vec::new(),
             failed: None,
         })
     }
@@ -322,6 +330,35 @@ impl<'fs> TableBuilder<'fs> {
             self.guard(Self::flush_data_block)?;
         }
         Ok(())
+    }
+
+    /// Adds a range tombstone: the table will say that every version of a key in
+    /// `tombstone.start..tombstone.end` older than `tombstone.seq` is deleted, whatever
+    /// table holds that version. Any order, before [`TableBuilder::finish`]; overlapping
+    /// tombstones are fragmented when the table is finished. `InvalidArgument` for an empty
+    /// range or one whose keys exceed the entry limit.
+    pub fn add_range_tombstone(&mut self, tombstone: RangeTombstone) -> Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if tombstone.is_empty() || tombstone.seq > MAX_SEQ {
+            return Err(Error::InvalidArgument(format!(
+                "range tombstone {:?}..{:?} at {} is empty or has a sequence beyond the limit",
+                tombstone.start, tombstone.end, tombstone.seq
+            )));
+        }
+        if tombstone.start.len().saturating_add(tombstone.end.len()) > MAX_ENTRY_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "range tombstone keys exceed the table limit of {MAX_ENTRY_LEN} bytes"
+            )));
+        }
+        self.range_tombstones.push(tombstone);
+        Ok(())
+    }
+
+    /// Whether nothing was added: no entry and no range tombstone.
+    pub fn is_empty(&self) -> bool {
+        self.props.num_entries == 0 && self.range_tombstones.is_empty()
     }
 
     /// An estimate of the file size if finished now (for splitting compaction output).
@@ -398,6 +435,14 @@ impl<'fs> TableBuilder<'fs> {
         self.props.index_bytes = self.writer.offset - index.offset;
 
         self.props.largest_key = self.last_key.clone();
+        let fragments = RangeTombstones::new(std::mem::take(&mut self.range_tombstones));
+        for (i, t) in fragments.iter().enumerate() {
+            let first_seq = i == 0 && self.props.num_entries == 0;
+            self.props.smallest_seq =
+                if first_seq { t.seq } else { self.props.smallest_seq.min(t.seq) };
+            self.props.largest_seq = self.props.largest_seq.max(t.seq);
+            self.props.range_tombstones.push(t);
+        }
         self.props.created_unix_secs =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let properties = self.writer.write_block(&self.props.encode(), false)?;

@@ -8,10 +8,11 @@ use strata_core::coding::{put_varint, Decoder};
 pub const TABLE_MAGIC: u64 = u64::from_le_bytes(*b"STRATsst");
 
 /// The table format version this crate writes. It reads this one and every earlier one
-/// back to [`OLDEST_FORMAT_VERSION`]: version 3 writes the cache-line-blocked filter (filter
+/// back to [`OLDEST_FORMAT_VERSION`]: version 4 ends the properties block with the table's
+/// range tombstones, version 3 writes the cache-line-blocked filter (filter
 /// kind 2), version 2 added the LZ4 block type (2); version 1 files have only raw and zstd
 /// blocks. Versions 1 and 2 hold kind-1 (plain bloom) filters.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest table format version this crate still reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;

@@ -1,6 +1,8 @@
 //! [`TableProperties`]: what a table holds, stored in its properties block.
 
 use strata_core::coding::{put_varint, Decoder};
+use strata_core::key::MAX_SEQ;
+use strata_core::range_del::RangeTombstone;
 
 use crate::format::Compression;
 
@@ -39,6 +41,9 @@ pub struct TableProperties {
     pub compression: Compression,
     /// When the table was finished, in seconds since the Unix epoch.
     pub created_unix_secs: u64,
+    /// The range tombstones the table carries (format version 4), fragmented: sorted by
+    /// start, never partly overlapping. `smallest_seq` and `largest_seq` include theirs.
+    pub range_tombstones: Vec<RangeTombstone>,
 }
 
 impl Default for TableProperties {
@@ -59,6 +64,7 @@ impl Default for TableProperties {
             file_size: 0,
             compression: Compression::None,
             created_unix_secs: 0,
+            range_tombstones: Vec::new(),
         }
     }
 }
@@ -92,11 +98,20 @@ impl TableProperties {
             put_varint(&mut out, key.len() as u64);
             out.extend_from_slice(key);
         }
+        put_varint(&mut out, self.range_tombstones.len() as u64);
+        for t in &self.range_tombstones {
+            put_varint(&mut out, t.seq);
+            for key in [&t.start, &t.end] {
+                put_varint(&mut out, key.len() as u64);
+                out.extend_from_slice(key);
+            }
+        }
         out
     }
 
-    /// Decodes a (CRC-verified) properties block; `file_size` is filled by the caller.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<TableProperties, &'static str> {
+    /// Decodes a (CRC-verified) properties block of a table in format `version`;
+    /// `file_size` is filled by the caller.
+    pub(crate) fn decode(bytes: &[u8], version: u32) -> Result<TableProperties, &'static str> {
         const SHORT: &str = "properties block truncated";
         let mut d = Decoder::new(bytes);
         let mut v = [0u64; 11];
@@ -113,6 +128,24 @@ impl TableProperties {
         };
         let smallest_key = d.length_prefixed().ok_or(SHORT)?.to_vec();
         let largest_key = d.length_prefixed().ok_or(SHORT)?.to_vec();
+        let mut range_tombstones = Vec::new();
+        if version >= 4 {
+            let count = d.varint().ok_or(SHORT)?;
+            // Each tombstone takes at least 3 bytes: a count beyond that is a lie, caught
+            // before it sizes an allocation.
+            if count > d.remaining() as u64 / 3 {
+                return Err("range tombstone count exceeds the properties block");
+            }
+            for _ in 0..count {
+                let seq = d.varint().ok_or(SHORT)?;
+                let start = d.length_prefixed().ok_or(SHORT)?.to_vec();
+                let end = d.length_prefixed().ok_or(SHORT)?.to_vec();
+                if seq > MAX_SEQ || start >= end {
+                    return Err("malformed range tombstone in properties");
+                }
+                range_tombstones.push(RangeTombstone { start, end, seq });
+            }
+        }
         if !d.is_empty() {
             return Err("trailing bytes after properties");
         }
@@ -134,6 +167,7 @@ impl TableProperties {
             file_size: 0,
             compression,
             created_unix_secs,
+            range_tombstones,
         })
     }
 }
@@ -160,14 +194,31 @@ mod tests {
             file_size: 0,
             compression: Compression::Zstd { level: -3 },
             created_unix_secs: 1_700_000_000,
+            range_tombstones: vec![
+                RangeTombstone::new("b", "c", 7),
+                RangeTombstone::new("d", "q", 9),
+            ],
         };
         let bytes = p.encode();
-        assert_eq!(TableProperties::decode(&bytes), Ok(p));
+        assert_eq!(TableProperties::decode(&bytes, 4), Ok(p.clone()));
         for n in 0..bytes.len() {
-            assert!(TableProperties::decode(&bytes[..n]).is_err());
+            assert!(TableProperties::decode(&bytes[..n], 4).is_err());
         }
         let mut extra = bytes.clone();
         extra.push(0);
-        assert!(TableProperties::decode(&extra).is_err());
+        assert!(TableProperties::decode(&extra, 4).is_err());
+        // Before version 4 the block ends after the largest key.
+        let old = TableProperties { range_tombstones: Vec::new(), ..p };
+        let mut bytes = old.encode();
+        bytes.pop(); // the zero tombstone count
+        assert_eq!(TableProperties::decode(&bytes, 3), Ok(old));
+    }
+
+    #[test]
+    fn a_lying_tombstone_count_is_rejected_before_allocating() {
+        let mut bytes = TableProperties::default().encode();
+        bytes.pop();
+        put_varint(&mut bytes, u64::MAX >> 1);
+        assert!(TableProperties::decode(&bytes, 4).unwrap_err().contains("count exceeds"));
     }
 }

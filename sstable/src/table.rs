@@ -12,6 +12,7 @@ use strata_core::key::{
     encode_internal_key, parse_internal_key, write_internal_key, SeqNo, ValueKind, MAX_SEQ,
     TRAILER_LEN,
 };
+use strata_core::range_del::RangeTombstones;
 use strata_core::{Error, IoResultExt, Result};
 
 use crate::block::Block;
@@ -81,7 +82,7 @@ const INLINE_SEEK_KEY: usize = 64;
 ///
 /// let cache = BlockCache::new(1 << 20);
 /// let table = Table::open(&fs, path, 2, Some(cache), Arc::new(TableStats::default()))?;
-/// assert_eq!(table.get(b"k", 5)?.unwrap(), (ValueKind::Put, bytes::Bytes::from_static(b"old")));
+/// assert_eq!(table.get(b"k", 5)?.unwrap(), (ValueKind::Put, 4, bytes::Bytes::from_static(b"old")));
 /// assert_eq!(table.get(b"k", 3)?, None);
 /// let mut it = table.iter();
 /// it.seek_to_first();
@@ -108,6 +109,9 @@ pub struct Table {
     /// Set for an ingested table ([`Table::open_ingested`]): every entry reads as this
     /// sequence number, whatever its stored trailer says.
     global_seq: Option<SeqNo>,
+    /// The table's range tombstones, fragmented for lookups (`None` when it has none, so
+    /// that a point read pays one branch for them).
+    range_dels: Option<Box<RangeTombstones>>,
 }
 
 impl std::fmt::Debug for Table {
@@ -245,12 +249,17 @@ impl Table {
             cache,
             stats,
             global_seq,
+            range_dels: None,
         };
         let (props, _) =
             table.read_block(footer.properties, footer_at as u64, BlockKind::Properties)?;
-        table.props = TableProperties::decode(&props)
+        table.props = TableProperties::decode(&props, footer.version)
             .map_err(|r| corrupt(footer.properties.offset, r.into()))?;
         table.props.file_size = len;
+        if !table.props.range_tombstones.is_empty() {
+            let set = RangeTombstones::new(table.props.range_tombstones.iter().cloned());
+            table.range_dels = Some(Box::new(set));
+        }
         if table.props.data_bytes != table.data_end {
             return Err(corrupt(
                 footer.properties.offset,
@@ -267,6 +276,18 @@ impl Table {
             corrupt(footer.index.offset, format!("index block: {reason} (byte {at} of block)"))
         })?;
         Ok(Arc::new(table))
+    }
+
+    /// The table's range tombstones, if it has any (format version 4).
+    pub fn range_tombstones(&self) -> Option<&RangeTombstones> {
+        self.range_dels.as_deref()
+    }
+
+    /// The newest sequence number `<= seq` of a range tombstone of this table covering
+    /// `user_key` (see [`RangeTombstones::max_cover`]).
+    #[inline]
+    pub fn range_del_cover(&self, user_key: &[u8], seq: SeqNo) -> Option<SeqNo> {
+        self.range_dels.as_ref()?.max_cover(user_key, seq)
     }
 
     /// The table's properties (from its properties block).
@@ -306,10 +327,12 @@ impl Table {
         self.filter.may_contain(user_key)
     }
 
-    /// The newest version of `user_key` with sequence number `<= seq`: `Some((Put, value))`,
-    /// `Some((Delete, empty))` for a tombstone, or `None` if the table has no such version.
-    /// The value is a zero-copy slice of the file mapping or of a cached block.
-    pub fn get(&self, user_key: &[u8], seq: SeqNo) -> Result<Option<(ValueKind, Bytes)>> {
+    /// The newest version of `user_key` with sequence number `<= seq`: `Some((Put, its
+    /// sequence, value))`, `Some((Delete, its sequence, empty))` for a tombstone, or `None`
+    /// if the table has no such version. The value is a zero-copy slice of the file mapping
+    /// or of a cached block. Range tombstones are not applied here: see
+    /// [`Table::range_del_cover`].
+    pub fn get(&self, user_key: &[u8], seq: SeqNo) -> Result<Option<(ValueKind, SeqNo, Bytes)>> {
         if self.filter.is_some() {
             let negative = !self.filter.may_contain(user_key);
             self.stats.record_bloom(negative);
@@ -337,7 +360,11 @@ impl Table {
     }
 
     /// [`Table::get`] past the filter, with the seek key `target` of `user_key` built.
-    fn get_internal(&self, user_key: &[u8], target: &[u8]) -> Result<Option<(ValueKind, Bytes)>> {
+    fn get_internal(
+        &self,
+        user_key: &[u8],
+        target: &[u8],
+    ) -> Result<Option<(ValueKind, SeqNo, Bytes)>> {
         let i = self.index.seek(target);
         if i >= self.index.len() {
             return Ok(None);
@@ -371,7 +398,7 @@ impl Table {
                 ValueKind::Put => block.slice(value),
                 ValueKind::Delete => Bytes::new(),
             };
-            Ok(Some((parsed.kind, value)))
+            Ok(Some((parsed.kind, self.global_seq.unwrap_or(parsed.seq), value)))
         })
     }
 

@@ -43,13 +43,13 @@ fn open(fs: &dyn FileSystem, path: &Path, cache: bool) -> strata_core::Result<Ar
 }
 
 /// The model's answer to `get(user_key, seq)`.
-fn model_get(model: &Model, user_key: &[u8], seq: SeqNo) -> Option<(ValueKind, Bytes)> {
+fn model_get(model: &Model, user_key: &[u8], seq: SeqNo) -> Option<(ValueKind, SeqNo, Bytes)> {
     let target = InternalKey::new(user_key, seq, ValueKind::FOR_SEEK);
     let (k, v) = model.range(target..).next()?;
     let p = k.parse().unwrap();
     (p.user_key == user_key).then(|| match p.kind {
-        ValueKind::Put => (ValueKind::Put, Bytes::from(v.clone())),
-        ValueKind::Delete => (ValueKind::Delete, Bytes::new()),
+        ValueKind::Put => (ValueKind::Put, p.seq, Bytes::from(v.clone())),
+        ValueKind::Delete => (ValueKind::Delete, p.seq, Bytes::new()),
     })
 }
 
@@ -700,13 +700,16 @@ fn forged_blocks_with_valid_checksums_never_panic() {
 /// Tables written by older format versions (committed in `tests/fixtures`, each written by
 /// the builder of its version: 300 keys `key0000..key0299` at sequence i + 1, every tenth
 /// from the fourth a tombstone, 512-byte blocks) still open, verify and read back under the
-/// current version: version 1 (zstd 1; raw and zstd blocks only) and version 2 (LZ4 blocks;
-/// both with the plain kind-1 bloom filter that version 3 no longer writes).
+/// current version: version 1 (zstd 1; raw and zstd blocks only), version 2 (LZ4 blocks;
+/// both with the plain kind-1 bloom filter that version 3 no longer writes) and version 3
+/// (LZ4, the blocked filter; its properties block has no range tombstones, which version 4
+/// added).
 #[test]
-fn tables_of_format_versions_1_and_2_still_open_and_read() {
+fn tables_of_format_versions_1_to_3_still_open_and_read() {
     for (file, compression) in [
         ("format_v1_zstd.sst", Compression::Zstd { level: 1 }),
         ("format_v2_lz4.sst", Compression::Lz4),
+        ("format_v3_lz4.sst", Compression::Lz4),
     ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(file);
         let fs = OsFileSystem;
@@ -715,6 +718,7 @@ fn tables_of_format_versions_1_and_2_still_open_and_read() {
         assert_eq!(t.properties().compression, compression, "{file}");
         assert_eq!(t.verify().unwrap().entries, 300, "{file}");
         assert!(stats.decompressed_blocks() > 1, "{file} holds compressed blocks");
+        assert!(t.range_tombstones().is_none(), "{file}");
         let mut expected = Vec::new();
         for i in 0..300u32 {
             let key = format!("key{i:04}");
@@ -724,7 +728,11 @@ fn tables_of_format_versions_1_and_2_still_open_and_read() {
                 (ValueKind::Put, format!("value-{i}-").repeat(4))
             };
             let found = t.get(key.as_bytes(), MAX_SEQ).unwrap().unwrap();
-            assert_eq!((found.0, &found.1[..]), (kind, value.as_bytes()), "{file}");
+            assert_eq!(
+                (found.0, found.1, &found.2[..]),
+                (kind, u64::from(i) + 1, value.as_bytes()),
+                "{file}"
+            );
             assert_eq!(t.get(key.as_bytes(), u64::from(i)).unwrap(), None, "older than its write");
             let internal = InternalKey::new(key.as_bytes(), u64::from(i) + 1, kind);
             expected.push((internal.into_encoded(), value.into_bytes()));
@@ -789,4 +797,31 @@ proptest! {
             prop_assert_eq!(table.get(&user_key, seq).unwrap(), model_get(&logical, &user_key, seq));
         }
     }
+}
+
+/// Version 4 tables carry range tombstones in their properties block: they survive the
+/// round trip fragmented, count in the sequence range, and a table may hold nothing else.
+#[test]
+fn range_tombstones_round_trip_and_may_be_all_a_table_holds() {
+    use strata_core::range_del::RangeTombstone;
+    let fs = sim();
+    let path = dir().join("000009.sst");
+    let mut b = TableBuilder::new(&fs, &path, &TableOptions::default()).unwrap();
+    b.add_range_tombstone(RangeTombstone::new("k", "p", 12)).unwrap();
+    b.add_range_tombstone(RangeTombstone::new("a", "m", 7)).unwrap();
+    assert!(b.add_range_tombstone(RangeTombstone::new("z", "z", 3)).is_err(), "empty range");
+    let props = b.finish().unwrap();
+    assert_eq!((props.num_entries, props.smallest_seq, props.largest_seq), (0, 7, 12));
+    // Fragmented: [a,k)@7, [k,m)@{12,7}, [m,p)@12.
+    assert_eq!(props.range_tombstones.len(), 4);
+    fs.sync_dir(&dir()).unwrap();
+    let t = Table::open(&fs, &path, 9, None, Arc::new(TableStats::default())).unwrap();
+    assert_eq!(t.properties().range_tombstones, props.range_tombstones);
+    assert_eq!(t.range_del_cover(b"l", 100), Some(12));
+    assert_eq!(t.range_del_cover(b"l", 10), Some(7));
+    assert_eq!(t.range_del_cover(b"b", 6), None);
+    assert_eq!(t.range_del_cover(b"p", 100), None);
+    assert_eq!(t.get(b"l", 100).unwrap(), None, "no point entries");
+    assert_eq!(collect_forward(&mut t.iter()), Vec::<(Vec<u8>, Vec<u8>)>::new());
+    assert_eq!(t.verify().unwrap().entries, 0);
 }

@@ -117,6 +117,11 @@ impl<H> Model<H> {
         apply(&mut self.current, mutations);
     }
 
+    /// Applies an acknowledged range delete of `start..end`.
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) {
+        self.current.retain(|k, _| k.as_slice() < start || k.as_slice() >= end);
+    }
+
     /// The current contents.
     pub fn state(&self) -> &State {
         &self.current

@@ -14,7 +14,10 @@
 //!   directions, against what the model saw when the snapshot was taken;
 //! * every write path agrees: `put`, `delete`, `write`, `write_with` (Buffered) and
 //!   `write_async` (batches split across shards on a sharded store);
-//! * flushes change nothing visible; a close and reopen keeps every write;
+//! * range deletes hide exactly the keys in their range, from reads and scans but not
+//!   from older snapshots;
+//! * flushes and full compactions change nothing visible; a close and reopen keeps every
+//!   write;
 //! * at the end: full scans forward, backward and alternating ends, and every live snapshot
 //!   (forward, backward, gets of keys it holds and of keys it must not see).
 
@@ -70,8 +73,12 @@ pub enum Op {
         /// Which snapshot.
         index: usize,
     },
+    /// `delete_range(start..end)` (in any order: an inverted range deletes nothing).
+    DeleteRange(Vec<u8>, Vec<u8>),
     /// `flush()`.
     Flush,
+    /// `compact()`: everything down to the last level.
+    Compact,
     /// Drops the snapshots, `close()`s the store and opens it again.
     Reopen,
 }
@@ -121,7 +128,9 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::TakeSnapshot),
         2 => (any::<usize>(), key()).prop_map(|(index, key)| Op::ReadSnapshot { index, key }),
         1 => any::<usize>().prop_map(|index| Op::DropSnapshot { index }),
+        1 => (key(), key()).prop_map(|(a, b)| Op::DeleteRange(a, b)),
         1 => Just(Op::Flush),
+        1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
     ]
 }
@@ -291,7 +300,12 @@ pub fn run<S: KvStore + 'static>(open: impl Fn() -> S, ops: Vec<Op>) {
                 let n = model.snapshots().len().max(1);
                 model.drop_snapshot(index % n);
             }
+            Op::DeleteRange(start, end) => {
+                store.delete_range(&start, &end).unwrap_or_else(|e| panic!("delete_range: {e}"));
+                model.delete_range(&start, &end);
+            }
             Op::Flush => store.flush().unwrap_or_else(|e| panic!("flush: {e}")),
+            Op::Compact => store.compact().unwrap_or_else(|e| panic!("compact: {e}")),
             Op::Reopen => {
                 model.drop_snapshots();
                 store.close().unwrap_or_else(|e| panic!("close: {e}"));

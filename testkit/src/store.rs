@@ -51,6 +51,16 @@ impl StoreUnderTest {
         self.store.delete(key)
     }
 
+    /// `delete_range(start..end)` with the store's default durability.
+    pub fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        self.store.delete_range(start, end)
+    }
+
+    /// Compacts everything down to the last level and waits.
+    pub fn compact(&self) -> Result<()> {
+        self.store.compact()
+    }
+
     /// `write` with the store's default durability.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         self.store.write(batch)

@@ -66,14 +66,62 @@ impl Expect {
     }
 }
 
+/// What one entry of a [`WriteBatch`] does.
+///
+/// The tags are written to the log: do not renumber. The point kinds share their tags
+/// with [`ValueKind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum EntryKind {
+    /// Deletes one key.
+    Delete = 0,
+    /// Puts a value.
+    Put = 1,
+    /// Deletes every key in `key..value` (the entry's value holds the exclusive end).
+    DeleteRange = 2,
+}
+
+impl EntryKind {
+    /// The kind stored as `tag`, if any.
+    pub fn from_u8(tag: u8) -> Option<Self> {
+        match tag {
+            0 => Some(EntryKind::Delete),
+            1 => Some(EntryKind::Put),
+            2 => Some(EntryKind::DeleteRange),
+            _ => None,
+        }
+    }
+
+    /// The version kind of a point entry; `None` for a range delete.
+    ///
+    /// ```
+    /// use strata_core::key::ValueKind;
+    /// use strata_wal::EntryKind;
+    /// assert_eq!(EntryKind::Put.point(), Some(ValueKind::Put));
+    /// assert_eq!(EntryKind::DeleteRange.point(), None);
+    /// ```
+    pub fn point(self) -> Option<ValueKind> {
+        match self {
+            EntryKind::Delete => Some(ValueKind::Delete),
+            EntryKind::Put => Some(ValueKind::Put),
+            EntryKind::DeleteRange => None,
+        }
+    }
+
+    /// Whether the entry carries a value after its key (puts, and range deletes' ends).
+    fn has_value(self) -> bool {
+        self != EntryKind::Delete
+    }
+}
+
 /// One entry of a [`WriteBatch`], from [`WriteBatch::iter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchEntry<'a> {
-    /// Put or delete.
-    pub kind: ValueKind,
-    /// The user key.
+    /// Put, delete or range delete.
+    pub kind: EntryKind,
+    /// The user key (a range delete's first key).
     pub key: &'a [u8],
-    /// The value (empty for a delete).
+    /// The value (empty for a delete; a range delete's exclusive end key).
     pub value: &'a [u8],
 }
 
@@ -153,6 +201,38 @@ impl WriteBatch {
         put_varint(&mut self.rep, key.len() as u64);
         self.rep.extend_from_slice(key);
         self.add_count(1);
+    }
+
+    /// Adds a deletion of every key in `start..end` (`end` excluded): one entry, whatever
+    /// the number of keys it covers. Keys written after it (in this batch or later) are
+    /// not affected; snapshots taken before it still see the old keys. An empty range
+    /// (`start >= end`) deletes nothing.
+    ///
+    /// ```
+    /// use strata_wal::{EntryKind, WriteBatch};
+    /// let mut b = WriteBatch::new();
+    /// b.delete_range("tenant/7/", "tenant/8");
+    /// b.put("tenant/7/name", "new"); // written after the delete: survives it
+    /// let first = b.iter().next().unwrap();
+    /// assert_eq!((first.kind, first.key, first.value), (EntryKind::DeleteRange, &b"tenant/7/"[..], &b"tenant/8"[..]));
+    /// ```
+    ///
+    /// # Panics
+    /// As [`WriteBatch::put`].
+    pub fn delete_range(&mut self, start: impl AsRef<[u8]>, end: impl AsRef<[u8]>) {
+        let (start, end) = (start.as_ref(), end.as_ref());
+        self.rep.reserve(Self::put_len(start, end));
+        self.rep.push(EntryKind::DeleteRange as u8);
+        put_varint(&mut self.rep, start.len() as u64);
+        self.rep.extend_from_slice(start);
+        put_varint(&mut self.rep, end.len() as u64);
+        self.rep.extend_from_slice(end);
+        self.add_count(1);
+    }
+
+    /// Whether the batch holds a range delete.
+    pub fn has_range_deletes(&self) -> bool {
+        self.iter().any(|e| e.kind == EntryKind::DeleteRange)
     }
 
     fn add_count(&mut self, n: u32) {
@@ -238,8 +318,8 @@ impl WriteBatch {
 ///
 /// ```text
 /// sequence u64 LE | count u32 LE | entry * count
-/// entry := kind u8 (ValueKind: 0 delete, 1 put) | varint key_len | key
-///          [| varint value_len | value]          (value only for puts)
+/// entry := kind u8 (EntryKind: 0 delete, 1 put, 2 range delete) | varint key_len | key
+///          [| varint value_len | value]   (puts; a range delete's value is its end key)
 /// ```
 ///
 /// ```
@@ -253,9 +333,9 @@ impl WriteBatch {
 /// // Recovery decodes the payload read back from the log, validating every length.
 /// let decoded = WriteBatch::decode(batch.as_bytes().to_vec()).unwrap();
 /// assert_eq!(decoded.sequence(), 7);
-/// let entries: Vec<_> = decoded.iter().map(|e| (e.kind, e.key, e.value)).collect();
-/// assert_eq!(entries, [(ValueKind::Put, &b"apple"[..], &b"red"[..]),
-///                      (ValueKind::Delete, &b"pear"[..], &b""[..])]);
+/// let entries: Vec<_> = decoded.iter().map(|e| (e.kind.point(), e.key, e.value)).collect();
+/// assert_eq!(entries, [(Some(ValueKind::Put), &b"apple"[..], &b"red"[..]),
+///                      (Some(ValueKind::Delete), &b"pear"[..], &b""[..])]);
 /// ```
 #[doc(hidden)]
 pub trait BatchEncoding: Sized {
@@ -326,12 +406,12 @@ fn validate(bytes: &[u8]) -> Result<u32, String> {
         let Some(tag) = d.u8() else {
             return Err(format!("write batch ends after {i} of {count} entries (offset {at})"));
         };
-        let kind = ValueKind::from_u8(tag)
+        let kind = EntryKind::from_u8(tag)
             .ok_or_else(|| format!("unknown entry kind {tag} at batch offset {at}"))?;
         if d.length_prefixed().is_none() {
             return Err(format!("entry {i}: key length exceeds the batch (offset {at})"));
         }
-        if kind == ValueKind::Put && d.length_prefixed().is_none() {
+        if kind.has_value() && d.length_prefixed().is_none() {
             return Err(format!("entry {i}: value length exceeds the batch (offset {at})"));
         }
     }
@@ -385,12 +465,9 @@ impl<'a> Iterator for BatchIter<'a> {
         }
         // A batch is well-formed by construction (built by put/delete or validated by
         // decode); the checks only make a broken invariant end the iteration, not panic.
-        let kind = ValueKind::from_u8(self.decoder.u8()?)?;
+        let kind = EntryKind::from_u8(self.decoder.u8()?)?;
         let key = self.decoder.length_prefixed()?;
-        let value = match kind {
-            ValueKind::Put => self.decoder.length_prefixed()?,
-            ValueKind::Delete => &[],
-        };
+        let value = if kind.has_value() { self.decoder.length_prefixed()? } else { &[] };
         self.left -= 1;
         Some(BatchEntry { kind, key, value })
     }
@@ -413,12 +490,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    type Op = (bool, Vec<u8>, Vec<u8>);
+    /// (0 delete, 1 put, 2 range delete; key; value or end)
+    type Op = (u8, Vec<u8>, Vec<u8>);
 
     fn ops() -> impl Strategy<Value = Vec<Op>> {
         proptest::collection::vec(
             (
-                any::<bool>(),
+                0u8..3,
                 proptest::collection::vec(any::<u8>(), 0..20),
                 proptest::collection::vec(any::<u8>(), 0..200),
             ),
@@ -428,29 +506,27 @@ mod tests {
 
     fn build(ops: &[Op]) -> WriteBatch {
         let mut b = WriteBatch::new();
-        for (is_put, k, v) in ops {
-            if *is_put {
-                b.put(k, v);
-            } else {
-                b.delete(k);
+        for (kind, k, v) in ops {
+            match kind {
+                0 => b.delete(k),
+                1 => b.put(k, v),
+                _ => b.delete_range(k, v),
             }
         }
         b
     }
 
-    fn expected(ops: &[Op]) -> Vec<(ValueKind, Vec<u8>, Vec<u8>)> {
+    fn expected(ops: &[Op]) -> Vec<(EntryKind, Vec<u8>, Vec<u8>)> {
         ops.iter()
-            .map(|(p, k, v)| {
-                if *p {
-                    (ValueKind::Put, k.clone(), v.clone())
-                } else {
-                    (ValueKind::Delete, k.clone(), vec![])
-                }
+            .map(|(kind, k, v)| match kind {
+                0 => (EntryKind::Delete, k.clone(), vec![]),
+                1 => (EntryKind::Put, k.clone(), v.clone()),
+                _ => (EntryKind::DeleteRange, k.clone(), v.clone()),
             })
             .collect()
     }
 
-    fn entries(b: &WriteBatch) -> Vec<(ValueKind, Vec<u8>, Vec<u8>)> {
+    fn entries(b: &WriteBatch) -> Vec<(EntryKind, Vec<u8>, Vec<u8>)> {
         b.iter().map(|e| (e.kind, e.key.to_vec(), e.value.to_vec())).collect()
     }
 

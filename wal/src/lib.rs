@@ -28,7 +28,9 @@ mod reader;
 
 use std::time::Duration;
 
-pub use batch::{BatchEncoding, BatchEntry, BatchIter, Expect, WriteBatch, BATCH_HEADER_LEN};
+pub use batch::{
+    BatchEncoding, BatchEntry, BatchIter, EntryKind, Expect, WriteBatch, BATCH_HEADER_LEN,
+};
 pub use group_commit::{CommitTicket, Wal, WalOptions, WalStats};
 pub use log_writer::{LogWriter, LogWriterOptions};
 pub use periodic_sync::PeriodicSync;

@@ -52,7 +52,7 @@ fn recover(fs: &dyn FileSystem) -> Vec<u64> {
     while let Some(record) = reader.next_record().unwrap() {
         let got = WriteBatch::decode(record.payload.to_vec()).unwrap();
         let first = got.iter().next().unwrap();
-        assert_eq!(first.kind, ValueKind::Put);
+        assert_eq!(first.kind.point(), Some(ValueKind::Put));
         let key = std::str::from_utf8(first.key).unwrap();
         let t: usize = key[1..3].parse().unwrap();
         assert_eq!(got.sequence(), count[t], "thread {t}: records out of order or missing");

@@ -28,12 +28,14 @@ mod arena;
 mod skiplist;
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use strata_core::iter::InternalIterator;
 use strata_core::key::{parse_internal_key, write_internal_key, SeqNo, ValueKind, TRAILER_LEN};
+use strata_core::range_del::{RangeTombstone, RangeTombstones};
 use strata_core::Result;
 
 use skiplist::{Node, SkipList};
@@ -50,6 +52,20 @@ pub struct MemTable {
     sealed_seq: AtomicU64,
     /// Bytes of its log, set when it is sealed (0 while active).
     log_bytes: AtomicU64,
+    /// Range deletes, apart from the skiplist: they are few, and a point read asks them
+    /// one question (`range_del_cover`). `has_range_dels` lets reads skip the lock when
+    /// there are none, which is nearly always.
+    range_dels: RwLock<MemRangeDels>,
+    has_range_dels: AtomicBool,
+    range_del_bytes: AtomicUsize,
+}
+
+/// A memtable's range tombstones as inserted, and fragmented for reads.
+#[derive(Debug, Default)]
+struct MemRangeDels {
+    raw: Vec<RangeTombstone>,
+    /// Rebuilt on each insert or removal; shared with scans that took it.
+    fragments: Arc<RangeTombstones>,
 }
 
 /// A small encoded internal key on the stack, for searches.
@@ -89,7 +105,60 @@ impl MemTable {
             wal_number,
             sealed_seq: AtomicU64::new(u64::MAX),
             log_bytes: AtomicU64::new(0),
+            range_dels: RwLock::new(MemRangeDels::default()),
+            has_range_dels: AtomicBool::new(false),
+            range_del_bytes: AtomicUsize::new(0),
         }
+    }
+
+    /// Inserts a range delete of `start..end` at `seq`. Safe beside concurrent inserts and
+    /// reads; an empty range is kept (it covers nothing) so that `remove_range_delete`
+    /// finds what was inserted.
+    ///
+    /// ```
+    /// use strata::__bench::MemTable;
+    /// use strata_core::key::ValueKind;
+    /// let mem = MemTable::new(1);
+    /// mem.insert(b"b", 3, ValueKind::Put, b"v");
+    /// mem.insert_range_delete(b"a", b"c", 5);
+    /// assert_eq!(mem.range_del_cover(b"b", 10), Some(5)); // the put at 3 is deleted
+    /// assert_eq!(mem.range_del_cover(b"b", 4), None);     // not for a reader at 4
+    /// ```
+    pub fn insert_range_delete(&self, start: &[u8], end: &[u8], seq: SeqNo) {
+        let mut dels = self.range_dels.write();
+        dels.raw.push(RangeTombstone::new(start, end, seq));
+        dels.fragments = Arc::new(RangeTombstones::new(dels.raw.iter().cloned()));
+        self.range_del_bytes.fetch_add(start.len() + end.len() + 32, Ordering::Relaxed);
+        self.has_range_dels.store(true, Ordering::Release);
+    }
+
+    /// Takes out a range delete that was never visible (as [`MemTable::remove`]).
+    pub(crate) fn remove_range_delete(&self, start: &[u8], end: &[u8], seq: SeqNo) {
+        let mut dels = self.range_dels.write();
+        if let Some(i) =
+            dels.raw.iter().position(|t| t.seq == seq && t.start == start && t.end == end)
+        {
+            dels.raw.swap_remove(i);
+            dels.fragments = Arc::new(RangeTombstones::new(dels.raw.iter().cloned()));
+        }
+    }
+
+    /// The newest sequence number `<= seq` of a range delete covering `user_key`.
+    #[inline]
+    pub fn range_del_cover(&self, user_key: &[u8], seq: SeqNo) -> Option<SeqNo> {
+        if !self.has_range_dels.load(Ordering::Acquire) {
+            return None;
+        }
+        self.range_dels.read().fragments.max_cover(user_key, seq)
+    }
+
+    /// The range deletes, fragmented (`None` when there are none).
+    pub fn range_tombstones(&self) -> Option<Arc<RangeTombstones>> {
+        if !self.has_range_dels.load(Ordering::Acquire) {
+            return None;
+        }
+        let fragments = Arc::clone(&self.range_dels.read().fragments);
+        (!fragments.is_empty()).then_some(fragments)
     }
 
     /// The number of the WAL file holding this memtable's writes.
@@ -111,22 +180,33 @@ impl MemTable {
         self.list.mark_removed(SeekKey::new(user_key, seq, kind).encoded());
     }
 
-    /// The newest version of `user_key` with sequence `<= seq`.
+    /// The newest version of `user_key` with sequence `<= seq` (range deletes are not
+    /// applied: see [`MemTable::range_del_cover`]).
     pub fn get(&self, user_key: &[u8], seq: SeqNo) -> Option<(ValueKind, Bytes)> {
+        self.get_version(user_key, seq).map(|(kind, _, value)| (kind, value))
+    }
+
+    /// [`MemTable::get`] with the version's sequence number.
+    pub(crate) fn get_version(
+        &self,
+        user_key: &[u8],
+        seq: SeqNo,
+    ) -> Option<(ValueKind, SeqNo, Bytes)> {
         let target = SeekKey::new(user_key, seq, ValueKind::FOR_SEEK);
         let node = self.list.seek(target.encoded())?;
         let parsed = parse_internal_key(node.key())?;
-        (parsed.user_key == user_key).then(|| (parsed.kind, Bytes::copy_from_slice(node.value())))
+        (parsed.user_key == user_key)
+            .then(|| (parsed.kind, parsed.seq, Bytes::copy_from_slice(node.value())))
     }
 
-    /// Bytes the entries take: keys, values and their skiplist nodes.
+    /// Bytes the entries take: keys, values and their skiplist nodes, and range deletes.
     pub fn approximate_bytes(&self) -> usize {
-        self.list.memory_usage()
+        self.list.memory_usage() + self.range_del_bytes.load(Ordering::Relaxed)
     }
 
     /// Whether nothing was inserted (or everything inserted was removed).
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.list.is_empty() && self.range_dels.read().raw.is_empty()
     }
 
     /// Marks the memtable immutable; `last_seq` is the last sequence number any write into

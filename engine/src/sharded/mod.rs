@@ -21,7 +21,7 @@ mod reshard;
 mod store;
 mod transaction;
 
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use parking_lot::{Mutex, RwLock};
 use strata_core::fs::FileLock;
 use strata_core::key::SeqNo;
 use strata_core::{Error, Result};
-use strata_wal::WriteBatch;
+use strata_wal::{EntryKind, WriteBatch};
 
 use crate::async_write::WriteTicket;
 use crate::db::Db;
@@ -707,7 +707,12 @@ impl ShardedDb {
         loop {
             self.check_writable()?;
             let routing = self.routing();
-            let routes = routes(&routing.router, &batch)?;
+            let routes = routes(&routing.router, routing.shards.len(), &batch)?;
+            if routing.capture.is_some() && batch.has_range_deletes() {
+                // A copying resharding catches up key by key; a range delete it cannot
+                // replay on the new shard, so it waits for the resharding to end.
+                return Err(Error::Busy);
+            }
             let mut touched = routes.clone();
             touched.sort_unstable();
             touched.dedup();
@@ -807,6 +812,73 @@ impl ShardedDb {
         self.check_open()?;
         let options = options.into();
         self.write_key(key.as_ref(), |db| db.delete_with(key.as_ref(), options))
+    }
+
+    /// Deletes every key in `range` (`start..end`, the end excluded) on every shard the
+    /// range can touch (under `Range` partitioning with an order-preserving shard key,
+    /// only the shards whose ranges it meets; under hashing, all). Atomic on each shard,
+    /// not across shards: a reader of several shards may see it done on one and not yet on
+    /// another. [`Error::Busy`] while a resharding copies keys (a range delete cannot be
+    /// replayed key by key on the new shard): retry after it ends. Inside a
+    /// [`WriteBatch`], a range delete must stay within one shard.
+    ///
+    /// ```
+    /// use strata::{ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(4))?;
+    /// for i in 0..50u32 { db.put(format!("user/{i:02}"), "x")?; }
+    /// db.delete_range("user/10".."user/40")?;
+    /// assert_eq!(db.prefix("user/").count(), 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_range<K: AsRef<[u8]>>(&self, range: std::ops::Range<K>) -> Result<()> {
+        self.delete_range_with(range, WriteOptions::default())
+    }
+
+    /// [`ShardedDb::delete_range`] with the durability `options` ask for on every shard.
+    ///
+    /// ```
+    /// use strata::{Durability, ShardedDb, ShardedOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = ShardedDb::open(dir.path(), ShardedOptions::new(2))?;
+    /// db.put("a", "1")?;
+    /// db.delete_range_with("a".."b", Durability::Sync)?;
+    /// assert!(db.get("a")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_range_with<K: AsRef<[u8]>>(
+        &self,
+        range: std::ops::Range<K>,
+        options: impl Into<WriteOptions>,
+    ) -> Result<()> {
+        self.check_open()?;
+        let options = options.into();
+        let (start, end) = (range.start.as_ref(), range.end.as_ref());
+        let mut probe = WriteBatch::new();
+        probe.delete_range(start, end);
+        crate::write::validate(&probe)?;
+        let keys =
+            KeyRange { start: Bound::Included(start.to_vec()), end: Bound::Excluded(end.to_vec()) };
+        loop {
+            self.check_writable()?;
+            let routing = self.routing();
+            if routing.capture.is_some() {
+                return Err(Error::Busy);
+            }
+            let touched = routing.router.shards_for_range(routing.shards.len(), &keys);
+            let mut gates = Vec::with_capacity(touched.len());
+            for &i in &touched {
+                gates.push(routing.shard(i)?.gate.read());
+            }
+            if !self.still(&routing) {
+                continue;
+            }
+            for &i in &touched {
+                routing.shard(i)?.db.delete_range_with(start..end, options)?;
+            }
+            drop(gates);
+            return Ok(());
+        }
     }
 
     /// The current value of `key`, read from its one shard.
@@ -1263,8 +1335,30 @@ fn submit_parts(
 
 /// The shard of every entry of `batch`; a conditional batch must have all its keys (written
 /// and expected) on one shard, since a condition is checked atomically only there.
-fn routes(router: &Router, batch: &WriteBatch) -> Result<Vec<usize>> {
-    let routes: Vec<usize> = batch.iter().map(|e| router.shard_for(e.key)).collect();
+///
+/// A range delete in a batch must fall within one shard (it then goes with the batch,
+/// atomically); one spanning shards is `InvalidArgument` — [`ShardedDb::delete_range`]
+/// deletes across shards, one shard at a time.
+fn routes(router: &Router, shards: usize, batch: &WriteBatch) -> Result<Vec<usize>> {
+    let route = |e: strata_wal::BatchEntry<'_>| match e.kind {
+        EntryKind::DeleteRange => {
+            let range = KeyRange {
+                start: Bound::Included(e.key.to_vec()),
+                end: Bound::Excluded(e.value.to_vec()),
+            };
+            match router.shards_for_range(shards, &range)[..] {
+                [one] => Ok(one),
+                [] => Ok(router.shard_for(e.key)), // an empty range: deletes nothing
+                _ => Err(Error::InvalidArgument(
+                    "a range delete in a batch must stay within one shard; \
+                     ShardedDb::delete_range deletes across shards"
+                        .into(),
+                )),
+            }
+        }
+        _ => Ok(router.shard_for(e.key)),
+    };
+    let routes: Vec<usize> = batch.iter().map(route).collect::<Result<_>>()?;
     if let Some((key, _)) = batch.expectations().first() {
         let bound = router.shard_for(key);
         let expected = batch.expectations().iter().map(|(k, _)| router.shard_for(k));
@@ -1295,8 +1389,9 @@ fn split(
         if let Some(slot) = parts.get_mut(s) {
             let part = slot.get_or_insert_with(WriteBatch::new);
             match e.kind {
-                strata_core::key::ValueKind::Put => part.put(e.key, e.value),
-                strata_core::key::ValueKind::Delete => part.delete(e.key),
+                EntryKind::Put => part.put(e.key, e.value),
+                EntryKind::Delete => part.delete(e.key),
+                EntryKind::DeleteRange => part.delete_range(e.key, e.value),
             }
         }
     }

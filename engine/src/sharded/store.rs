@@ -106,6 +106,9 @@ pub trait KvStore: Send + Sync {
     fn delete(&self, key: &[u8]) -> Result<()>;
     /// Deletes `key` as `options` say.
     fn delete_with(&self, key: &[u8], options: WriteOptions) -> Result<()>;
+    /// Deletes every key in `start..end` with the default durability (see
+    /// [`Db::delete_range`], [`ShardedDb::delete_range`]).
+    fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()>;
     /// Applies `batch` with the default durability.
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Applies `batch` as `options` say.
@@ -175,6 +178,9 @@ impl KvStore for Db {
     fn delete_with(&self, key: &[u8], options: WriteOptions) -> Result<()> {
         Db::delete_with(self, key, options)
     }
+    fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        Db::delete_range(self, start..end)
+    }
     fn write(&self, batch: WriteBatch) -> Result<()> {
         Db::write(self, batch)
     }
@@ -228,6 +234,9 @@ impl KvStore for ShardedDb {
     }
     fn delete_with(&self, key: &[u8], options: WriteOptions) -> Result<()> {
         ShardedDb::delete_with(self, key, options)
+    }
+    fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        ShardedDb::delete_range(self, start..end)
     }
     fn write(&self, batch: WriteBatch) -> Result<()> {
         ShardedDb::write(self, batch)
