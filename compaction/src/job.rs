@@ -44,7 +44,8 @@ pub struct CompactionOutput {
     /// Of `entries_dropped`, versions deleted by a range tombstone that every reader who
     /// could see them also sees.
     pub covered_dropped: u64,
-    /// Range tombstones (fragments) written to the outputs.
+    /// Range tombstone parts written to the outputs (one tombstone cut at an output
+    /// boundary counts once per output).
     pub range_tombstones_written: u64,
     /// Range tombstones (fragments) dropped at the bottom: every reader sees them and no
     /// level below holds a key they cover.
@@ -217,6 +218,7 @@ pub fn run_compaction(
     match result.and_then(|()| writer.finish_all()) {
         Ok(files) => {
             output.bytes_written = files.iter().map(|f| f.file_size).sum();
+            output.range_tombstones_written = files.iter().map(|f| f.num_range_deletions).sum();
             output.files = files;
             Ok(output)
         }
@@ -531,6 +533,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use strata_core::iter::VecIterator;
     use strata_core::key::{InternalKey, ValueKind, MAX_SEQ};
+    use strata_core::range_del::{inclusive_end, RangeTombstone, RangeTombstones};
     use strata_core::sim::{FaultOp, SimFileSystem};
     use strata_sstable::{Table, TableStats};
 
@@ -589,6 +592,24 @@ mod tests {
         horizon: SeqNo,
         stop: &dyn Fn() -> bool,
     ) -> Result<(CompactionOutput, Vec<Vec<Entry>>)> {
+        let none = RangeTombstones::default();
+        let (out, tables, _) =
+            run_with_tombstones(fs, c, sources, &none, version, snapshots, horizon, stop)?;
+        Ok((out, tables))
+    }
+
+    /// [`run`] with the inputs' range tombstones; also returns each output's tombstones.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
+    fn run_with_tombstones(
+        fs: &SimFileSystem,
+        c: &Compaction,
+        sources: Vec<Vec<Entry>>,
+        range_tombstones: &RangeTombstones,
+        version: &Version,
+        snapshots: &[SeqNo],
+        horizon: SeqNo,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(CompactionOutput, Vec<Vec<Entry>>, Vec<Vec<RangeTombstone>>)> {
         fs.create_dir_all(Path::new(DIR)).unwrap();
         let inputs: Vec<Box<dyn InternalIterator>> = sources
             .iter()
@@ -607,7 +628,7 @@ mod tests {
             CompactionContext {
                 snapshots,
                 horizon,
-                range_tombstones: &Default::default(),
+                range_tombstones,
                 fs,
                 dir: Path::new(DIR),
                 table_options: &options,
@@ -617,6 +638,7 @@ mod tests {
             },
         )?;
         let mut tables = Vec::new();
+        let mut tombstones = Vec::new();
         for f in &out.files {
             let path = Path::new(DIR).join(table_file_name(f.number));
             let table = Table::open(fs, &path, f.number, None, Arc::new(TableStats::default()))?;
@@ -632,8 +654,9 @@ mod tests {
             assert_eq!(entries.len() as u64, f.num_entries);
             assert_eq!(table.file_size(), f.file_size);
             tables.push(entries);
+            tombstones.push(table.properties().range_tombstones.clone());
         }
-        Ok((out, tables))
+        Ok((out, tables, tombstones))
     }
 
     /// The value a reader at `seq` sees for `key` among `versions` (newest first), falling
@@ -757,6 +780,101 @@ mod tests {
                     prop_assert_eq!(
                         visible(&before[key], s, deeper(key)),
                         visible(after_versions, s, deeper(key)),
+                        "key {:?} at {}", key, s
+                    );
+                }
+            }
+        }
+    }
+
+    /// What a reader at `seq` sees for `key`: its newest version at or below `seq` unless a
+    /// range tombstone at or below `seq` is newer; failing a version, what lies deeper
+    /// (older than everything here) unless a tombstone covers it.
+    fn visible_with(
+        versions: &[&Entry],
+        tombstones: &RangeTombstones,
+        key: &[u8],
+        seq: SeqNo,
+        deeper: bool,
+    ) -> Option<Vec<u8>> {
+        let cover = tombstones.max_cover(key, seq);
+        match versions.iter().find(|e| e.1 <= seq) {
+            Some(e) if cover.is_some_and(|c| c > e.1) => None,
+            Some(_) => visible(versions, seq, false),
+            None => (deeper && cover.is_none()).then(|| b"deep".to_vec()),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// With range tombstones among the inputs: outputs stay disjoint (their ranges span
+        /// the tombstone parts they carry), no output version is one a tombstone deletes for
+        /// every reader that could see it, and every reader — each snapshot, the horizon,
+        /// the newest — sees for every key what it saw before.
+        #[test]
+        fn range_tombstones_keep_every_reader_s_view(
+            (raw, snaps, horizon, below, target) in arb_case(),
+            raw_tombstones in proptest::collection::vec((0u8..17, 1u8..6, 1u16..320), 0..6),
+        ) {
+            let horizon = SeqNo::from(horizon);
+            let mut snapshots: Vec<SeqNo> = snaps.into_iter().map(SeqNo::from).filter(|&s| s <= horizon).collect();
+            snapshots.sort_unstable();
+            snapshots.dedup();
+            let mut seen = BTreeSet::new();
+            let mut sources: Vec<Vec<Entry>> = vec![Vec::new(); 4];
+            let mut all: Vec<Entry> = Vec::new();
+            for (k, seq, put, v, src) in raw {
+                if !seen.insert((k, seq)) { continue; }
+                let kind = if put { ValueKind::Put } else { ValueKind::Delete };
+                let value = if put { vec![v, k] } else { Vec::new() };
+                let e = (vec![b'k', k], SeqNo::from(seq), kind, value);
+                sources[src].push(e.clone());
+                all.push(e);
+            }
+            let input_tombstones = RangeTombstones::new(raw_tombstones.iter().map(|&(lo, span, seq)| {
+                RangeTombstone::new([b'k', lo], [b'k', lo + span], SeqNo::from(seq))
+            }));
+            let mut version = Version::default();
+            for (i, (level, lo, span)) in below.into_iter().enumerate() {
+                let mut edit = VersionEdit::default();
+                edit.new_files.push((level, meta(i as u64 + 1, &[b'k', lo], &[b'k', lo + span], 10)));
+                if let Ok(v) = version.apply(&edit) { version = v; }
+            }
+            let deeper = |k: &[u8]| (2..NUM_LEVELS).any(|l| version.files(l).iter().any(|f| f.contains_user_key(k)));
+
+            let fs = SimFileSystem::new();
+            let c = compaction(target, Vec::new(), u64::MAX);
+            let (out, tables, tombstones) = run_with_tombstones(
+                &fs, &c, sources, &input_tombstones, &version, &snapshots, horizon, &|| false,
+            ).unwrap();
+            prop_assert_eq!(out.entries_read, out.entries_written + out.entries_dropped);
+            for pair in out.files.windows(2) {
+                prop_assert!(pair[0].largest_user_key() < pair[1].smallest_user_key(), "{:?}", out.files);
+            }
+            for (f, parts) in out.files.iter().zip(&tombstones) {
+                prop_assert_eq!(f.num_range_deletions, parts.len() as u64);
+                for t in parts {
+                    prop_assert!(f.smallest_user_key() <= t.start.as_slice());
+                    prop_assert!(inclusive_end(&t.end) <= f.largest_user_key());
+                }
+            }
+            let output_tombstones = RangeTombstones::new(tombstones.into_iter().flatten());
+            if out.range_tombstones_dropped == input_tombstones.len() as u64 {
+                prop_assert_eq!(out.range_tombstones_written, 0);
+            }
+            let output: Vec<Entry> = tables.into_iter().flatten().collect();
+
+            let boundaries: Vec<SeqNo> = snapshots.iter().copied().chain([horizon]).collect();
+            let (before, after) = (by_key(&all), by_key(&output));
+            let empty = Vec::new();
+            for k in 0u8..24 {
+                let key = vec![b'k', k];
+                let (b, a) = (before.get(&key).unwrap_or(&empty), after.get(&key).unwrap_or(&empty));
+                for s in boundaries.iter().copied().chain([MAX_SEQ]) {
+                    prop_assert_eq!(
+                        visible_with(b, &input_tombstones, &key, s, deeper(&key)),
+                        visible_with(a, &output_tombstones, &key, s, deeper(&key)),
                         "key {:?} at {}", key, s
                     );
                 }
