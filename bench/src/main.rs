@@ -32,9 +32,9 @@ use crate::workload::{Benchmark, WorkloadConfig};
 #[command(name = "strata-bench", version, about, long_about = None)]
 struct Cli {
     /// Comma-separated workloads, run in order; state carries from one to the next (fills start
-    /// from an empty database). One of: fillseq, fillrandom, fillbatch, fillsync, overwrite,
-    /// deleterandom, readrandom, readmissing, readseq, readreverse, seekrandom, readwhilewriting,
-    /// txnrandom, txncontended, casrandom.
+    /// from an empty database). One of: fillseq, fillrandom, fillbatch, fillsync, bulkload,
+    /// overwrite, deleterandom, deleterange, rangetombstones, readrandom, readmissing, readseq,
+    /// readreverse, seekrandom, readwhilewriting, txnrandom, txncontended, casrandom.
     #[arg(long, value_delimiter = ',', default_value = "fillseq,fillrandom,readrandom")]
     benchmarks: Vec<Benchmark>,
     /// Key space size and operations per benchmark run (split across --threads).

@@ -171,6 +171,8 @@ pub fn run(plan: &Plan) -> BenchResult<(Vec<RunResult>, Settings)> {
                     slot.engine()?.bulk_load().err()
                 } else if bench.conditional() {
                     slot.engine()?.transactional().err()
+                } else if bench.range_deletes() {
+                    slot.engine()?.range_delete_support().err()
                 } else {
                     None
                 };

@@ -38,6 +38,12 @@ const PROGRESS_TICK: Duration = Duration::from_millis(100);
 /// Attempts one conditional operation may make before the run fails: optimistic commits
 /// always let someone through, so reaching it means the engine is livelocked or broken.
 const MAX_ATTEMPTS: u64 = 100_000;
+/// `deleterange` runs `num / DELETE_RANGE_DIVISOR` range deletes ...
+pub const DELETE_RANGE_DIVISOR: u64 = 1000;
+/// ... each of this many consecutive keys.
+pub const DELETE_RANGE_KEYS: u64 = 100;
+/// The range deletes `rangetombstones` writes.
+pub const RANGE_TOMBSTONES: u64 = 1000;
 /// The default `--hot-keys` of `txncontended`.
 pub const DEFAULT_HOT_KEYS: u64 = 16;
 
@@ -59,6 +65,11 @@ pub enum Benchmark {
     Overwrite,
     /// Delete `num` random keys.
     DeleteRandom,
+    /// `num / 1000` range deletes, each of the 100 consecutive keys from a random one.
+    DeleteRange,
+    /// 1,000 range deletes that cover no key (each between two neighbouring keys): reads
+    /// after it show what tombstones cost keys they do not touch.
+    RangeTombstones,
     /// Look up `num` random keys of the key space (some miss after fillrandom).
     ReadRandom,
     /// Look up `num` keys that cannot exist.
@@ -83,7 +94,7 @@ pub enum Benchmark {
 
 impl Benchmark {
     /// Every workload, in documentation order.
-    pub const ALL: [Benchmark; 16] = [
+    pub const ALL: [Benchmark; 18] = [
         Benchmark::FillSeq,
         Benchmark::FillRandom,
         Benchmark::FillBatch,
@@ -91,6 +102,8 @@ impl Benchmark {
         Benchmark::BulkLoad,
         Benchmark::Overwrite,
         Benchmark::DeleteRandom,
+        Benchmark::DeleteRange,
+        Benchmark::RangeTombstones,
         Benchmark::ReadRandom,
         Benchmark::ReadMissing,
         Benchmark::ReadSeq,
@@ -112,6 +125,8 @@ impl Benchmark {
             Benchmark::BulkLoad => "bulkload",
             Benchmark::Overwrite => "overwrite",
             Benchmark::DeleteRandom => "deleterandom",
+            Benchmark::DeleteRange => "deleterange",
+            Benchmark::RangeTombstones => "rangetombstones",
             Benchmark::ReadRandom => "readrandom",
             Benchmark::ReadMissing => "readmissing",
             Benchmark::ReadSeq => "readseq",
@@ -147,11 +162,18 @@ impl Benchmark {
                 | Benchmark::BulkLoad
                 | Benchmark::Overwrite
                 | Benchmark::DeleteRandom
+                | Benchmark::DeleteRange
+                | Benchmark::RangeTombstones
                 | Benchmark::ReadWhileWriting
                 | Benchmark::TxnRandom
                 | Benchmark::TxnContended
                 | Benchmark::CasRandom
         )
+    }
+
+    /// Whether the workload needs the engine's range delete.
+    pub fn range_deletes(self) -> bool {
+        matches!(self, Benchmark::DeleteRange | Benchmark::RangeTombstones)
     }
 
     /// Whether the workload needs the engine's [`Transactional`] operations (and reports
@@ -171,6 +193,8 @@ impl Benchmark {
                 | Benchmark::SeekRandom
                 | Benchmark::ReadWhileWriting
                 | Benchmark::DeleteRandom
+                | Benchmark::DeleteRange
+                | Benchmark::RangeTombstones
                 | Benchmark::Overwrite
                 | Benchmark::TxnRandom
                 | Benchmark::CasRandom
@@ -192,6 +216,8 @@ impl Benchmark {
     pub fn planned_ops(self, num: u64) -> u64 {
         match self {
             Benchmark::FillSync => (num / FILLSYNC_DIVISOR).max(1),
+            Benchmark::DeleteRange => (num / DELETE_RANGE_DIVISOR).max(1),
+            Benchmark::RangeTombstones => RANGE_TOMBSTONES,
             _ => num,
         }
     }
@@ -502,6 +528,35 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
+    /// `count` range deletes at random keys: of [`DELETE_RANGE_KEYS`] keys each, or, when
+    /// `empty`, of the gap right after the key (`key ++ [0] .. key ++ [1]`: no key of the
+    /// codec falls there), so they delete nothing.
+    fn delete_ranges(&mut self, count: u64, empty: bool) -> BenchResult<()> {
+        let mut end = Vec::new();
+        for _ in 0..count {
+            let index = self.random_index();
+            self.cfg.codec.encode(index, &mut self.key);
+            if empty {
+                end.clone_from(&self.key);
+                self.key.push(0);
+                end.push(1);
+            } else {
+                self.cfg.codec.encode(index + DELETE_RANGE_KEYS, &mut end);
+            }
+            let bytes = (self.key.len() + end.len()) as u64;
+            let began = Instant::now();
+            self.engine.delete_range(&self.key, &end, self.cfg.durability)?;
+            self.stats.record(began, Instant::now(), 1, bytes);
+            if !empty {
+                let end = (index + DELETE_RANGE_KEYS).min(self.cfg.num);
+                (index..end).for_each(|i| self.live.remove(i));
+            }
+            self.user_bytes_written += bytes;
+            self.tick(1);
+        }
+        Ok(())
+    }
+
     fn read_random(&mut self, count: u64, missing: bool) -> BenchResult<()> {
         for _ in 0..count {
             let index = self.random_index();
@@ -777,6 +832,8 @@ pub fn run(
                             }
                             Benchmark::FillSync => w.fill_random(count, Durability::Sync)?,
                             Benchmark::DeleteRandom => w.delete_random(count)?,
+                            Benchmark::DeleteRange => w.delete_ranges(count, false)?,
+                            Benchmark::RangeTombstones => w.delete_ranges(count, true)?,
                             Benchmark::ReadRandom | Benchmark::ReadWhileWriting => {
                                 w.read_random(count, false)?
                             }

@@ -75,6 +75,23 @@ struct Fragment {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RangeTombstones {
     fragments: Vec<Fragment>,
+    /// The prefix every fragment's start shares, and each start's next 8 bytes as a
+    /// big-endian word (parallel to `fragments`): the lookup's binary search compares
+    /// words, and whole keys only on a tie (the index's trick, `strata_sstable::Index`).
+    shared: Vec<u8>,
+    words: Vec<u64>,
+    /// Each end's word after `shared`, or `None` for an end without that prefix.
+    end_words: Vec<Option<u64>>,
+}
+
+/// The 8 bytes of `key` from `skip` on, big-endian, zero-padded: for keys agreeing on their
+/// first `skip` bytes, a smaller word means a smaller key; equal words decide nothing.
+fn word_after(key: &[u8], skip: usize) -> u64 {
+    let rest = key.get(skip..).unwrap_or_default();
+    let mut word = [0u8; 8];
+    let n = rest.len().min(8);
+    word[..n].copy_from_slice(&rest[..n]);
+    u64::from_be_bytes(word)
 }
 
 impl RangeTombstones {
@@ -115,7 +132,18 @@ impl RangeTombstones {
                 _ => fragments.push(Fragment { start: lo.to_vec(), end: hi.to_vec(), seqs }),
             }
         }
-        RangeTombstones { fragments }
+        let (first, last) = match (fragments.first(), fragments.last()) {
+            (Some(f), Some(l)) => (&f.start, &l.start),
+            _ => return RangeTombstones::default(),
+        };
+        let shared_len = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+        let shared = first[..shared_len].to_vec();
+        let words = fragments.iter().map(|f| word_after(&f.start, shared_len)).collect();
+        let end_words = fragments
+            .iter()
+            .map(|f| f.end.starts_with(&shared).then(|| word_after(&f.end, shared_len)))
+            .collect();
+        RangeTombstones { fragments, shared, words, end_words }
     }
 
     /// Whether the set holds no tombstone.
@@ -126,12 +154,45 @@ impl RangeTombstones {
     /// The newest sequence number `<= read_seq` of a tombstone covering `key`, if any.
     #[inline]
     pub fn max_cover(&self, key: &[u8], read_seq: SeqNo) -> Option<SeqNo> {
-        let i = self.fragments.partition_point(|f| f.start.as_slice() <= key);
-        let f = self.fragments.get(i.checked_sub(1)?)?;
-        if key >= f.end.as_slice() {
+        let (below, word) = self.fragments_at_or_below(key);
+        let i = below.checked_sub(1)?;
+        let f = self.fragments.get(i)?;
+        // key < end: decided by the words when both share the prefix and they differ.
+        let before_end = match (word, self.end_words.get(i).copied().flatten()) {
+            (Some(w), Some(end)) if w != end => w < end,
+            _ => key < f.end.as_slice(),
+        };
+        if !before_end {
             return None;
         }
         f.seqs.iter().copied().find(|&s| s <= read_seq)
+    }
+
+    /// The number of fragments whose start is `<= key`, and the key's word after the
+    /// shared prefix if it has that prefix.
+    #[inline]
+    fn fragments_at_or_below(&self, key: &[u8]) -> (usize, Option<u64>) {
+        let skip = self.shared.len();
+        if key.get(..skip) != Some(&self.shared[..]) {
+            // Every start begins with `shared`: a key that does not is below or above all.
+            return (if key < &self.shared[..] { 0 } else { self.fragments.len() }, None);
+        }
+        let word = word_after(key, skip);
+        let (mut lo, mut hi) = (0, self.fragments.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let start_at_or_below = match self.words[mid].cmp(&word) {
+                Ordering::Less => true,
+                Ordering::Greater => false,
+                Ordering::Equal => self.fragments[mid].start.as_slice() <= key,
+            };
+            if start_at_or_below {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (lo, Some(word))
     }
 
     /// Whether some tombstone covers part of `start..=end` (both inclusive).
@@ -238,7 +299,17 @@ mod tests {
         fn fragments_answer_like_the_raw_list(
             raw in proptest::collection::vec((0u8..20, 0u8..20, 1u64..30), 0..12),
             read in 0u64..32,
+            prefix in proptest::collection::vec(0u8..3, 0..10),
         ) {
+            // Keys share `prefix` (the lookup skips what all starts share) or do not.
+            let with = |k: &[u8]| [&prefix[..], k].concat();
+            let shared: Vec<_> = raw.iter().map(|&(a, b, s)| RangeTombstone::new(with(&[a]), with(&[b]), s)).collect();
+            let shared_set = RangeTombstones::new(shared.clone());
+            for k in 0u8..21 {
+                for probe in [with(&[k]), with(&[k, 7]), vec![k], with(&[]), with(&[k, 0, 0, 0, 0, 0, 0, 0, 0, 1])] {
+                    prop_assert_eq!(shared_set.max_cover(&probe, read), naive(&shared, &probe, read));
+                }
+            }
             let ts: Vec<_> = raw.iter().map(|&(a, b, s)| RangeTombstone::new([a], [b], s)).collect();
             let set = RangeTombstones::new(ts.clone());
             for k in 0u8..21 {

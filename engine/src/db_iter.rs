@@ -60,11 +60,6 @@ impl KeyRange {
         }
     }
 
-    /// Whether the table's key range may hold a key of this range.
-    pub(crate) fn overlaps_file(&self, meta: &strata_compaction::FileMeta) -> bool {
-        !self.below_start(meta.largest_user_key()) && !self.above_end(meta.smallest_user_key())
-    }
-
     /// The range of keys that start with `prefix`.
     pub(crate) fn prefix(prefix: &[u8]) -> Self {
         let mut end = prefix.to_vec();
@@ -93,8 +88,8 @@ pub(crate) struct ForwardCursor<I> {
     iter: I,
     seq: SeqNo,
     range: KeyRange,
-    /// The view's range tombstones (`None`: it has none).
-    tombstones: Option<Arc<RangeTombstones>>,
+    /// The view's range tombstones, a few fragmented sets (none, nearly always).
+    tombstones: Vec<Arc<RangeTombstones>>,
     started: bool,
     /// The last user key emitted or found deleted: its older versions are skipped. A
     /// reused buffer (`has_skip` says whether it holds a key), not a fresh `Vec` per entry.
@@ -104,13 +99,8 @@ pub(crate) struct ForwardCursor<I> {
 }
 
 /// Whether a range tombstone visible at `seq` deletes the version `(key, version)`.
-fn covered(
-    tombstones: &Option<Arc<RangeTombstones>>,
-    key: &[u8],
-    version: SeqNo,
-    seq: SeqNo,
-) -> bool {
-    tombstones.as_ref().is_some_and(|t| t.max_cover(key, seq).is_some_and(|c| c > version))
+fn covered(tombstones: &[Arc<RangeTombstones>], key: &[u8], version: SeqNo, seq: SeqNo) -> bool {
+    tombstones.iter().any(|t| t.max_cover(key, seq) > Some(version))
 }
 
 impl<I: InternalIterator> ForwardCursor<I> {
@@ -118,7 +108,7 @@ impl<I: InternalIterator> ForwardCursor<I> {
         iter: I,
         seq: SeqNo,
         range: KeyRange,
-        tombstones: Option<Arc<RangeTombstones>>,
+        tombstones: Vec<Arc<RangeTombstones>>,
     ) -> Self {
         ForwardCursor {
             iter,
@@ -192,7 +182,7 @@ pub(crate) struct ReverseCursor<I> {
     iter: I,
     seq: SeqNo,
     range: KeyRange,
-    tombstones: Option<Arc<RangeTombstones>>,
+    tombstones: Vec<Arc<RangeTombstones>>,
     started: bool,
     done: bool,
 }
@@ -202,7 +192,7 @@ impl<I: InternalIterator> ReverseCursor<I> {
         iter: I,
         seq: SeqNo,
         range: KeyRange,
-        tombstones: Option<Arc<RangeTombstones>>,
+        tombstones: Vec<Arc<RangeTombstones>>,
     ) -> Self {
         ReverseCursor { iter, seq, range, tombstones, started: false, done: false }
     }
@@ -309,14 +299,14 @@ mod tests {
             .collect();
         let range = KeyRange { start: lo.map(|b| vec![b]), end: hi.map(|b| vec![b]) };
         let mut fwd =
-            ForwardCursor::new(VecIterator::new(entries.clone()), seq, range.clone(), None);
+            ForwardCursor::new(VecIterator::new(entries.clone()), seq, range.clone(), Vec::new());
         let mut got = Vec::new();
         while let Some(e) = fwd.next_entry() {
             let (k, v) = e.unwrap();
             got.push((k.to_vec(), v.to_vec()));
         }
         assert_eq!(got, model);
-        let mut rev = ReverseCursor::new(VecIterator::new(entries), seq, range, None);
+        let mut rev = ReverseCursor::new(VecIterator::new(entries), seq, range, Vec::new());
         let mut got = Vec::new();
         while let Some(e) = rev.next_entry() {
             let (k, v) = e.unwrap();

@@ -441,7 +441,7 @@ fn assemble(p: Parts<'_>, opts: Options) -> Arc<DbInner> {
                 handed_out: Vec::new(),
                 sealed_logs: Vec::new(),
             },
-            view: SuperVersion { mem: p.mem, imms: p.imms, version: Arc::new(p.version) },
+            view: SuperVersion::new(p.mem, p.imms, Arc::new(p.version)),
             next_file_number: p.start.next_file,
             cursors: p.start.cursors,
         },

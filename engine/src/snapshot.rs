@@ -247,7 +247,7 @@ impl Iterator for Iter {
         }
         if self.front.is_none() {
             let Some(view) = &self.view else { return self.closed() };
-            match self.db.merged_source(view, &self.range) {
+            match self.db.merged_source(view) {
                 Ok((it, tombstones)) => {
                     self.front =
                         Some(ForwardCursor::new(it, self.seq, self.range.clone(), tombstones))
@@ -276,7 +276,7 @@ impl DoubleEndedIterator for Iter {
         }
         if self.back.is_none() {
             let Some(view) = &self.view else { return self.closed() };
-            match self.db.merged_source(view, &self.range) {
+            match self.db.merged_source(view) {
                 Ok((it, tombstones)) => {
                     self.back =
                         Some(ReverseCursor::new(it, self.seq, self.range.clone(), tombstones))

@@ -4,11 +4,12 @@
 //! lives here beyond small accessors; each type's owner is named on it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use strata_compaction::{Manifest, SealedLog, Version};
 use strata_core::key::SeqNo;
+use strata_core::range_del::RangeTombstones;
 use strata_core::{Error, Result};
 use strata_wal::{PeriodicSync, Wal, WalStats};
 
@@ -22,6 +23,26 @@ pub(crate) struct SuperVersion {
     /// Immutable memtables waiting for flush, newest first.
     pub(crate) imms: Vec<Arc<MemTable>>,
     pub(crate) version: Arc<Version>,
+    /// The range tombstones of `version`'s tables, gathered by the first read that needs
+    /// them (`DbInner::table_tombstones`) and shared by every view of the same version.
+    pub(crate) table_tombstones: Arc<OnceLock<Option<Arc<RangeTombstones>>>>,
+}
+
+impl SuperVersion {
+    /// A view of `version` (whose table tombstones are gathered anew when first needed).
+    pub(crate) fn new(mem: Arc<MemTable>, imms: Vec<Arc<MemTable>>, version: Arc<Version>) -> Self {
+        SuperVersion { mem, imms, version, table_tombstones: Arc::default() }
+    }
+
+    /// This view's version with other memtables.
+    pub(crate) fn with_memtables(&self, mem: Arc<MemTable>, imms: Vec<Arc<MemTable>>) -> Self {
+        SuperVersion {
+            mem,
+            imms,
+            version: Arc::clone(&self.version),
+            table_tombstones: Arc::clone(&self.table_tombstones),
+        }
+    }
 }
 
 /// The log side of the write path, guarded by the commit lock of the

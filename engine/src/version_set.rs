@@ -227,15 +227,14 @@ impl VersionSet {
             // Counted before the swap: a `flush()` waiter returns as soon as it sees it.
             self.flushes.fetch_add(1, Ordering::AcqRel);
         }
-        self.swap_view(|current| SuperVersion {
-            mem: Arc::clone(&current.mem),
-            imms: current
+        self.swap_view(|current| {
+            let imms = current
                 .imms
                 .iter()
                 .filter(|m| flushed.is_none_or(|f| !Arc::ptr_eq(m, f)))
                 .cloned()
-                .collect(),
-            version,
+                .collect();
+            SuperVersion::new(Arc::clone(&current.mem), imms, version)
         });
         if vs.manifest()?.size_bytes() > self.max_manifest_size {
             let number = self.allocate_file_number();

@@ -23,7 +23,7 @@ use crate::inner::DbInner;
 use crate::memtable::MemTable;
 use crate::metrics::StallCause;
 use crate::options::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
-use crate::state::{SuperVersion, WriteState};
+use crate::state::WriteState;
 
 /// Checks sizes and counts what the batch holds: (puts, deletes, user bytes).
 ///
@@ -165,7 +165,7 @@ impl DbInner {
             let mut imms = Vec::with_capacity(view.imms.len() + 1);
             imms.push(Arc::clone(&view.mem));
             imms.extend(view.imms.iter().cloned());
-            SuperVersion { mem, imms, version: Arc::clone(&view.version) }
+            view.with_memtables(mem, imms)
         });
         Ok(())
     }

@@ -330,6 +330,16 @@ pub trait Engine: Send + Sync {
     fn transactional(&self) -> Result<&dyn Transactional, String> {
         Err("this adapter has no transactions or compare-and-swap".into())
     }
+    /// Deletes every key in `start..end`; only where [`Engine::range_delete_support`] is
+    /// `Ok`.
+    fn delete_range(&self, _start: &[u8], _end: &[u8], _durability: Durability) -> BenchResult<()> {
+        Err("this adapter has no range delete".into())
+    }
+    /// Whether the adapter has a range delete, or why not (the runner skips `deleterange`
+    /// and `rangetombstones` then, saying so).
+    fn range_delete_support(&self) -> Result<(), String> {
+        Err("this adapter has no range delete".into())
+    }
     /// The engine's bulk load of sorted data, or why the adapter has none (the runner skips
     /// `bulkload` then, saying so).
     fn bulk_load(&self) -> Result<&dyn BulkLoad, String> {

@@ -299,6 +299,14 @@ impl Engine for StrataEngine {
         Ok(self.store.write_with(Self::batch_of(ops), write_options(durability))?)
     }
 
+    fn delete_range(&self, start: &[u8], end: &[u8], durability: Durability) -> BenchResult<()> {
+        Ok(self.store.delete_range_with(start, end, write_options(durability))?)
+    }
+
+    fn range_delete_support(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn scan(
         &self,
         start: Option<&[u8]>,

@@ -64,8 +64,11 @@ pub struct MemTable {
 #[derive(Debug, Default)]
 struct MemRangeDels {
     raw: Vec<RangeTombstone>,
-    /// Rebuilt on each insert or removal; shared with scans that took it.
+    /// Fragments of `raw`, rebuilt by the first read after an insert or removal (so that a
+    /// run of range deletes costs one rebuild, not one each); shared with scans that took
+    /// it.
     fragments: Arc<RangeTombstones>,
+    stale: bool,
 }
 
 /// A small encoded internal key on the stack, for searches.
@@ -127,7 +130,7 @@ impl MemTable {
     pub fn insert_range_delete(&self, start: &[u8], end: &[u8], seq: SeqNo) {
         let mut dels = self.range_dels.write();
         dels.raw.push(RangeTombstone::new(start, end, seq));
-        dels.fragments = Arc::new(RangeTombstones::new(dels.raw.iter().cloned()));
+        dels.stale = true;
         self.range_del_bytes.fetch_add(start.len() + end.len() + 32, Ordering::Relaxed);
         self.has_range_dels.store(true, Ordering::Release);
     }
@@ -139,7 +142,7 @@ impl MemTable {
             dels.raw.iter().position(|t| t.seq == seq && t.start == start && t.end == end)
         {
             dels.raw.swap_remove(i);
-            dels.fragments = Arc::new(RangeTombstones::new(dels.raw.iter().cloned()));
+            dels.stale = true;
         }
     }
 
@@ -149,7 +152,13 @@ impl MemTable {
         if !self.has_range_dels.load(Ordering::Acquire) {
             return None;
         }
-        self.range_dels.read().fragments.max_cover(user_key, seq)
+        {
+            let dels = self.range_dels.read();
+            if !dels.stale {
+                return dels.fragments.max_cover(user_key, seq);
+            }
+        }
+        self.fragments().max_cover(user_key, seq)
     }
 
     /// The range deletes, fragmented (`None` when there are none).
@@ -157,8 +166,24 @@ impl MemTable {
         if !self.has_range_dels.load(Ordering::Acquire) {
             return None;
         }
-        let fragments = Arc::clone(&self.range_dels.read().fragments);
+        let fragments = self.fragments();
         (!fragments.is_empty()).then_some(fragments)
+    }
+
+    /// The current fragments, rebuilt first if inserts made them stale.
+    fn fragments(&self) -> Arc<RangeTombstones> {
+        {
+            let dels = self.range_dels.read();
+            if !dels.stale {
+                return Arc::clone(&dels.fragments);
+            }
+        }
+        let mut dels = self.range_dels.write();
+        if dels.stale {
+            dels.fragments = Arc::new(RangeTombstones::new(dels.raw.iter().cloned()));
+            dels.stale = false;
+        }
+        Arc::clone(&dels.fragments)
     }
 
     /// The number of the WAL file holding this memtable's writes.

@@ -109,6 +109,8 @@ pub trait KvStore: Send + Sync {
     /// Deletes every key in `start..end` with the default durability (see
     /// [`Db::delete_range`], [`ShardedDb::delete_range`]).
     fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()>;
+    /// Deletes every key in `start..end` as `options` say.
+    fn delete_range_with(&self, start: &[u8], end: &[u8], options: WriteOptions) -> Result<()>;
     /// Applies `batch` with the default durability.
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Applies `batch` as `options` say.
@@ -181,6 +183,9 @@ impl KvStore for Db {
     fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
         Db::delete_range(self, start..end)
     }
+    fn delete_range_with(&self, start: &[u8], end: &[u8], options: WriteOptions) -> Result<()> {
+        Db::delete_range_with(self, start..end, options)
+    }
     fn write(&self, batch: WriteBatch) -> Result<()> {
         Db::write(self, batch)
     }
@@ -237,6 +242,9 @@ impl KvStore for ShardedDb {
     }
     fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
         ShardedDb::delete_range(self, start..end)
+    }
+    fn delete_range_with(&self, start: &[u8], end: &[u8], options: WriteOptions) -> Result<()> {
+        ShardedDb::delete_range_with(self, start..end, options)
     }
     fn write(&self, batch: WriteBatch) -> Result<()> {
         ShardedDb::write(self, batch)
