@@ -23,6 +23,45 @@ use strata_wal::WriteBatch;
 
 use crate::db_iter::KeyRange;
 
+/// A key range written as a whole.
+#[derive(Debug, Clone)]
+struct WrittenRange {
+    lo: Vec<u8>,
+    hi: Vec<u8>,
+    /// `lo ..= hi` (an ingest) rather than `lo .. hi` (a range delete).
+    hi_included: bool,
+    seq: SeqNo,
+}
+
+impl WrittenRange {
+    fn contains(&self, key: &[u8]) -> bool {
+        self.lo.as_slice() <= key
+            && (key < self.hi.as_slice() || (self.hi_included && key == self.hi.as_slice()))
+    }
+
+    /// Whether some key of `r` lies in this range.
+    fn meets(&self, r: &KeyRange) -> bool {
+        use std::ops::Bound;
+        let (lo, hi) = (self.lo.as_slice(), self.hi.as_slice());
+        // The smallest key of `r` that may lie in the range, and whether it is in it.
+        let starts_by_hi = match &r.start {
+            Bound::Included(s) => s.as_slice() < hi || (self.hi_included && s.as_slice() == hi),
+            // The smallest key after `s` is `s ++ [0]`.
+            Bound::Excluded(s) => {
+                let next = strata_core::range_del::successor(s);
+                next.as_slice() < hi || (self.hi_included && next.as_slice() == hi)
+            }
+            Bound::Unbounded => true,
+        };
+        let ends_from_lo = match &r.end {
+            Bound::Included(e) => e.as_slice() >= lo,
+            Bound::Excluded(e) => e.as_slice() > lo,
+            Bound::Unbounded => true,
+        };
+        starts_by_hi && ends_from_lo && (self.hi_included || lo < hi)
+    }
+}
+
 /// What a transaction read (and, unless it is blind, wrote): what its commit validates.
 #[derive(Default, Debug, Clone)]
 pub(crate) struct ReadSet {
@@ -48,9 +87,9 @@ pub(crate) struct ConflictWindow {
     capacity: usize,
     /// The newest sequence number forgotten for lack of room (0: none).
     forgotten: SeqNo,
-    /// Key ranges written as a whole by an ingest (`lo ..= hi`, user keys), with its
-    /// sequence number: no key list exists for them.
-    ranges: Vec<(Vec<u8>, Vec<u8>, SeqNo)>,
+    /// Key ranges written as a whole, with no key list: by an ingest (`lo ..= hi`) or a
+    /// range delete (`lo .. hi`), with the sequence number.
+    ranges: Vec<WrittenRange>,
 }
 
 impl ConflictWindow {
@@ -90,7 +129,7 @@ impl ConflictWindow {
                 self.ranges.clear();
             }
             Some(oldest) => {
-                self.ranges.retain(|(_, _, seq)| *seq > oldest);
+                self.ranges.retain(|w| w.seq > oldest);
                 // Writes at or below the oldest open snapshot happened before every open
                 // transaction began: none can conflict with them.
                 while self.history.front().is_some_and(|(seq, _)| *seq <= oldest) {
@@ -113,11 +152,13 @@ impl ConflictWindow {
         for (i, e) in batch.iter().enumerate() {
             let seq = first_seq + i as u64;
             if e.kind == strata_wal::EntryKind::DeleteRange {
-                // The end is exclusive; as an inclusive bound it may name one key more,
-                // which can only cause a needless conflict, never miss one.
-                let end = strata_core::range_del::inclusive_end(e.value);
-                if e.key <= end {
-                    self.ranges.push((e.key.to_vec(), end.to_vec(), seq));
+                if e.key < e.value {
+                    self.ranges.push(WrittenRange {
+                        lo: e.key.to_vec(),
+                        hi: e.value.to_vec(),
+                        hi_included: false,
+                        seq,
+                    });
                 }
                 continue;
             }
@@ -135,7 +176,12 @@ impl ConflictWindow {
     /// Records that every key in `lo ..= hi` was written at `seq` (an ingested table).
     pub(crate) fn record_range(&mut self, lo: &[u8], hi: &[u8], seq: SeqNo) {
         if self.is_tracking() {
-            self.ranges.push((lo.to_vec(), hi.to_vec(), seq));
+            self.ranges.push(WrittenRange {
+                lo: lo.to_vec(),
+                hi: hi.to_vec(),
+                hi_included: true,
+                seq,
+            });
         }
     }
 
@@ -144,11 +190,13 @@ impl ConflictWindow {
     /// `after` or older is open.
     pub(crate) fn wrote_into(&self, lo: &[u8], hi: &[u8], after: SeqNo) -> bool {
         use std::ops::Bound::Included;
+        let probe = KeyRange { start: Included(lo.to_vec()), end: Included(hi.to_vec()) };
         self.forgotten > after
             || self
                 .written
                 .range::<[u8], _>((Included(lo), Included(hi)))
                 .any(|(_, seq)| *seq > after)
+            || self.ranges.iter().any(|w| w.seq > after && w.meets(&probe))
     }
 
     fn pop_oldest(&mut self) -> Option<SeqNo> {
@@ -176,18 +224,16 @@ impl ConflictWindow {
         if self.written.is_empty() && self.ranges.is_empty() {
             return Ok(()); // nothing was written after any open snapshot
         }
-        let ingested = || self.ranges.iter().filter(|(_, _, seq)| newer(seq));
-        let written_after = |k: &[u8]| {
-            self.written.get(k).is_some_and(newer)
-                || ingested().any(|(lo, hi, _)| lo.as_slice() <= k && k <= hi.as_slice())
-        };
+        let ranges = || self.ranges.iter().filter(|w| newer(&w.seq));
+        let written_after =
+            |k: &[u8]| self.written.get(k).is_some_and(newer) || ranges().any(|w| w.contains(k));
         if reads.keys.iter().any(|k| written_after(k)) || written.any(written_after) {
             return Err(Error::Conflict);
         }
         // A range that holds no key cannot have been written into.
         for r in reads.ranges.iter().filter(|r| !r.is_empty()) {
             if self.written.range::<[u8], _>(r.bounds()).any(|(_, seq)| newer(seq))
-                || ingested().any(|(lo, hi, _)| meets(r, lo, hi))
+                || ranges().any(|w| w.meets(r))
             {
                 return Err(Error::Conflict);
             }
@@ -201,22 +247,6 @@ impl ConflictWindow {
     fn validate_reads(&self, snapshot: SeqNo, reads: &ReadSet) -> Result<()> {
         self.validate(snapshot, reads, std::iter::empty())
     }
-}
-
-/// Whether some key of `r` lies in `lo ..= hi`.
-fn meets(r: &KeyRange, lo: &[u8], hi: &[u8]) -> bool {
-    use std::ops::Bound;
-    let starts_by_hi = match &r.start {
-        Bound::Included(s) => s.as_slice() <= hi,
-        Bound::Excluded(s) => s.as_slice() < hi,
-        Bound::Unbounded => true,
-    };
-    let ends_from_lo = match &r.end {
-        Bound::Included(e) => e.as_slice() >= lo,
-        Bound::Excluded(e) => e.as_slice() > lo,
-        Bound::Unbounded => true,
-    };
-    starts_by_hi && ends_from_lo
 }
 
 /// What one recorded write holds: the key twice (map and history) and, per copy, a vector

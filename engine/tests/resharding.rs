@@ -647,3 +647,45 @@ fn reopen_after_a_crash_mid_copy_rolls_back_and_empties_the_new_directory() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     check(&db, &[]);
 }
+
+/// A range delete cannot be replayed key by key on the new shard, so while a resharding
+/// copies it is `Busy` (alone or in a batch); before and after, it deletes on every shard.
+#[test]
+fn range_deletes_wait_for_a_copying_resharding() {
+    // Blocks at Capturing (the capture is on), saying that it got there.
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let reached = Arc::new(AtomicBool::new(false));
+    let (g, seen) = (gate.clone(), reached.clone());
+    let opts = ShardedOptions::new(1).partitioner(Partitioner::Range(vec![])).on_reshard_step(
+        move |step| {
+            if step == ReshardStep::Capturing {
+                seen.store(true, Ordering::Release);
+                let (open, cv) = &*g;
+                let mut o = open.lock().unwrap();
+                while !*o {
+                    o = cv.wait(o).unwrap();
+                }
+            }
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = ShardedDb::open(dir.path(), opts).unwrap();
+    load_base(&db);
+    let before = db.iter().count();
+    let job = db.split_shard(0).unwrap();
+    while !reached.load(Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(matches!(db.delete_range("base/".."base0"), Err(Error::Busy)));
+    let mut batch = WriteBatch::new();
+    batch.delete_range("base/", "base0");
+    assert!(matches!(db.write(batch), Err(Error::Busy)));
+    db.put("base/00002", "written during the copy").unwrap();
+    release(&gate);
+    job.wait().unwrap();
+    assert_eq!(db.shard_count(), 2);
+    assert_eq!(db.iter().count(), before, "the refused range deletes deleted nothing");
+    db.delete_range("base/".."base0").unwrap();
+    assert_eq!(db.prefix("base/").count(), 0);
+    db.close().unwrap();
+}

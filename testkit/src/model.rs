@@ -189,6 +189,9 @@ pub struct CommitHistory {
     commits: u64,
     /// Per key, the number of the last commit that wrote it.
     last_write: BTreeMap<Vec<u8>, u64>,
+    /// Range deletes (`start .. end`) with the number of their commit: they write every
+    /// key of the range, present or not.
+    ranges: Vec<(Vec<u8>, Vec<u8>, u64)>,
 }
 
 impl CommitHistory {
@@ -205,6 +208,26 @@ impl CommitHistory {
         }
     }
 
+    /// Records one commit writing `mutations` and deleting every key in `start..end`.
+    ///
+    /// ```
+    /// use std::ops::Bound::{Excluded, Included};
+    /// use strata_testkit::model::{CommitHistory, ReadRange};
+    ///
+    /// let mut history = CommitHistory::new();
+    /// history.record_range_delete(&[], b"b", b"d");
+    /// assert!(history.written_after(b"c", 0) && !history.written_after(b"d", 0));
+    /// let scan = ReadRange::Bounds(Included(b"c\xff".to_vec()), Excluded(b"z".to_vec()));
+    /// assert!(history.range_written_after(&scan, 0));
+    /// assert!(!history.range_written_after(&ReadRange::Prefix(b"d".to_vec()), 0));
+    /// ```
+    pub fn record_range_delete(&mut self, mutations: &[Mutation], start: &[u8], end: &[u8]) {
+        self.record(mutations);
+        if start < end {
+            self.ranges.push((start.to_vec(), end.to_vec(), self.commits));
+        }
+    }
+
     /// How many commits were recorded.
     pub fn len(&self) -> u64 {
         self.commits
@@ -218,11 +241,17 @@ impl CommitHistory {
     /// Whether a commit after the first `after` wrote `key`.
     pub fn written_after(&self, key: &[u8], after: u64) -> bool {
         self.last_write.get(key).is_some_and(|&n| n > after)
+            || self
+                .ranges
+                .iter()
+                .any(|(s, e, n)| *n > after && s.as_slice() <= key && key < e.as_slice())
     }
 
-    /// Whether a commit after the first `after` wrote a key in `range`.
+    /// Whether a commit after the first `after` wrote a key in `range` (a range delete
+    /// writes every key of its range, so it counts if the two ranges share any key).
     pub fn range_written_after(&self, range: &ReadRange, after: u64) -> bool {
         self.last_write.iter().any(|(k, &n)| n > after && range.contains(k))
+            || self.ranges.iter().any(|(s, e, n)| *n > after && range.meets(s, e))
     }
 }
 
@@ -236,6 +265,43 @@ pub enum ReadRange {
 }
 
 impl ReadRange {
+    /// Whether some key lies both in the range and in `start..end`.
+    fn meets(&self, start: &[u8], end: &[u8]) -> bool {
+        // The smallest key of the range (`None`: it has none) and its end.
+        let (lo, hi): (Vec<u8>, Bound<Vec<u8>>) = match self {
+            ReadRange::Prefix(p) => {
+                let mut next = p.clone();
+                while next.last() == Some(&0xff) {
+                    next.pop();
+                }
+                let hi = match next.last_mut() {
+                    Some(b) => {
+                        *b += 1;
+                        Bound::Excluded(next)
+                    }
+                    None => Bound::Unbounded,
+                };
+                (p.clone(), hi)
+            }
+            ReadRange::Bounds(s, e) => {
+                let lo = match s {
+                    Bound::Included(s) => s.clone(),
+                    Bound::Excluded(s) => [s.as_slice(), &[0]].concat(),
+                    Bound::Unbounded => Vec::new(),
+                };
+                (lo, e.clone())
+            }
+        };
+        // The smallest key of both is the larger of the two starts.
+        let first = if lo.as_slice() > start { lo } else { start.to_vec() };
+        let in_range = match &hi {
+            Bound::Included(e) => first <= *e,
+            Bound::Excluded(e) => first < *e,
+            Bound::Unbounded => true,
+        };
+        in_range && first.as_slice() < end
+    }
+
     /// Whether `key` lies in the range.
     ///
     /// ```

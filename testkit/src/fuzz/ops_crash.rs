@@ -27,9 +27,10 @@ pub(crate) const DB_DIR: &str = "/db";
 const SHORT_KEYS: u8 = 48;
 /// Transactions open at once (slots of the transaction ops).
 const TX_SLOTS: usize = 4;
-/// Op codes without [`OpsConfig::flags`] bit 4, and with it (the transaction ops follow).
+/// Op codes without [`OpsConfig::flags`] bit 4, and with it (the transaction ops and the
+/// range delete follow; the range delete came last so that older inputs keep their meaning).
 const PLAIN_OPS: u8 = 15;
-const ALL_OPS: u8 = 25;
+const ALL_OPS: u8 = 26;
 // The engine's conflict history (`Options::transaction_history_bytes`, left at its 16 MiB
 // default) outgrows what one input writes — at most MAX_OPS batches of 8 keys of 1 KiB — so
 // no commit here conflicts for lack of history, and the model need not know that rule.
@@ -75,7 +76,7 @@ fn durability_of(b: u8) -> Durability {
     }
 }
 
-/// One operation of [`run`]. Encoding: opcode byte (mod 15, or mod 25 with the transaction
+/// One operation of [`run`]. Encoding: opcode byte (mod 15, or mod 26 with the transaction
 /// ops: [`OpsConfig::flags`] bit 4), then one byte per field, in field order. Key ids map to
 /// keys as `key_of` does: 48 short keys `k00..k47`, 7 long (1 KiB) keys (ids 248 to 254) and
 /// the empty key (255).
@@ -252,6 +253,16 @@ pub enum Op {
         /// Durability, as for a put.
         durability: u8,
     },
+    /// 25: `db.delete_range(key(lo)..key(hi))` with a durability (an inverted or empty range
+    /// deletes nothing); the model deletes every key it may hold in the range.
+    DeleteRange {
+        /// Key id of the start.
+        lo: u8,
+        /// Key id of the end (excluded).
+        hi: u8,
+        /// Durability selector, as for puts.
+        durability: u8,
+    },
     /// 24: `db.compare_and_swap(key, expected, new)`.
     CompareAndSwap {
         /// Key id.
@@ -300,7 +311,8 @@ impl Op {
                 let entries = (0..m).map(|_| (byte(u), byte(u))).collect();
                 Op::Conditional { expects, entries, durability: byte(u) }
             }
-            _ => Op::CompareAndSwap { key: byte(u), expected: byte(u), len16: byte(u) },
+            24 => Op::CompareAndSwap { key: byte(u), expected: byte(u), len16: byte(u) },
+            _ => Op::DeleteRange { lo: byte(u), hi: byte(u), durability: byte(u) },
         }
     }
 
@@ -356,6 +368,7 @@ impl Op {
                 }
                 out.push(*durability);
             }
+            Op::DeleteRange { lo, hi, durability } => out.extend([25, *lo, *hi, *durability]),
             Op::CompareAndSwap { key, expected, len16 } => {
                 out.extend([24, *key, *expected, *len16])
             }
@@ -578,6 +591,9 @@ struct Harness {
     durable: DurableModel,
     write_no: u64,
     history: Vec<String>,
+    /// The range of the range delete being settled, for the transactions' verdicts (its
+    /// mutations name only the keys the model may hold; it writes every key of the range).
+    range_write: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Harness {
@@ -681,7 +697,7 @@ impl Harness {
                     return; // expectations alone: nothing sequenced, nothing logged
                 }
                 self.view.apply(&mutations);
-                self.commits.record(&mutations);
+                self.record_commit(&mutations);
                 self.durable.log.push(LoggedWrite { mutations, acked: true, durability });
                 if durability == Durability::Sync {
                     self.durable.must = self.durable.log.len();
@@ -731,10 +747,18 @@ impl Harness {
                 self.durable.poisoned = true;
                 if verdict == Verdict::Applied && !mutations.is_empty() {
                     // It may be in the log: neither acknowledged nor known to be absent.
-                    self.commits.record(&mutations);
+                    self.record_commit(&mutations);
                     self.durable.log.push(LoggedWrite { mutations, acked: false, durability });
                 }
             }
+        }
+    }
+
+    /// Records a sequenced write in the commit history (with its range, for a range delete).
+    fn record_commit(&mut self, mutations: &[Mutation]) {
+        match self.range_write.take() {
+            Some((start, end)) => self.commits.record_range_delete(mutations, &start, &end),
+            None => self.commits.record(mutations),
         }
     }
 
@@ -1032,6 +1056,23 @@ impl Harness {
                     .collect();
                 self.write(mutations, durability_of(durability));
             }
+            Op::DeleteRange { lo, hi, durability } => {
+                self.write_no += 1;
+                let (start, end) = (key_of(lo), key_of(hi));
+                // Every key the model can hold in the range goes: deleting an absent key is
+                // a no-op, so this is exactly the range delete's effect.
+                let mutations: Vec<Mutation> = key_universe()
+                    .into_iter()
+                    .filter(|k| start <= *k && *k < end)
+                    .map(|k| (k, None))
+                    .collect();
+                let durability = durability_of(durability);
+                let result =
+                    self.db().delete_range_with(start.as_slice()..end.as_slice(), durability);
+                self.range_write = Some((start, end));
+                self.settle("delete_range", mutations, durability, result, Verdict::Applied, false);
+                self.range_write = None;
+            }
             Op::Get { key } => {
                 let k = key_of(key);
                 match self.db().get(&k) {
@@ -1221,6 +1262,7 @@ pub fn run(data: &[u8]) {
         durable: DurableModel::new(),
         write_no: 0,
         history: vec![format!("{config:?}")],
+        range_write: None,
     };
     let transactions = config.flags & 16 != 0;
     let mut n = 0;

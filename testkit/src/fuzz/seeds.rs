@@ -215,6 +215,40 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     compactions.push(Op::Compact { lo: 0, hi: 0, whole: 0 });
     compactions.push(Op::Reopen { how: 1 });
     seeds.push(("ops_crash", "compactions".into(), encode_ops_input(small, &compactions)));
+
+    // Range deletes over keys in the memtable, in tables below, under snapshots, across
+    // flushes, compactions, faults and power cuts; empty and inverted ones.
+    let mut ranges = Vec::new();
+    for i in 0..90u8 {
+        ranges.push(put(i % 40, 64, i % 3));
+        match i % 15 {
+            4 => ranges.push(Op::DeleteRange { lo: i % 40, hi: i % 40 + 9, durability: i }),
+            7 => ranges.push(Op::Snapshot),
+            9 => ranges.push(Op::Flush),
+            11 => ranges.push(Op::Compact { lo: 0, hi: 0, whole: 0 }),
+            13 => {
+                ranges.push(Op::Scan { lo: 0, hi: 45, flags: 16, steps: i });
+                ranges.push(Op::ReadSnapshot { index: i, key: i % 40 });
+            }
+            _ => {}
+        }
+        if i == 40 {
+            ranges.push(Op::DeleteRange { lo: 0, hi: 47, durability: 0 });
+            ranges.push(Op::PowerLoss { mode: 3 });
+        }
+        if i == 60 {
+            ranges.push(Op::DeleteRange { lo: 20, hi: 5, durability: 1 }); // inverted
+            ranges.push(Op::DeleteRange { lo: 9, hi: 9, durability: 1 }); // empty
+            ranges.push(Op::Fault { op: 2, n: 1 });
+            ranges.push(Op::DeleteRange { lo: 2, hi: 30, durability: 0 });
+            ranges.push(Op::ClearFaults);
+            ranges.push(Op::Reopen { how: 1 });
+        }
+    }
+    ranges.push(Op::Get { key: 3 });
+    // Range deletes decode with flag bit 4 (they follow the transaction ops).
+    let ranges_config = OpsConfig { flags: small.flags | 16, ..small };
+    seeds.push(("ops_crash", "range-deletes".into(), encode_ops_input(ranges_config, &ranges)));
     seeds.extend(transaction_seeds());
     seeds.extend(reshard_seeds());
     seeds
@@ -297,6 +331,23 @@ fn transaction_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         Op::Compact { lo: 10, hi: 14, whole: 1 },
         tput(1, 12),
         commit(1, 0),
+        // A range delete over a key it read, and one over a range it scanned: conflicts;
+        // one beside a prefix it scanned: none.
+        begin(2),
+        get(2, 16),
+        Op::DeleteRange { lo: 15, hi: 18, durability: 1 },
+        tput(2, 32),
+        commit(2, 1),
+        begin(3),
+        range(3, 22, 26, 0),
+        Op::DeleteRange { lo: 25, hi: 27, durability: 1 },
+        tput(3, 33),
+        commit(3, 1),
+        begin(0),
+        Op::TxPrefix { slot: 0, key: 30, len: 2 },
+        Op::DeleteRange { lo: 40, hi: 44, durability: 1 },
+        tput(0, 34),
+        commit(0, 1),
         // Discarded: nothing written.
         begin(2),
         tput(2, 13),
