@@ -146,6 +146,12 @@ impl RangeTombstones {
         RangeTombstones { fragments, shared, words, end_words }
     }
 
+    /// The newest sequence number of any tombstone in the set (0 when empty): a version
+    /// at or above it is deleted by none of them.
+    pub fn max_seq(&self) -> SeqNo {
+        self.fragments.iter().filter_map(|f| f.seqs.first()).copied().max().unwrap_or(0)
+    }
+
     /// Whether the set holds no tombstone.
     pub fn is_empty(&self) -> bool {
         self.fragments.is_empty()

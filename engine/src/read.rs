@@ -13,7 +13,7 @@ use strata_core::range_del::RangeTombstones;
 use strata_core::Result;
 
 use crate::inner::DbInner;
-use crate::state::SuperVersion;
+use crate::state::{SuperVersion, TableTombstones};
 use crate::table_cache::LevelIterator;
 
 impl DbInner {
@@ -59,7 +59,7 @@ impl DbInner {
             // lies in a table on its path, so without such a table there is none to ask.
             if tombstones_seen {
                 if let Some(set) = self.table_tombstones(view)? {
-                    if set.max_cover(key, seq) > Some(version) {
+                    if set.max_seq > version && set.set.max_cover(key, seq) > Some(version) {
                         return Ok(None);
                     }
                 }
@@ -74,7 +74,7 @@ impl DbInner {
     pub(crate) fn table_tombstones(
         &self,
         view: &SuperVersion,
-    ) -> Result<Option<Arc<RangeTombstones>>> {
+    ) -> Result<Option<Arc<TableTombstones>>> {
         if let Some(set) = view.table_tombstones.get() {
             return Ok(set.clone());
         }
@@ -86,7 +86,10 @@ impl DbInner {
                 }
             }
         }
-        let set = (!all.is_empty()).then(|| Arc::new(RangeTombstones::new(all)));
+        let set = (!all.is_empty()).then(|| {
+            let set = Arc::new(RangeTombstones::new(all));
+            Arc::new(TableTombstones { max_seq: set.max_seq(), set })
+        });
         // A racing reader may have set it first: from the same version, the same set.
         let _ = view.table_tombstones.set(set.clone());
         Ok(set)
@@ -103,7 +106,7 @@ impl DbInner {
             .chain(&view.imms)
             .filter_map(|m| m.range_tombstones())
             .collect();
-        sets.extend(self.table_tombstones(view)?);
+        sets.extend(self.table_tombstones(view)?.map(|t| Arc::clone(&t.set)));
         Ok(sets)
     }
 

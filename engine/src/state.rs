@@ -25,7 +25,14 @@ pub(crate) struct SuperVersion {
     pub(crate) version: Arc<Version>,
     /// The range tombstones of `version`'s tables, gathered by the first read that needs
     /// them (`DbInner::table_tombstones`) and shared by every view of the same version.
-    pub(crate) table_tombstones: Arc<OnceLock<Option<Arc<RangeTombstones>>>>,
+    pub(crate) table_tombstones: Arc<OnceLock<Option<Arc<TableTombstones>>>>,
+}
+
+/// The range tombstones of a version's tables, and the newest of their sequence numbers
+/// (a version at or above it is deleted by none: no search needed).
+pub(crate) struct TableTombstones {
+    pub(crate) set: Arc<RangeTombstones>,
+    pub(crate) max_seq: SeqNo,
 }
 
 impl SuperVersion {
