@@ -341,6 +341,12 @@ fn open_input(fs: &dyn strata_core::fs::FileSystem, path: &Path) -> Result<Input
             path.display()
         )));
     }
+    if !props.range_tombstones.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds range tombstones: only tables a TableWriter made can be ingested",
+            path.display()
+        )));
+    }
     if props.largest_seq != 0 {
         return Err(Error::InvalidArgument(format!(
             "{} stores sequence numbers (up to {}): only tables a TableWriter made can be \

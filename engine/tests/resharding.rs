@@ -299,11 +299,22 @@ fn a_resharded_database_reopens_with_its_creation_options_and_keeps_its_kind() {
 
 /// A hook that blocks the resharding at `at` until released.
 fn gate_at(at: ReshardStep) -> (ShardedOptions, Arc<(Mutex<bool>, std::sync::Condvar)>) {
+    let (opts, gate, _) = gate_reporting(at);
+    (opts, gate)
+}
+
+/// [`gate_at`], with a flag set once the resharding got to `at`.
+#[allow(clippy::type_complexity)]
+fn gate_reporting(
+    at: ReshardStep,
+) -> (ShardedOptions, Arc<(Mutex<bool>, std::sync::Condvar)>, Arc<AtomicBool>) {
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let g = gate.clone();
+    let reached = Arc::new(AtomicBool::new(false));
+    let (g, seen) = (gate.clone(), reached.clone());
     let opts = ShardedOptions::new(1).partitioner(Partitioner::Range(vec![])).on_reshard_step(
         move |step| {
             if step == at {
+                seen.store(true, Ordering::Release);
                 let (open, cv) = &*g;
                 let mut o = open.lock().unwrap();
                 while !*o {
@@ -312,7 +323,14 @@ fn gate_at(at: ReshardStep) -> (ShardedOptions, Arc<(Mutex<bool>, std::sync::Con
             }
         },
     );
-    (opts, gate)
+    (opts, gate, reached)
+}
+
+/// Waits until the resharding got to the gate.
+fn wait_for(reached: &AtomicBool) {
+    while !reached.load(Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 fn release(gate: &(Mutex<bool>, std::sync::Condvar)) {
@@ -652,30 +670,13 @@ fn reopen_after_a_crash_mid_copy_rolls_back_and_empties_the_new_directory() {
 /// copies it is `Busy` (alone or in a batch); before and after, it deletes on every shard.
 #[test]
 fn range_deletes_wait_for_a_copying_resharding() {
-    // Blocks at Capturing (the capture is on), saying that it got there.
-    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-    let reached = Arc::new(AtomicBool::new(false));
-    let (g, seen) = (gate.clone(), reached.clone());
-    let opts = ShardedOptions::new(1).partitioner(Partitioner::Range(vec![])).on_reshard_step(
-        move |step| {
-            if step == ReshardStep::Capturing {
-                seen.store(true, Ordering::Release);
-                let (open, cv) = &*g;
-                let mut o = open.lock().unwrap();
-                while !*o {
-                    o = cv.wait(o).unwrap();
-                }
-            }
-        },
-    );
+    let (opts, gate, reached) = gate_reporting(ReshardStep::Capturing);
     let dir = tempfile::tempdir().unwrap();
     let db = ShardedDb::open(dir.path(), opts).unwrap();
     load_base(&db);
     let before = db.iter().count();
     let job = db.split_shard(0).unwrap();
-    while !reached.load(Ordering::Acquire) {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    wait_for(&reached);
     assert!(matches!(db.delete_range("base/".."base0"), Err(Error::Busy)));
     let mut batch = WriteBatch::new();
     batch.delete_range("base/", "base0");
@@ -687,5 +688,29 @@ fn range_deletes_wait_for_a_copying_resharding() {
     assert_eq!(db.iter().count(), before, "the refused range deletes deleted nothing");
     db.delete_range("base/".."base0").unwrap();
     assert_eq!(db.prefix("base/").count(), 0);
+    db.close().unwrap();
+}
+
+/// An ingest refuses while a resharding runs (the split of its input follows one routing),
+/// and works once it ended.
+#[test]
+fn a_sharded_ingest_waits_for_a_resharding() {
+    let (opts, gate, reached) = gate_reporting(ReshardStep::Capturing);
+    let dir = tempfile::tempdir().unwrap();
+    let db = ShardedDb::open(dir.path().join("db"), opts).unwrap();
+    load_base(&db);
+    let mut writer =
+        strata::TableWriter::create(dir.path().join("load.sst"), &Options::default()).unwrap();
+    for i in 0..100u32 {
+        writer.put(format!("load/{i:03}"), "x").unwrap();
+    }
+    let file = writer.finish().unwrap();
+    let job = db.split_shard(0).unwrap();
+    wait_for(&reached);
+    assert!(matches!(db.ingest([file.path()]), Err(Error::Busy)));
+    release(&gate);
+    job.wait().unwrap();
+    db.ingest([file.path()]).unwrap();
+    assert_eq!(db.prefix("load/").count(), 100);
     db.close().unwrap();
 }
