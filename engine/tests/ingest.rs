@@ -538,3 +538,29 @@ fn writes_racing_ingests_into_the_same_range_keep_the_newest_value() {
     let db = Db::open(dir.path().join("db"), opts).unwrap();
     assert_eq!(sim_state(&db), state, "the same after a reopen");
 }
+
+/// A crash in the middle of a sharded ingest can leave its per-shard parts behind under
+/// their temporary names; the next open removes them (and nothing else).
+#[test]
+fn a_sharded_open_removes_parts_a_crashed_ingest_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("db");
+    let db = strata::ShardedDb::open(&root, strata::ShardedOptions::new(2)).unwrap();
+    db.put("k", "v").unwrap();
+    db.close().unwrap();
+    let shard_dir = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("a shard directory");
+    let leftover = shard_dir.join("ingest-split-4242-7.sst");
+    let unrelated = shard_dir.join("notes-ingest-split.txt");
+    std::fs::write(&leftover, b"partial table").unwrap();
+    std::fs::write(&unrelated, b"kept").unwrap();
+    let db = strata::ShardedDb::open(&root, strata::ShardedOptions::new(2)).unwrap();
+    assert!(!leftover.exists(), "the leftover part is removed");
+    assert!(unrelated.exists(), "other files stay");
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    db.close().unwrap();
+}

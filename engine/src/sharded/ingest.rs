@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use strata_core::fs::FileSystem;
 use strata_core::iter::InternalIterator;
 use strata_core::key::{parse_internal_key, ValueKind};
 use strata_core::{Error, Result};
@@ -160,7 +161,8 @@ impl ShardedDb {
                 Some(w) => w,
                 None => {
                     let dir = routing.shard(shard)?.db.path().to_path_buf();
-                    let path = dir.join(format!("ingest-split-{}-{split}.sst", std::process::id()));
+                    let name = format!("{SPLIT_PREFIX}{}-{split}.sst", std::process::id());
+                    let path = dir.join(name);
                     temporary.push(path.clone());
                     slot.insert(TableWriter::create(path, &self.inner.options.engine)?)
                 }
@@ -180,4 +182,28 @@ impl ShardedDb {
         }
         Ok(out)
     }
+}
+
+/// The name prefix of the per-shard parts an ingest writes (`ingest-split-{pid}-{n}.sst`).
+const SPLIT_PREFIX: &str = "ingest-split-";
+
+/// Removes the parts a sharded ingest left in a shard's directory `dir` when a crash cut it
+/// short (ingested parts were linked under table names; these names are never referenced).
+/// Called by [`ShardedDb::open`], which holds the root lock: no ingest is running.
+pub(super) fn remove_split_leftovers(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let names = match fs.list(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    let mut removed = false;
+    for name in names.iter().filter(|n| n.starts_with(SPLIT_PREFIX) && n.ends_with(".sst")) {
+        let path = dir.join(name);
+        fs.remove(&path).map_err(|e| Error::io("remove", &path, e))?;
+        removed = true;
+    }
+    if removed {
+        fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+    Ok(())
 }

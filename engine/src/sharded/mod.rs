@@ -512,6 +512,9 @@ impl ShardedDb {
         }
         // A resharding a crash interrupted is undone (still copying) or its cleanup resumed.
         let layout = reshard::recover(fs.as_ref(), &root, layout)?;
+        for dir in &dirs {
+            ingest::remove_split_leftovers(fs.as_ref(), dir)?;
+        }
         let shards = open_shards(&dirs, |d| Db::open(d, options.engine.clone()))?;
         let auto = options.auto_split.clone();
         let db = ShardedDb::assemble(root, layout, shards, Some(root_lock), options, false);
